@@ -1,0 +1,1 @@
+"""Subcommands of the umbrella ``fluxfunc`` CLI, one module each."""

@@ -1,0 +1,16 @@
+"""`fluxfunc up` (stub until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("up", help="up (not implemented yet)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("fluxfunc up: not implemented yet")
+    return 1

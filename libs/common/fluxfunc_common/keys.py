@@ -1,0 +1,118 @@
+"""Every Redis key name fluxfunc uses, built in this one place (SPEC §5).
+
+No other module formats a key: they ask a :class:`Keys` made from ``redis.namespace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "workers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one namespace ``ns``."""
+
+    ns: str = "fluxfunc"
+
+    # --- task streams and their companions -------------------------------------------
+    def queue(self, queue: str) -> str:
+        """Stream of pending work of one queue (group ``workers``)."""
+        return f"{self.ns}:queue:{queue}"
+
+    def queue_name(self, stream_key: str) -> str:
+        """The queue name back from a stream key."""
+        return stream_key[len(self.ns) + len(":queue:") :]
+
+    def queue_pattern(self) -> str:
+        return f"{self.ns}:queue:*"
+
+    def delayed(self, queue: str) -> str:
+        """ZSET task id → due ms (ETA, delay, retry backoff)."""
+        return f"{self.ns}:delayed:{queue}"
+
+    def delayed_body(self, queue: str) -> str:
+        """HASH task id → envelope JSON of a delayed task."""
+        return f"{self.ns}:delayed:{queue}:body"
+
+    def dead(self) -> str:
+        """Dead-letter stream."""
+        return f"{self.ns}:dead"
+
+    def result(self, task_id: str) -> str:
+        return f"{self.ns}:result:{task_id}"
+
+    def reply(self, server_id: str) -> str:
+        """Reply-notification stream of one Server process."""
+        return f"{self.ns}:reply:{server_id}"
+
+    def idem(self, key: str) -> str:
+        return f"{self.ns}:idem:{key}"
+
+    def enqueued(self, task_id: str) -> str:
+        """Guard that makes a re-sent enqueue of the same task id a no-op."""
+        return f"{self.ns}:enq:{task_id}"
+
+    def cancel(self, task_id: str) -> str:
+        return f"{self.ns}:cancel:{task_id}"
+
+    def running(self, task_id: str) -> str:
+        """Which worker consumer is running a task (for cancel of a running task)."""
+        return f"{self.ns}:running:{task_id}"
+
+    def stats(self, queue: str, minute: int) -> str:
+        """Completed-task counter of one queue for one minute (throughput)."""
+        return f"{self.ns}:stats:{queue}:{minute}"
+
+    # --- processes -------------------------------------------------------------------
+    def svc(self, role: str, instance: str) -> str:
+        """Heartbeat of one process."""
+        return f"{self.ns}:svc:{role}:{instance}"
+
+    def svc_pattern(self, role: str = "*") -> str:
+        return f"{self.ns}:svc:{role}:*"
+
+    def events(self) -> str:
+        """Pub/sub channel: script published, cron jobs changed, cancel running task."""
+        return f"{self.ns}:events"
+
+    def scripts_version(self) -> str:
+        """Counter bumped on every publish; workers compare it to drop cached code."""
+        return f"{self.ns}:scripts:version"
+
+    # --- beat --------------------------------------------------------------------------
+    def beat_leader(self) -> str:
+        return f"{self.ns}:beat:leader"
+
+    def beat_epoch(self) -> str:
+        return f"{self.ns}:beat:epoch"
+
+    def beat_fired(self, cron_id: str, fire_ms: int) -> str:
+        return f"{self.ns}:beat:fired:{cron_id}:{fire_ms}"
+
+    def beat_last(self) -> str:
+        """HASH cron id → last fire ms."""
+        return f"{self.ns}:beat:last"
+
+    def cron_changed(self) -> str:
+        """Stream of cron-job changes (id per entry) read by the Beat leader."""
+        return f"{self.ns}:cron:changed"
+
+    def cron_running(self, cron_id: str) -> str:
+        """Set while a run of a cron job is in flight (overlapPolicy ``skip``)."""
+        return f"{self.ns}:cron:running:{cron_id}"
+
+    # --- server-side helpers -------------------------------------------------------------
+    def throttle(self, entry_id: str, window: str, bucket: int) -> str:
+        return f"{self.ns}:throttle:{entry_id}:{window}:{bucket}"
+
+    def result_cache(self, func_id: str, digest: str) -> str:
+        return f"{self.ns}:rcache:{func_id}:{digest}"
+
+    def nonce(self, ak_id: str, nonce: str) -> str:
+        return f"{self.ns}:nonce:{ak_id}:{nonce}"
+
+    # --- script API (DFF.CACHE) ---------------------------------------------------------
+    def cache(self, scope: str, key: str) -> str:
+        return f"{self.ns}:cache:{scope}:{key}"

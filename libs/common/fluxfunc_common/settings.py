@@ -1,0 +1,238 @@
+"""Settings: one YAML file plus ``FLUXFUNC_<SECTION>__<KEY>`` environment overrides.
+
+Loaded once in each ``__main__`` with :func:`load_settings`, frozen, then passed down.
+Nothing else in the code base reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fluxfunc_common.errors import ConfigError
+
+ENV_PREFIX = "FLUXFUNC_"
+DEFAULT_FILE = "fluxfunc.yaml"
+
+
+class Section(BaseModel):
+    """Base of every settings section: strict and immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SentinelSettings(Section):
+    hosts: list[str] = Field(min_length=1, description="host:port of each Sentinel")
+    service: str = "mymaster"
+    password: SecretStr | None = None
+    sentinel_password: SecretStr | None = None
+
+
+class RedisSettings(Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = Field(default="fluxfunc", pattern=r"^[A-Za-z0-9_.-]+$")
+    sentinel: SentinelSettings | None = None
+    max_connections: int = Field(default=64, ge=2)
+    queue_max_len: int = Field(default=100_000, ge=1)
+
+
+class StoreSettings(Section):
+    url: str = "sqlite:///./fluxfunc.db"
+    auto_migrate: bool = True
+    pool_size: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StoreSettings:
+        if not self.url.startswith(("sqlite://", "mysql://", "mariadb://")):
+            raise ValueError("store.url must start with sqlite://, mysql:// or mariadb://")
+        return self
+
+
+class ServerSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8088, ge=0, le=65535)
+    max_body_mb: float = Field(default=10, gt=0)
+    shutdown_seconds: float = Field(default=30, ge=0)
+
+
+class WorkerSettings(Section):
+    queues: list[str] = Field(default_factory=lambda: ["default", "cron", "async"], min_length=1)
+    concurrency: int = Field(default=4, ge=1)
+    lease_seconds: float = Field(default=60, gt=0)
+    heartbeat_seconds: float | None = Field(default=None, gt=0)
+    reclaim_seconds: float = Field(default=5, gt=0)
+    drain_seconds: float = Field(default=30, ge=0)
+    max_tasks_per_child: int = Field(default=1000, ge=1)
+    max_memory_mb: int = Field(default=1024, ge=16)
+    max_deliveries: int = Field(default=5, ge=1)
+    record_batch_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        """Accept ``a,b`` (env vars, ``--queues``) as well as a YAML list."""
+        if isinstance(value, str):
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Lease renewal period: a quarter of the lease unless set."""
+        return self.heartbeat_seconds or self.lease_seconds / 4
+
+
+class BeatSettings(Section):
+    timezone: str = "UTC"
+    lease_seconds: float = Field(default=15, gt=0)
+
+
+class TasksSettings(Section):
+    default_timeout: float = Field(default=30, gt=0)
+    max_timeout: float = Field(default=3600, gt=0)
+    result_ttl: int = Field(default=3600, ge=1)
+    record_retention_days: int = Field(default=30, ge=1)
+    record_limit: int = Field(default=1000, ge=1)
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["json", "console", "auto"] = "auto"
+
+
+class Settings(Section):
+    """The whole configuration (SPEC §9)."""
+
+    secret: SecretStr | None = None
+    redis: RedisSettings = RedisSettings()
+    store: StoreSettings = StoreSettings()
+    server: ServerSettings = ServerSettings()
+    worker: WorkerSettings = WorkerSettings()
+    beat: BeatSettings = BeatSettings()
+    tasks: TasksSettings = TasksSettings()
+    log: LogSettings = LogSettings()
+
+    def require_secret(self) -> str:
+        """The secret, or a ConfigError when it is missing (required outside ``fluxfunc up``)."""
+        if self.secret is None or not self.secret.get_secret_value():
+            raise ConfigError("secret is not set: add `secret:` to the config or FLUXFUNC_SECRET")
+        return self.secret.get_secret_value()
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some section keys replaced (used by CLI flags and tests)."""
+        data = self.model_dump(mode="python")
+        for name, values in sections.items():
+            if isinstance(data.get(name), dict):
+                data[name] = {**data[name], **values}
+            else:
+                data[name] = values
+        return Settings.model_validate(_reveal(data))
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def resolve_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """``--config`` beats ``$FLUXFUNC_CONFIG`` beats ``./fluxfunc.yaml``; None means defaults."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("FLUXFUNC_CONFIG"):
+        return Path(environ["FLUXFUNC_CONFIG"])
+    local = Path(DEFAULT_FILE)
+    return local if local.is_file() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+_RAW_KEYS = frozenset({"secret", "password", "sentinel_password", "namespace", "url"})
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``FLUXFUNC_REDIS__URL=...`` → ``{"redis": {"url": ...}}``; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "FLUXFUNC_CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            value = raw
+        if path[-1] in _RAW_KEYS:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{loc}: {msg}")
+    return f"invalid config ({source}): " + "; ".join(parts)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load, merge and validate settings; raises ConfigError naming the bad key and file."""
+    env = os.environ if environ is None else environ
+    file = resolve_path(str(path) if path else None, env)
+    data = _read_yaml(file) if file else {}
+    overrides = _env_overrides(env)
+    source = f"{file}" if file else "defaults"
+    if overrides:
+        source += " + FLUXFUNC_* environment"
+    try:
+        return Settings.model_validate(_merge(data, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,1 @@
+"""fluxfunc server."""
