@@ -9,6 +9,7 @@ clear line and a non-zero exit code instead of a traceback wall.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -98,7 +99,5 @@ async def every(
             raise
         except Exception as exc:  # a periodic chore must survive a bad round
             log.warning("periodic step failed", step=getattr(step, "__name__", "?"), error=str(exc))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass

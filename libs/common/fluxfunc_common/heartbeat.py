@@ -1,0 +1,118 @@
+"""Process heartbeats: ``{ns}:svc:{role}:{instance}`` refreshed while a service runs, and the
+``--check`` probe that exits 0 only while the heartbeat of this machine's process is fresh.
+
+The instance id is also written to a small state file so that a health-check command run in
+the same container (a separate process) knows which key to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from fluxfunc_common import __version__
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.settings import Settings
+
+INTERVAL = 5.0
+TTL_FACTOR = 3
+
+
+def state_file(role: str, namespace: str) -> Path:
+    """Where a running service records its instance id (``$FLUXFUNC_STATE_DIR`` or tmp)."""
+    base = Path(os.environ.get("FLUXFUNC_STATE_DIR") or tempfile.gettempdir())
+    return base / f"fluxfunc-{namespace}-{role}.instance"
+
+
+def describe(role: str, instance: str, started: float, **extra: Any) -> dict[str, Any]:
+    """The JSON body of a heartbeat key."""
+    return {
+        "role": role,
+        "instance": instance,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "version": __version__,
+        "startTime": started,
+        "lastHeartbeat": time.time(),
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def heartbeat(
+    redis: aioredis.Redis,
+    keys: Keys,
+    role: str,
+    instance: str,
+    *,
+    extra: Callable[[], dict[str, Any]] | None = None,
+    interval: float = INTERVAL,
+) -> AsyncIterator[None]:
+    """Beat every ``interval`` seconds while the block runs; delete the key on exit."""
+    started = time.time()
+    key = keys.svc(role, instance)
+    path = state_file(role, keys.ns)
+
+    async def beat_once() -> None:
+        body = describe(role, instance, started, **(extra() if extra else {}))
+        await redis.set(key, json.dumps(body), px=int(interval * TTL_FACTOR * 1000))
+
+    async def loop() -> None:
+        while True:
+            with suppress(Exception):
+                await beat_once()
+            await asyncio.sleep(interval)
+
+    await beat_once()
+    with suppress(OSError):
+        path.write_text(instance)
+    task = asyncio.create_task(loop(), name=f"heartbeat-{role}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        with suppress(Exception):
+            await redis.delete(key)
+        with suppress(OSError):
+            path.unlink()
+
+
+async def is_fresh(settings: Settings, role: str) -> bool:
+    """True when this machine's ``role`` process has a live heartbeat key."""
+    from fluxfunc_common.redisconn import make_client
+
+    path = state_file(role, settings.redis.namespace)
+    try:
+        instance = path.read_text().strip()
+    except OSError:
+        return False
+    client = make_client(settings.redis)
+    try:
+        return bool(await client.exists(Keys(settings.redis.namespace).svc(role, instance)))
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+async def list_services(redis: aioredis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """Every live heartbeat (all roles), for the ops overview."""
+    out = []
+    async for key in redis.scan_iter(match=keys.svc_pattern(), count=500):
+        raw = await redis.get(key)
+        if raw:
+            with suppress(ValueError):
+                out.append(json.loads(raw))
+    return sorted(out, key=lambda s: (s.get("role", ""), s.get("instance", "")))
