@@ -1,0 +1,52 @@
+"""The DataFlux Func response envelope (SPEC §4): ``ok(request, data)`` for success; errors
+are rendered by the one error middleware from the :mod:`fluxfunc_common.errors` tree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from fluxfunc_common.errors import FluxfuncError
+
+TRACE_KEY = "trace_id"
+START_KEY = "start_time"
+
+
+def _dumps(body: Any) -> bytes:
+    return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response (orjson) with the given status."""
+    return web.Response(body=_dumps(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def ok(request: web.Request, data: Any = None, *, status: int = 200,
+       headers: dict[str, str] | None = None) -> web.Response:
+    """``{"ok": true, "error": 200, "message": "", "data": …, "traceId", "reqCost"}``."""
+    started = request.get(START_KEY, time.monotonic())
+    body = {
+        "ok": True,
+        "error": status,
+        "message": "",
+        "data": data,
+        "traceId": request.get(TRACE_KEY, ""),
+        "reqCost": round((time.monotonic() - started) * 1000, 3),
+    }
+    return json_response(body, status=status, headers=headers)
+
+
+def error_body(request: web.Request, exc: FluxfuncError) -> dict[str, Any]:
+    """``{"ok": false, "error": code, "reason", "message", "detail", "traceId"}``."""
+    return {
+        "ok": False,
+        "error": exc.code,
+        "reason": exc.reason,
+        "message": exc.message,
+        "detail": exc.detail,
+        "traceId": request.get(TRACE_KEY, ""),
+    }
