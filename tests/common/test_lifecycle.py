@@ -1,0 +1,62 @@
+"""Lifecycle: startup failures are one clear line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fluxfunc_common.lifecycle import Shutdown, drain
+
+SERVICES = ["fluxfunc_server", "fluxfunc_worker", "fluxfunc_beat"]
+
+
+def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_bad_config_is_one_line(module: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("worker: {nope: 1}\n")
+    proc = run(module, "--config", str(cfg))
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "worker.nope" in lines[0] and str(cfg) in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_unreachable_redis_is_one_line(module: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "secret: x\nredis: {url: 'redis://127.0.0.1:1/0'}\n"
+        f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
+    )
+    proc = run(module, "--config", str(cfg))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "127.0.0.1:1" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1
+
+
+async def test_shutdown_first_stops_second_forces() -> None:
+    sd = Shutdown()
+    sd.request()
+    assert sd.stopping.is_set() and not sd.forced.is_set()
+    sd.request()
+    assert sd.forced.is_set()
+
+
+async def test_drain_returns_unfinished() -> None:
+    import asyncio
+
+    fast = asyncio.create_task(asyncio.sleep(0))
+    slow = asyncio.create_task(asyncio.sleep(10))
+    left = await drain({fast, slow}, 0.2)
+    assert left == {slow}
+    slow.cancel()
