@@ -94,7 +94,7 @@ class TaskError(FluxfuncError):
     """The function did not succeed."""
 
     status = 599
-    code = 599
+    code: int | float = 599
     reason = "EFunc"
 
 

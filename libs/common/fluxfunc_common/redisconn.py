@@ -45,8 +45,11 @@ def _sentinel_client(settings: RedisSettings, **kwargs: Any) -> aioredis.Redis:
     if settings.sentinel.sentinel_password:
         sentinel_kwargs["password"] = settings.sentinel.sentinel_password.get_secret_value()
     password = settings.sentinel.password.get_secret_value() if settings.sentinel.password else None
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, password=password)
-    return sentinel.master_for(settings.sentinel.service, **kwargs)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs=sentinel_kwargs, password=password
+    )
+    client: aioredis.Redis = sentinel.master_for(settings.sentinel.service, **kwargs)
+    return client
 
 
 def make_client(settings: RedisSettings, *, blocking: bool = False) -> aioredis.Redis:

@@ -7,6 +7,7 @@ same tests (``tests/common/test_store.py``).
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ class Store(ABC):
         """Delete the entity (NotFound if missing)."""
 
     @abstractmethod
-    async def changed_since(self, entity: Entity, since: float) -> list[dict[str, Any]]:
+    async def changed_since(self, entity: Entity, since: float) -> builtins.list[dict[str, Any]]:
         """Entities whose updateTime is at or after ``since`` (epoch s), for incremental sync."""
 
     # --- scripts -----------------------------------------------------------------------------
