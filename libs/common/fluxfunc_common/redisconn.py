@@ -41,7 +41,9 @@ def _sentinel_client(settings: RedisSettings, **kwargs: Any) -> aioredis.Redis:
     for h in settings.sentinel.hosts:
         host, _, port = h.rpartition(":")
         hosts.append((host or h, int(port or 26379)))
-    sentinel_kwargs = {}
+    # Sentinels get their own short timeouts: an empty dict would leave a dead Sentinel host
+    # able to hang master discovery (redis-py only copies socket_* options when given None).
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
     if settings.sentinel.sentinel_password:
         sentinel_kwargs["password"] = settings.sentinel.sentinel_password.get_secret_value()
     password = settings.sentinel.password.get_secret_value() if settings.sentinel.password else None

@@ -2,21 +2,41 @@
 
 The only module that converts between :class:`TaskEnvelope`/:class:`TaskResult` and Redis
 stream entries / result keys. Every multi-step mutation is one Lua script (``lua/*.lua``),
-so ownership checks and writes are atomic.
+so ownership checks and writes are atomic; every write that changes a consumer's entry is
+owner-checked by (consumer, delivery count).
 
-INTERFACE STUB: signatures and semantics are the contract; bodies are filled in by the
-foundation work.
+A stream entry whose body is not a valid envelope never reaches the caller: the consumer
+side (``read``, ``read_own_pending``, ``reclaim``) moves it to the dead-letter stream with
+reason ``malformed: …`` and acks it, so one bad producer cannot crash or wedge a worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult
+from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import GROUP, Keys
+
+LUA_DIR = Path(__file__).parent / "lua"
+SCRIPTS = ("enqueue", "promote", "touch", "complete", "ack", "retry", "reclaim", "dead",
+           "release", "delconsumer_if_empty", "safe_trim", "requeue")
+INLINE_LIMIT = 64 * 1024  # results up to this size travel inside the reply note
+REPLY_MAXLEN = 10_000
+IDEM_TTL_MS = 86_400_000
+DEFAULT_RESULT_TTL_S = 3600
+ENQUEUE_BATCH = 500  # tasks per enqueue script call (bounds the time Redis spends in one call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +54,7 @@ class Enqueued:
     task_id: str
     entry_id: str | None  # None for delayed tasks and duplicates
     duplicate: bool = False  # same idempotency key (or task id) seen before: task_id is the first one
+    due_ms: int | None = None  # set when the task went to the delayed set
 
 
 @dataclass
@@ -52,6 +73,29 @@ class ReplyNote:
     result: TaskResult | None  # inline when small, else None (GET the result key)
 
 
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Any) -> dict[str, Any]:
+    """Entry fields as a str-keyed dict, from a parsed dict or a flat Lua list."""
+    if isinstance(raw, Mapping):
+        return {_str(k): v for k, v in raw.items()}
+    it = iter(raw or ())
+    return {_str(k): v for k, v in zip(it, it, strict=False)}
+
+
+def _header(env: TaskEnvelope) -> bytes:
+    """The ``enq`` marker: what the Server reports for a ``queued`` task."""
+    return orjson.dumps({"id": env.id, "funcId": env.func_id, "origin": env.origin.value,
+                         "originId": env.origin_id, "queue": env.queue,
+                         "triggerTime": env.trigger_time, "eta": env.eta})
+
+
+def _result_ttl_ms(env: TaskEnvelope) -> int:
+    return (env.result_ttl or DEFAULT_RESULT_TTL_S) * 1000
+
+
 class StreamProtocol:
     """Producer and consumer operations on the task streams of one namespace."""
 
@@ -67,112 +111,383 @@ class StreamProtocol:
         self.blocking = blocking or redis
         self.keys = keys
         self.group = group
+        prelude = (LUA_DIR / "_prelude.lua").read_text()
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(prelude + (LUA_DIR / f"{name}.lua").read_text())
+            for name in SCRIPTS
+        }
+        self._clock_offset = 0.0  # Redis TIME − local time, refreshed every minute
+        self._clock_checked = float("-inf")
+
+    # --- plumbing ----------------------------------------------------------------------
+    async def _eval_many(self, calls: Sequence[tuple[str, list[Any], list[Any]]]) -> list[Any]:
+        """EVALSHA each (script, keys, args) in one non-transactional pipeline.
+
+        Not redis-py's Script-in-pipeline, which sends SCRIPT EXISTS before every pipeline:
+        scripts missing after a restart/failover (NOSCRIPT, so not run) are loaded and only
+        those calls are sent again."""
+        if not calls:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for name in {calls[i][0] for i in missing}:
+                await self.redis.script_load(self._scripts[name].script)
+            again = await self._eval_many([calls[i] for i in missing])
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    async def _eval(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
+
+    async def _server_minute(self) -> int:
+        """The current minute by Redis TIME (offset cached for a minute)."""
+        now = time.monotonic()
+        if now - self._clock_checked > 60:
+            self._clock_offset = await self.server_time() - time.time()
+            self._clock_checked = now
+        return int((time.time() + self._clock_offset) // 60)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (startup; NOSCRIPT later is handled anyway)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script in self._scripts.values():
+                pipe.script_load(script.script)
+            await pipe.execute()
 
     async def ensure_groups(self, queues: Sequence[str]) -> None:
-        """XGROUP CREATE <stream> workers 0 MKSTREAM for each queue, ignoring BUSYGROUP."""
-        raise NotImplementedError
+        """XGROUP CREATE <stream> workers 0 MKSTREAM for each queue, ignoring BUSYGROUP;
+        also loads the scripts."""
+        await self.load_scripts()
+        for queue in queues:
+            try:
+                await self.redis.xgroup_create(self.keys.queue(queue), self.group, "0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def server_time(self) -> float:
         """Redis TIME as epoch seconds."""
-        raise NotImplementedError
+        seconds, micros = await self.redis.time()
+        return int(seconds) + int(micros) / 1e6
 
     # --- producing -------------------------------------------------------------------
-    async def enqueue(self, env: TaskEnvelope, *, max_len: int) -> Enqueued:
+    def _enqueue_args(self, env: TaskEnvelope, max_len: int, idem_ttl_ms: int) -> tuple[list[Any], list[Any]]:
+        """One task's 5 keys and 10 args of the (batch) ``enqueue`` script."""
+        k = self.keys
+        idem = k.idem(env.idempotency_key) if env.idempotency_key else k.enqueued(env.id)
+        keys = [k.queue(env.queue), k.enqueued(env.id), k.delayed(env.queue), k.delayed_body(env.queue), idem]
+        eta = "" if env.eta is None else int(env.eta * 1000)
+        args = [env.id, env.func_id, env.origin.value, env.to_json(), max_len, _header(env), eta,
+                _result_ttl_ms(env), idem_ttl_ms, int(bool(env.idempotency_key))]
+        return keys, args
+
+    @staticmethod
+    def _enqueued(env: TaskEnvelope, reply: list[Any]) -> Enqueued | None:
+        """The script's answer as an :class:`Enqueued`; None when the queue was full."""
+        kind = _str(reply[0])
+        if kind == "ok":
+            return Enqueued(env.id, _str(reply[1]))
+        if kind == "delayed":
+            return Enqueued(env.id, None, due_ms=int(reply[1]))
+        if kind == "dup":
+            return Enqueued(_str(reply[1]), None, duplicate=True)
+        return None
+
+    async def enqueue(self, env: TaskEnvelope, *, max_len: int,
+                      idem_ttl_ms: int = IDEM_TTL_MS) -> Enqueued:
         """Enqueue now, or into the delayed set when ``env.eta`` is in the future (Redis time).
         Idempotency key → same task id; re-sent task id → no-op; XLEN ≥ max_len → QueueFull.
         Also writes the ``enq`` marker (task header JSON) used for ``status=queued``."""
-        raise NotImplementedError
+        return (await self.enqueue_many([env], max_len=max_len, idem_ttl_ms=idem_ttl_ms))[0]
 
-    async def enqueue_many(self, envs: Sequence[TaskEnvelope], *, max_len: int) -> list[Enqueued]:
-        """The same for many envelopes in one pipeline (one round trip)."""
-        raise NotImplementedError
+    async def enqueue_many(self, envs: Sequence[TaskEnvelope], *, max_len: int,
+                           idem_ttl_ms: int = IDEM_TTL_MS) -> list[Enqueued]:
+        """The same for many envelopes in one pipeline (one round trip).
+
+        Each envelope is all-or-nothing; if any hit a full queue, :class:`QueueFull` is raised
+        after the others were enqueued, with ``detail = {"accepted": [ids], "rejected": [ids]}``."""
+        calls = []
+        for i in range(0, len(envs), ENQUEUE_BATCH):  # one script call per batch: less per-call cost
+            parts = [self._enqueue_args(e, max_len, idem_ttl_ms) for e in envs[i:i + ENQUEUE_BATCH]]
+            calls.append(("enqueue", [x for p in parts for x in p[0]], [x for p in parts for x in p[1]]))
+        replies = [r for batch in await self._eval_many(calls) for r in batch]
+        done = [self._enqueued(env, r) for env, r in zip(envs, replies, strict=True)]
+        rejected = [env.id for env, d in zip(envs, done, strict=True) if d is None]
+        if rejected:
+            accepted = [d.task_id for d in done if d is not None]
+            raise QueueFull(detail={"accepted": accepted, "rejected": rejected})
+        return [d for d in done if d is not None]
 
     async def promote(self, queue: str, *, batch: int = 500) -> tuple[int, int | None]:
         """Move due delayed tasks (Redis TIME) onto the stream; return (moved, next due ms)."""
-        raise NotImplementedError
+        k = self.keys
+        moved, nxt = await self._eval("promote", [k.delayed(queue), k.delayed_body(queue), k.queue(queue)],
+                                      [batch])
+        return int(moved), None if nxt is None else int(float(nxt))
 
     async def queued_header(self, task_id: str) -> dict[str, object] | None:
         """The ``enq`` marker of a task (id, funcId, origin, originId, queue, triggerTime, eta)."""
-        raise NotImplementedError
+        raw = await self.redis.get(self.keys.enqueued(task_id))
+        return None if raw is None else dict(orjson.loads(raw))
 
     # --- consuming -------------------------------------------------------------------
     async def read(
         self, consumer: str, queues: Sequence[str], count: int, *, block_ms: int = 2000
     ) -> list[Delivery]:
         """Up to ``count`` new entries: non-blocking probe per queue in priority order, then one
-        blocking read over all queues (on the blocking client) if nothing came back."""
-        raise NotImplementedError
+        blocking read over all queues (on the blocking client) if nothing came back.
+        ``block_ms <= 0`` skips the blocking read."""
+        out: list[Delivery] = []
+        for queue in queues:
+            if len(out) >= count:
+                break
+            streams: dict[Any, Any] = {self.keys.queue(queue): ">"}
+            reply: Any = await self.redis.xreadgroup(self.group, consumer, streams, count=count - len(out))
+            out += await self._deliveries(consumer, reply)
+        if out or block_ms <= 0 or count <= 0:
+            return out
+        streams = {self.keys.queue(q): ">" for q in queues}
+        reply = await self.blocking.xreadgroup(self.group, consumer, streams, count=count, block=block_ms)
+        return await self._deliveries(consumer, reply)
+
+    async def _deliveries(self, consumer: str, reply: Any,
+                          counts: Mapping[str, int] | None = None) -> list[Delivery]:
+        """Parse an XREADGROUP reply; malformed bodies go to the dead letters."""
+        if isinstance(reply, Mapping):  # RESP3
+            reply = list(reply.items())
+        out: list[Delivery] = []
+        for stream, entries in reply or ():
+            queue = self.keys.queue_name(_str(stream))
+            out += await self._parse_entries(consumer, queue, entries, counts)
+        return out
+
+    async def _parse_entries(self, consumer: str, queue: str, entries: Iterable[Any],
+                             counts: Mapping[str, int] | None) -> list[Delivery]:
+        out: list[Delivery] = []
+        bad: list[tuple[str, int, dict[str, Any], str]] = []
+        for entry_id, raw in entries:
+            eid = _str(entry_id)
+            count = counts.get(eid, 1) if counts else 1
+            fields = _fields(raw)
+            try:
+                env = TaskEnvelope.model_validate_json(fields["body"])
+            except (KeyError, ValidationError, ValueError) as exc:
+                bad.append((eid, count, fields, f"malformed: {type(exc).__name__}: {exc}"[:500]))
+                continue
+            out.append(Delivery(queue, eid, env, count))
+        if bad:
+            await self._eval_many([self._dead_call(consumer, queue, eid, n, None, reason, 0,
+                                                   task=_str(f.get("task", b"")),
+                                                   func=_str(f.get("func", b"")),
+                                                   body=f.get("body", b""))
+                                   for eid, n, f, reason in bad])
+        return out
 
     async def read_own_pending(self, consumer: str, queues: Sequence[str]) -> list[Delivery]:
         """Entries already delivered to this consumer (after a lost read reply)."""
-        raise NotImplementedError
+        out: list[Delivery] = []
+        for queue in queues:
+            stream = self.keys.queue(queue)
+            entries: list[Any] = []
+            last = "0"
+            while True:
+                reply: Any = await self.redis.xreadgroup(self.group, consumer, {stream: last}, count=100)
+                page = reply[0][1] if reply else []
+                if not page:
+                    break
+                entries += page
+                last = _str(page[-1][0])
+            gone = [_str(e[0]) for e in entries if not e[1]]  # deleted while pending
+            if gone:
+                await self.redis.xack(stream, self.group, *gone)
+            live = [e for e in entries if e[1]]
+            if not live:
+                continue
+            pending = await self.redis.xpending_range(stream, self.group, "-", "+", len(entries) + 100,
+                                                      consumername=consumer)
+            counts = {_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
+            out += await self._parse_entries(consumer, queue, live, counts)
+        return out
+
+    @staticmethod
+    def _by_queue(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:
+        groups: dict[str, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            groups[d.queue].append(d)
+        return groups
 
     async def touch(self, consumer: str, deliveries: Sequence[Delivery]) -> list[str]:
         """Owner-checked lease renewal; returns entry ids this consumer no longer owns."""
-        raise NotImplementedError
+        calls = [("touch", [self.keys.queue(q)],
+                  [self.group, consumer, *[x for d in ds for x in (d.entry_id, d.count)]])
+                 for q, ds in self._by_queue(deliveries).items()]
+        return [_str(i) for lost in await self._eval_many(calls) for i in lost]
+
+    def _complete_call(self, consumer: str, d: Delivery, result: TaskResult, ttl_ms: int,
+                       minute: int) -> tuple[str, list[Any], list[Any]]:
+        env, k = d.envelope, self.keys
+        blob = result.to_json().encode()
+        keys = [k.queue(d.queue), k.result(env.id), k.running(env.id), k.stats(d.queue, minute),
+                k.enqueued(env.id)]
+        if env.reply_to:
+            keys.append(env.reply_to)
+        args = [self.group, consumer, d.entry_id, d.count, blob, ttl_ms, env.id, result.status.value,
+                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN]
+        return "complete", keys, args
 
     async def complete(self, consumer: str, delivery: Delivery, result: TaskResult, *,
                        result_ttl_ms: int) -> bool:
         """Owner-checked: SET result PX ttl, XADD reply note (if replyTo), XACK+XDEL, all in
-        one script. False (nothing written) when the entry is no longer ours."""
-        raise NotImplementedError
+        one script. False (nothing written) when the entry is no longer ours.
+        ``result_ttl_ms <= 0`` keeps no result (and drops the ``enq`` marker)."""
+        return (await self.complete_many(consumer, [(delivery, result, result_ttl_ms)]))[0]
 
     async def complete_many(self, consumer: str,
                             items: Sequence[tuple[Delivery, TaskResult, int]]) -> list[bool]:
         """Many completions in one pipeline: (delivery, result, result_ttl_ms) each."""
-        raise NotImplementedError
+        minute = await self._server_minute()
+        calls = [self._complete_call(consumer, d, r, ttl, minute) for d, r, ttl in items]
+        return [bool(r) for r in await self._eval_many(calls)]
 
     async def ack_duplicate(self, consumer: str, delivery: Delivery) -> bool:
         """Owner-checked XACK+XDEL of an entry whose task already has a result."""
-        raise NotImplementedError
+        return bool(await self._eval("ack", [self.keys.queue(delivery.queue)],
+                                     [self.group, consumer, delivery.entry_id, delivery.count]))
 
     async def retry(self, consumer: str, delivery: Delivery, next_env: TaskEnvelope,
                     due_ms: int) -> bool:
         """Owner-checked: put ``next_env`` (attempt+1) in the delayed set due at ``due_ms``
-        and XACK+XDEL the entry. False when not ours."""
-        raise NotImplementedError
+        and XACK+XDEL the entry. False when not ours. Also refreshes the ``enq`` marker and
+        drops the running marker, so the task reads as ``queued`` again."""
+        k, q = self.keys, delivery.queue
+        keys = [k.queue(q), k.delayed(next_env.queue), k.delayed_body(next_env.queue),
+                k.running(next_env.id), k.enqueued(next_env.id)]
+        ttl = _result_ttl_ms(next_env) + max(0, int(due_ms - time.time() * 1000))
+        args = [self.group, consumer, delivery.entry_id, delivery.count, next_env.id,
+                next_env.to_json(), int(due_ms), _header(next_env), ttl]
+        return bool(await self._eval("retry", keys, args))
 
     async def reclaim(self, consumer: str, queue: str, *, min_idle_ms: int, count: int,
                       cursor: str = "0-0") -> Reclaimed:
         """XAUTOCLAIM entries idle ≥ min_idle_ms, with each one's delivery count."""
-        raise NotImplementedError
+        nxt, entries, counts, deleted = await self._eval(
+            "reclaim", [self.keys.queue(queue)], [self.group, consumer, min_idle_ms, cursor, count])
+        ids = [_str(e[0]) for e in entries]
+        deliveries = await self._parse_entries(
+            consumer, queue, entries, dict(zip(ids, map(int, counts), strict=True)))
+        return Reclaimed(_str(nxt), deliveries, [_str(i) for i in deleted])
+
+    def _dead_call(self, consumer: str, queue: str, entry_id: str, count: int,
+                   result: TaskResult | None, reason: str, ttl_ms: int, *, task: str, func: str,
+                   body: Any, reply_to: str | None = None) -> tuple[str, list[Any], list[Any]]:
+        k = self.keys
+        blob = result.to_json().encode() if result else b""
+        keys = [k.queue(queue), k.dead(), k.result(task), k.running(task)]
+        if reply_to and result:
+            keys.append(reply_to)
+        status = result.status.value if result else ""
+        args = [self.group, consumer, entry_id, count, blob, ttl_ms, task, status,
+                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, reason, queue, func, body]
+        return "dead", keys, args
 
     async def dead(self, consumer: str, delivery: Delivery, result: TaskResult, *,
                    reason: str, result_ttl_ms: int) -> bool:
         """Owner-checked: XADD to the dead stream (reason, queue, entry id, task, count, body),
         SET result (status dead), reply note, XACK+XDEL."""
-        raise NotImplementedError
+        env = delivery.envelope
+        call = self._dead_call(consumer, delivery.queue, delivery.entry_id, delivery.count, result,
+                               reason, result_ttl_ms, task=env.id, func=env.func_id,
+                               body=env.to_json(), reply_to=env.reply_to)
+        return bool((await self._eval_many([call]))[0])
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *,
                       lease_ms: int) -> int:
         """Owner-checked XCLAIM … IDLE (10×lease) so any worker reclaims them at once."""
-        raise NotImplementedError
+        calls = [("release", [self.keys.queue(q)],
+                  [self.group, consumer, 10 * lease_ms, *[x for d in ds for x in (d.entry_id, d.count)]])
+                 for q, ds in self._by_queue(deliveries).items()]
+        return sum(int(n) for n in await self._eval_many(calls))
 
     async def delete_consumer_if_empty(self, queue: str, consumer: str) -> bool:
         """XGROUP DELCONSUMER only when the consumer has nothing pending (one script)."""
-        raise NotImplementedError
+        return bool(await self._eval("delconsumer_if_empty", [self.keys.queue(queue)],
+                                     [self.group, consumer]))
 
-    async def safe_trim(self, queue: str) -> int:
-        """XTRIM MINID ~ below both the smallest pending id and last-delivered-id."""
-        raise NotImplementedError
+    async def safe_trim(self, queue: str, *, exact: bool = False) -> int:
+        """XTRIM MINID ~ below both the smallest pending id and last-delivered-id
+        (of every group). ``exact`` trims with ``=`` (tests; costlier)."""
+        return int(await self._eval("safe_trim", [self.keys.queue(queue)], ["=" if exact else "~"]))
 
     # --- results and replies --------------------------------------------------------------
     async def get_result(self, task_id: str) -> TaskResult | None:
-        raise NotImplementedError
+        """The stored result of a task, None when absent or expired."""
+        raw = await self.redis.get(self.keys.result(task_id))
+        return None if raw is None else TaskResult.model_validate_json(raw)
 
     async def open_reply_stream(self, server_id: str, *, ttl_ms: int = 120_000) -> str:
         """Create/refresh this Server's reply stream; returns its key."""
-        raise NotImplementedError
+        key = self.keys.reply(server_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {"init": "1"}, maxlen=REPLY_MAXLEN, approximate=True)
+            pipe.pexpire(key, ttl_ms)
+            await pipe.execute()
+        return key
 
     async def read_replies(self, reply_key: str, last_id: str, *, block_ms: int = 1000,
                            count: int = 500) -> tuple[str, list[ReplyNote]]:
         """XREAD BLOCK on the blocking client; returns (new last id, notes)."""
-        raise NotImplementedError
+        reply: Any = await self.blocking.xread({reply_key: last_id}, count=count, block=block_ms)
+        if isinstance(reply, Mapping):  # RESP3
+            reply = list(reply.items())
+        notes: list[ReplyNote] = []
+        for _stream, entries in reply or ():
+            for entry_id, raw in entries:
+                last_id = _str(entry_id)
+                f = _fields(raw)
+                if "task" not in f:
+                    continue  # the init entry
+                result = TaskResult.model_validate_json(f["result"]) if f.get("result") else None
+                notes.append(ReplyNote(_str(f["task"]), _str(f["status"]), result))
+        return last_id, notes
 
     # --- dead letters ---------------------------------------------------------------------
-    async def dead_letters(self, *, count: int = 100, start: str = "-") -> list[dict[str, str]]:
-        raise NotImplementedError
+    async def dead_letters(self, *, count: int = 100, start: str = "-",
+                           newest_first: bool = False) -> list[dict[str, str]]:
+        """Dead letters as dicts (``id`` plus reason, queue, entry, task, func, count, body,
+        time in ms), oldest first from ``start`` or newest first down from ``start`` (``+``)."""
+        key = self.keys.dead()
+        rows: Any
+        if newest_first:
+            rows = await self.redis.xrevrange(key, "+" if start == "-" else start, "-", count=count)
+        else:
+            rows = await self.redis.xrange(key, start, "+", count=count)
+        return [{"id": _str(i), **{k: _str(v) for k, v in _fields(f).items()}} for i, f in rows]
 
     async def requeue_dead(self, entry_id: str, *, max_len: int) -> Enqueued:
-        """Put a dead letter's envelope back on its queue (attempt reset) and delete the letter."""
-        raise NotImplementedError
+        """Put a dead letter's envelope back on its queue (attempt reset) and delete the letter.
+        The old result is deleted; eta, expires, replyTo and lastError are cleared."""
+        rows = await self.redis.xrange(self.keys.dead(), entry_id, entry_id)
+        if not rows:
+            raise NotFound(f"no dead letter {entry_id}")
+        old = TaskEnvelope.model_validate_json(_fields(rows[0][1])["body"])
+        env = old.model_copy(update={"attempt": 1, "eta": None, "expires": None, "reply_to": None,
+                                     "last_error": None})
+        k = self.keys
+        reply = await self._eval(
+            "requeue", [k.dead(), k.queue(env.queue), k.enqueued(env.id), k.result(env.id)],
+            [entry_id, max_len, env.id, env.func_id, env.origin.value, env.to_json(), _header(env),
+             _result_ttl_ms(env)])
+        kind = _str(reply[0])
+        if kind == "gone":
+            raise NotFound(f"no dead letter {entry_id}")
+        if kind == "full":
+            raise QueueFull(detail={"rejected": [env.id]})
+        return Enqueued(env.id, _str(reply[1]))

@@ -1,31 +1,87 @@
-"""`fluxfunc-server` entry point (stub: starts, logs and stops cleanly)."""
+"""``fluxfunc-server [--config PATH] [--port N] [--check]``: serve the HTTP API on uvloop.
+
+Shutdown (first SIGTERM/SIGINT): stop accepting connections, let in-flight requests finish
+within ``server.shutdown_seconds``, then close the waiter, the store and Redis. A second
+signal stops at once. A bad config, or Redis/SQL unreachable at start, is one line on
+stderr and a non-zero exit (2 = config, 3 = a dependency is unavailable).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
+from aiohttp import web
+
+from fluxfunc_common.errors import FatalError
+from fluxfunc_common.heartbeat import is_fresh
 from fluxfunc_common.lifecycle import Shutdown, run_service
 from fluxfunc_common.logs import configure_logging, get_logger
-from fluxfunc_common.settings import load_settings
+from fluxfunc_common.settings import Settings, load_settings
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fluxfunc-server", description="fluxfunc HTTP server")
+    parser.add_argument("--config", help="YAML config file (else $FLUXFUNC_CONFIG, ./fluxfunc.yaml)")
+    parser.add_argument("--port", type=int, help="listen on this port (overrides server.port)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 0 when this machine's server heartbeat is fresh, else 1")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.port is not None:
+        settings = settings.with_overrides(server={"port": args.port})
+    return settings
+
+
+async def serve(settings: Settings, shutdown: Shutdown) -> int:
+    """Run the app until the first signal, then drain and close."""
+    from fluxfunc_server.app import create_app
+
+    log = get_logger("server")
+    runner = web.AppRunner(create_app(settings), access_log=None,
+                           shutdown_timeout=settings.server.shutdown_seconds)
+    await runner.setup()  # opens Redis, store, groups, waiter, heartbeat (or raises)
+    try:
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise FatalError(f"cannot listen on {settings.server.host}:{settings.server.port}: "
+                             f"{exc.strerror}") from None
+        log.info("listening", host=settings.server.host, port=settings.server.port)
+        await shutdown.wait()
+        log.info("stopping", drain_seconds=settings.server.shutdown_seconds)
+    finally:
+        cleanup = asyncio.ensure_future(runner.cleanup())
+        forced = asyncio.ensure_future(shutdown.forced.wait())
+        await asyncio.wait({cleanup, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if not cleanup.done():
+            log.warning("second signal: stopping now")
+            cleanup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cleanup
+    log.info("stopped")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fluxfunc-server")
-    parser.add_argument("--config")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
-    async def serve(shutdown: Shutdown) -> int:
-        settings = load_settings(args.config)
+    async def service(shutdown: Shutdown) -> int:
+        settings = settings_from(args)
+        if args.check:
+            return 0 if await is_fresh(settings, "server") else 1
         configure_logging(settings.log)
-        log = get_logger("server")
-        log.info("started")
-        await shutdown.wait()
-        log.info("stopped")
-        return 0
+        return await serve(settings, shutdown)
 
-    return run_service(serve)
+    return run_service(service)
 
 
 if __name__ == "__main__":

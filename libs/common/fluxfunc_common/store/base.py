@@ -138,6 +138,10 @@ class Store(ABC):
     async def claim_cron_fire(self, cron_id: str, fire_ms: int, task_id: str) -> bool:
         """Record a fire; False when (cron_id, fire_ms) was already claimed (unique key)."""
 
+    async def prune_cron_fires(self, older_than_ms: int) -> int:
+        """Forget claimed fires before ``older_than_ms`` (epoch ms); return how many went."""
+        return 0
+
     # --- DFF.STORE -----------------------------------------------------------------------------
     @abstractmethod
     async def kv_get(self, scope: str, key: str) -> Any:
@@ -150,6 +154,10 @@ class Store(ABC):
     @abstractmethod
     async def kv_delete(self, scope: str, key: str) -> None:
         """Delete a key (no error when missing)."""
+
+    async def purge_expired_kv(self) -> int:
+        """Delete expired DFF.STORE keys (reads already hide them); return how many went."""
+        return 0
 
     # --- task records ---------------------------------------------------------------------------
     @abstractmethod
@@ -180,6 +188,10 @@ class Store(ABC):
     @abstractmethod
     async def admin_token_exists(self, token_hash: str) -> bool:
         """Whether a token with this hash exists (and is not revoked)."""
+
+    async def revoke_admin_token(self, token_id: str) -> None:
+        """Revoke an admin token (NotFound if missing)."""
+        raise NotImplementedError
 
     @abstractmethod
     async def add_access_key(self, ak_id: str, secret_encrypted: str, name: str) -> None:

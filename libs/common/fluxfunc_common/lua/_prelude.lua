@@ -1,0 +1,32 @@
+-- Prepended to every script by streams.py.
+
+-- Is entry `id` pending for `consumer` with delivery count `count`? A stale worker (its entry
+-- reclaimed by another, or re-delivered since) gets false, so it can never ack or renew the
+-- entry of someone else: XACK and XCLAIM themselves check no owner.
+local function owned(stream, group, id, consumer, count)
+  local p = redis.pcall('XPENDING', stream, group, id, id, 1)
+  if type(p) ~= 'table' or p.err or not p[1] then return false end
+  return p[1][2] == consumer and p[1][4] == tonumber(count)
+end
+
+-- Redis TIME in epoch milliseconds (clients' clocks never decide).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A reply notification for a waiting Server; NOMKSTREAM so a dead Server's expired stream
+-- is not recreated.
+local function notify(reply, maxlen, task, status, inline, result)
+  if inline == '1' then
+    redis.call('XADD', reply, 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*',
+               'task', task, 'status', status, 'result', result)
+  else
+    redis.call('XADD', reply, 'NOMKSTREAM', 'MAXLEN', '~', maxlen, '*', 'task', task, 'status', status)
+  end
+end
+
+local function ack_delete(stream, group, id)
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end

@@ -1,0 +1,45 @@
+-- Enqueue tasks, each now or (ETA in the future by Redis TIME) into the delayed set.
+-- Each task is all-or-nothing; tasks of one call are handled in order, so a repeated
+-- idempotency key inside one batch is a duplicate too.
+-- KEYS, 5 per task: stream, enq guard, delayed zset, delayed body hash, idempotency key
+--   (any placeholder when the task has none)
+-- ARGV, 10 per task: task id, func id, origin, envelope JSON, max_len, header JSON,
+--   eta ms ('' = none), result ttl ms, idempotency ttl ms, has idempotency key ('1'/'0')
+-- Returns per task {'ok', entry id} | {'delayed', due ms} | {'dup', first task id} | {'full'}
+local now
+
+local function enqueue(k, a)
+  local tid, idem = ARGV[a + 1], ARGV[a + 10] == '1' and KEYS[k + 5]
+  local due = tonumber(ARGV[a + 7])
+  local delay = 0
+  if due then
+    now = now or now_ms()
+    if due > now then delay = due - now end
+  end
+  if idem and not redis.call('SET', idem, tid, 'NX', 'PX', ARGV[a + 9]) then
+    return {'dup', redis.call('GET', idem)}
+  end
+  if not redis.call('SET', KEYS[k + 2], ARGV[a + 6], 'NX', 'PX',
+                    string.format('%d', tonumber(ARGV[a + 8]) + delay)) then
+    return {'dup', tid}
+  end
+  if delay > 0 then
+    redis.call('HSET', KEYS[k + 4], tid, ARGV[a + 4])
+    redis.call('ZADD', KEYS[k + 3], string.format('%d', due), tid)
+    return {'delayed', string.format('%d', due)}
+  end
+  if redis.call('XLEN', KEYS[k + 1]) >= tonumber(ARGV[a + 5]) then
+    -- refuse without a trace: undo both guards, never trim to make room
+    redis.call('DEL', KEYS[k + 2])
+    if idem then redis.call('DEL', idem) end
+    return {'full'}
+  end
+  return {'ok', redis.call('XADD', KEYS[k + 1], '*', 'task', tid, 'func', ARGV[a + 2],
+                          'origin', ARGV[a + 3], 'body', ARGV[a + 4])}
+end
+
+local out = {}
+for i = 0, #KEYS / 5 - 1 do
+  out[i + 1] = enqueue(i * 5, i * 10)
+end
+return out

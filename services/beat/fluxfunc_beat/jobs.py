@@ -1,0 +1,199 @@
+"""The leader's in-memory job table: every enabled cron job with its next fire time.
+
+Jobs sit in buckets keyed by their next fire (ms) with a heap of bucket times, so a tick
+touches only the jobs that are due; 10,000 jobs cost nothing between their fires. Jobs with
+the same ``(cronExpr, timezone)`` share one parsed :class:`Schedule`, and next-fire results
+are memoised per tick, so 10,000 jobs on one expression cost one croniter step per second.
+
+Pure logic (no I/O, no clock): the Beat passes Redis-time ``now_ms`` in.
+
+Misfires: a job whose due fires are late by more than ``GRACE_MS`` (the leader was down, or
+the job was just (re)loaded with fires missed since its last fire) follows its
+``misfirePolicy``: ``fireOnce`` fires the most recent missed fire once, ``skip`` fires none.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fluxfunc_common import schedule as sched
+from fluxfunc_common.cron import misfire_policy
+
+GRACE_MS = 1000
+MIN_DEDUP_TTL_MS = 60_000
+MAX_DEDUP_TTL_MS = 86_400_000
+
+
+@dataclass
+class JobState:
+    job: dict[str, Any]
+    func: dict[str, Any] | None
+    schedule: sched.Schedule
+    next_ms: int | None
+    expire_ms: int | None
+    signature: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A fire to make now: the job (and its func), the fire time, and its dedup TTL."""
+
+    job: dict[str, Any]
+    func: dict[str, Any] | None
+    fire_ms: int
+    dedup_ttl_ms: int
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A store timestamp (epoch s number or ISO text) as epoch ms, or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return int(float(value) * 1000)
+    try:
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _signature(job: dict[str, Any], tz: str) -> tuple[Any, ...]:
+    return (job.get("cronExpr"), tz, job.get("expireTime"), bool(job.get("isDisabled")),
+            job.get("updateTime"))
+
+
+class JobTable:
+    """Enabled jobs by next fire; see the module docstring."""
+
+    def __init__(self, default_tz: str = "UTC") -> None:
+        self.default_tz = default_tz
+        self.jobs: dict[str, JobState] = {}
+        self._buckets: dict[int, list[str]] = {}
+        self._heap: list[int] = []
+        self._memo: dict[tuple[sched.Schedule, int], int | None] = {}
+        self.invalid: dict[str, str] = {}  # cron id → why it is not scheduled
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    # --- changes ----------------------------------------------------------------------------
+    def upsert(self, job: dict[str, Any], func: dict[str, Any] | None, *, last_ms: int | None,
+               now_ms: int) -> bool:
+        """Add or replace a job; returns True when it is scheduled. ``last_ms`` is its last fire."""
+        cron_id = job["id"]
+        tz = job.get("timezone") or self.default_tz
+        signature = _signature(job, tz)
+        current = self.jobs.get(cron_id)
+        if current is not None and current.signature == signature:
+            current.job, current.func = job, func  # kwargs, func, policies: no reschedule
+            return current.next_ms is not None
+        self.remove(cron_id)
+        if job.get("isDisabled") or not job.get("cronExpr"):
+            return False
+        try:
+            schedule = sched.parse(job["cronExpr"], tz)
+        except sched.ScheduleError as exc:
+            self.invalid[cron_id] = exc.message
+            return False
+        changed = epoch_ms(job.get("updateTime")) or epoch_ms(job.get("createTime"))
+        known = [x for x in (last_ms, changed) if x is not None]
+        base = max(known) if known else now_ms
+        state = JobState(job, func, schedule, None, _expire_ms(job), signature)
+        state.next_ms = self._next(schedule, base)
+        self.jobs[cron_id] = state
+        return self._push(cron_id, state)
+
+    def remove(self, cron_id: str) -> None:
+        """Forget a job (its bucket entry goes stale and is ignored)."""
+        self.jobs.pop(cron_id, None)
+        self.invalid.pop(cron_id, None)
+
+    def update_func(self, func: dict[str, Any]) -> None:
+        """A func was re-published: jobs on it use the new catalogue row."""
+        for state in self.jobs.values():
+            if state.job.get("funcId") == func["id"]:
+                state.func = func
+
+    # --- time ---------------------------------------------------------------------------------
+    def next_due_ms(self) -> int | None:
+        """When the earliest job is due (None when nothing is scheduled)."""
+        while self._heap:
+            at = self._heap[0]
+            ids = self._buckets.get(at)
+            if ids and any(self._live(i, at) for i in ids):
+                return at
+            heapq.heappop(self._heap)
+            self._buckets.pop(at, None)
+        return None
+
+    def pop_due(self, now_ms: int) -> list[Due]:
+        """Every fire due at ``now_ms`` (misfire policy applied); jobs are rescheduled."""
+        if len(self._memo) > 100_000:
+            self._memo.clear()
+        out: list[Due] = []
+        while self._heap and self._heap[0] <= now_ms:
+            at = heapq.heappop(self._heap)
+            for cron_id in self._buckets.pop(at, ()):
+                state = self.jobs.get(cron_id)
+                if state is None or state.next_ms != at:
+                    continue
+                due = self._advance(state, now_ms)
+                if due is not None:
+                    out.append(due)
+                self._push(cron_id, state)
+        return out
+
+    def _advance(self, state: JobState, now_ms: int) -> Due | None:
+        """Pick the fire to make for a due job and move it to its next fire after now."""
+        first = state.next_ms
+        assert first is not None
+        after_first = self._next(state.schedule, first)
+        if after_first is None or after_first > now_ms:
+            fire, state.next_ms = first, after_first  # the usual case: exactly one fire due
+        else:
+            latest = sched.latest_fire(state.schedule, None, first / 1000, now_ms / 1000)
+            fire = int(latest * 1000) if latest is not None else first
+            state.next_ms = self._next(state.schedule, now_ms)
+        if now_ms - fire > GRACE_MS and misfire_policy(state.job) == "skip":
+            return None
+        if state.expire_ms is not None and fire > state.expire_ms:
+            state.next_ms = None
+            return None
+        ttl = _dedup_ttl(fire, state.next_ms)
+        return Due(state.job, state.func, fire, ttl)
+
+    def _next(self, schedule: sched.Schedule, after_ms: int) -> int | None:
+        key = (schedule, after_ms)
+        if key in self._memo:
+            return self._memo[key]
+        at = schedule.next_fire(after_ms / 1000)
+        value = None if at is None else round(at * 1000)
+        self._memo[key] = value
+        return value
+
+    def _push(self, cron_id: str, state: JobState) -> bool:
+        at = state.next_ms
+        if at is None or (state.expire_ms is not None and at > state.expire_ms):
+            return False
+        bucket = self._buckets.get(at)
+        if bucket is None:
+            self._buckets[at] = bucket = []
+            heapq.heappush(self._heap, at)
+        bucket.append(cron_id)
+        return True
+
+    def _live(self, cron_id: str, at: int) -> bool:
+        state = self.jobs.get(cron_id)
+        return state is not None and state.next_ms == at
+
+
+def _expire_ms(job: dict[str, Any]) -> int | None:
+    return epoch_ms(job.get("expireTime"))
+
+
+def _dedup_ttl(fire_ms: int, next_ms: int | None) -> int:
+    """Keep the per-fire guard ~3 periods (1 min … 1 day): long enough for any takeover."""
+    period = (next_ms - fire_ms) if next_ms is not None else MAX_DEDUP_TTL_MS
+    return min(max(3 * period, MIN_DEDUP_TTL_MS), MAX_DEDUP_TTL_MS)

@@ -1,0 +1,142 @@
+"""Admin authentication (SPEC §4.3): a bearer token, or DataFlux Func access-key signing.
+
+- ``Authorization: Bearer <token>``: the token's SHA-256 must be a stored admin token
+  (``fluxfunc admin create-token``). A positive answer is cached in-process for a few seconds
+  so the store stays off the hot path; a negative one is never cached.
+- Access key (what the DataFlux Func SDK sends): ``X-Dff-Ak-Id``, ``X-Dff-Ak-Timestamp``,
+  ``X-Dff-Ak-Nonce``, ``X-Dff-Ak-Sign`` = hex HMAC-SHA1(secret, string to sign) where the
+  string is ``METHOD&PATH?QUERY&timestamp&nonce&md5(body)`` and the body is the sorted,
+  compact JSON the SDK sends (``sdk/dataflux_func_sdk.py`` ``get_sign``). The timestamp may
+  be 900 s off, and a nonce is accepted once (``SET NX EX 900`` on ``keys.nonce``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from fluxfunc_common.crypto import hash_token
+from fluxfunc_common.errors import ConfigError, UserAuthError
+from fluxfunc_server.context import CTX, AppContext
+
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_MAX = 1024
+SKEW_SECONDS = 900
+AUTH_KEY = "admin_auth"  # request[AUTH_KEY] = "token" | "ak:<id>" once authenticated
+
+AK_HEADERS = ("X-Dff-Ak-Id", "X-Dff-Ak-Timestamp", "X-Dff-Ak-Nonce", "X-Dff-Ak-Sign")
+
+# token hash → monotonic expiry of the positive answer
+_token_cache: dict[str, float] = {}
+
+
+async def require_admin(request: web.Request) -> None:
+    """Return when the request carries valid admin credentials, else raise UserAuthError."""
+    if request.get(AUTH_KEY):
+        return
+    ctx = request.app[CTX]
+    header = request.headers.get("Authorization", "")
+    if header:
+        await _check_bearer(ctx, header)
+        request[AUTH_KEY] = "token"
+        return
+    if request.headers.get("X-Dff-Ak-Id") or request.headers.get("X-Dff-Ak-Sign"):
+        ak_id = await _check_access_key(request, ctx)
+        request[AUTH_KEY] = f"ak:{ak_id}"
+        return
+    raise UserAuthError("admin authentication required: send `Authorization: Bearer <token>` "
+                        "or DataFlux Func access-key headers")
+
+
+async def _check_bearer(ctx: AppContext, header: str) -> None:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise UserAuthError("the Authorization header must be `Bearer <token>`")
+    digest = hash_token(token)
+    now = time.monotonic()
+    if _token_cache.get(digest, 0.0) > now:
+        return
+    if not await ctx.store.admin_token_exists(digest):
+        _token_cache.pop(digest, None)
+        raise UserAuthError("invalid admin token")
+    if len(_token_cache) >= TOKEN_CACHE_MAX:
+        _token_cache.clear()
+    _token_cache[digest] = now + TOKEN_CACHE_SECONDS
+
+
+def clear_token_cache() -> None:
+    """Forget cached positive token answers (tests, token revocation)."""
+    _token_cache.clear()
+
+
+async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
+    ak_id, timestamp, nonce, sign = (request.headers.get(h, "").strip() for h in AK_HEADERS)
+    if not (ak_id and timestamp and nonce and sign):
+        raise UserAuthError("access-key signing needs X-Dff-Ak-Id, -Timestamp, -Nonce and -Sign")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise UserAuthError("X-Dff-Ak-Timestamp must be epoch seconds") from None
+    if abs(ctx.clock.time() - sent_at) > SKEW_SECONDS:
+        raise UserAuthError("X-Dff-Ak-Timestamp is too far from the server time (max 900 s)")
+    secret = await _secret(ctx, ak_id)
+    body = await request.read()
+    text_to_sign = f"{request.method.upper()}&{request.raw_path}&{timestamp}&{nonce}&"
+    if not any(hmac.compare_digest(sign.lower(), _sign(secret, text_to_sign + md5))
+               for md5 in body_digests(body)):
+        raise UserAuthError("invalid access-key signature")
+    if not await ctx.redis.set(ctx.keys.nonce(ak_id, nonce), b"1", nx=True, ex=SKEW_SECONDS):
+        raise UserAuthError("access-key nonce already used")
+    return ak_id
+
+
+async def _secret(ctx: AppContext, ak_id: str) -> str:
+    encrypted = await ctx.store.access_key_secret(ak_id)
+    if encrypted is None:
+        raise UserAuthError("unknown access key")
+    try:
+        return ctx.cipher.decrypt(encrypted)
+    except ConfigError:
+        raise UserAuthError("the access key's secret cannot be decrypted (was `secret` changed?)") from None
+
+
+def _sign(secret: str, text: str) -> str:
+    return hmac.new(secret.encode(), text.encode(), hashlib.sha1).hexdigest()
+
+
+def body_digests(body: bytes) -> list[str]:
+    """md5 hex of the body as sent, and of its sorted compact JSON form (as the SDK signs).
+
+    The SDK signs the exact bytes it sends; re-serialising covers clients that sign the
+    canonical form but send the body differently formatted.
+    """
+    out = [hashlib.md5(body).hexdigest()]
+    if body.strip():
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            return out
+        for ascii_only in (True, False):
+            canon = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only)
+            digest = hashlib.md5(canon.encode()).hexdigest()
+            if digest not in out:
+                out.append(digest)
+    return out
+
+
+def sign_request(ak_id: str, secret: str, method: str, path_qs: str, body: bytes = b"", *,
+                 timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The headers a DataFlux Func SDK client sends (used by tests and tooling)."""
+    import secrets as _secrets
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or _secrets.token_hex(16)
+    text = f"{method.upper()}&{path_qs}&{ts}&{nonce}&{hashlib.md5(body).hexdigest()}"
+    return {"X-Dff-Ak-Id": ak_id, "X-Dff-Ak-Timestamp": ts, "X-Dff-Ak-Nonce": nonce,
+            "X-Dff-Ak-Sign": _sign(secret, text)}

@@ -1,0 +1,108 @@
+"""API auth of sync/async API entries (SPEC §4.3): ``none``, ``fixedField``, ``httpBasic``.
+
+``apiAuth`` shapes accepted (the first is SPEC's, the others DataFlux Func's):
+
+- ``{"type": "none"}`` or absent
+- ``{"type": "fixedField", "location": "header|query|body", "field": "x-key", "value": "s3cret"}``
+- ``{"type": "fixedField", "fields": [{"location", "field", "value"}, …]}`` (any one match passes)
+- ``{"type": "httpBasic", "users": [{"username", "password"}]}`` (``passwordCipher`` also
+  accepted: encrypted with the deployment secret)
+
+A fixedField matched in the query or body is removed from what becomes kwargs, as in
+DataFlux Func, so the secret never reaches the function.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxfunc_common.crypto import Cipher
+from fluxfunc_common.errors import APIAuthError
+
+
+class APIAuthFailed(APIAuthError):
+    """API authentication failed."""
+
+    def __init__(self, message: str = "API auth failed", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+@dataclass
+class AuthInput:
+    """What a request offers for API auth; query/body are the parsed, not-yet-kwargs inputs."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, Any]
+    body: Any
+    strip_query: set[str] = field(default_factory=set)
+    strip_body: set[str] = field(default_factory=set)
+
+
+def _same(given: Any, expected: Any) -> bool:
+    if not isinstance(given, str) or expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), str(expected).encode())
+
+
+def check_fixed_field(config: Mapping[str, Any], req: AuthInput) -> None:
+    """Pass when any configured field carries its value; remember which to strip."""
+    rules = config.get("fields") or [config]
+    for rule in rules:
+        location, name, value = rule.get("location"), rule.get("field"), rule.get("value")
+        if not name:
+            continue
+        if location == "header" and _same(req.headers.get(name), value):
+            return
+        if location == "query" and _same(req.query.get(name), value):
+            req.strip_query.add(name)
+            return
+        if location == "body" and isinstance(req.body, Mapping) and _same(req.body.get(name), value):
+            req.strip_body.add(name)
+            return
+    raise APIAuthFailed("API auth failed: fixed field missing or wrong")
+
+
+def _basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        user, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def check_http_basic(config: Mapping[str, Any], req: AuthInput, cipher: Cipher | None) -> None:
+    challenge = {"WWW-Authenticate": 'Basic realm="fluxfunc"'}
+    creds = _basic_credentials(req.headers)
+    if creds is None:
+        raise APIAuthFailed("API auth failed: HTTP Basic credentials required", headers=challenge)
+    user, password = creds
+    for entry in config.get("users") or []:
+        expected = entry.get("password")
+        if expected is None and entry.get("passwordCipher") and cipher is not None:
+            expected = cipher.decrypt(entry["passwordCipher"])
+        if _same(user, entry.get("username")) and _same(password, expected):
+            return
+    raise APIAuthFailed("API auth failed: wrong username or password", headers=challenge)
+
+
+def check(api_auth: Mapping[str, Any] | None, req: AuthInput, cipher: Cipher | None = None) -> None:
+    """Raise :class:`APIAuthFailed` (401 EAPIAuth) unless the request passes ``api_auth``."""
+    kind = (api_auth or {}).get("type") or "none"
+    if kind == "none":
+        return
+    assert api_auth is not None
+    if kind == "fixedField":
+        check_fixed_field(api_auth, req)
+    elif kind == "httpBasic":
+        check_http_basic(api_auth, req, cipher)
+    else:  # an auth type this server does not know must never mean "open"
+        raise APIAuthFailed(f"API auth type {kind!r} is not supported")

@@ -1,0 +1,122 @@
+"""The Server application: ``create_app(settings)``.
+
+Resources are opened through aiohttp's ``cleanup_ctx``, in this order, and closed in reverse
+(a resource is closed only if it was opened): Redis clients → store (migrated when
+``store.auto_migrate``) → consumer groups of ``worker.queues`` → the reply waiter → the
+``server`` heartbeat. On shutdown aiohttp first lets in-flight requests finish (the runner's
+``shutdown_timeout``), then runs this teardown, so sync calls still waiting keep their
+waiter until they are answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from fluxfunc_common import ids
+from fluxfunc_common.crypto import Cipher
+from fluxfunc_common.heartbeat import heartbeat
+from fluxfunc_common.redisconn import RedisClients, open_redis
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import open_store
+from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_server.caller import Caller
+from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
+from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.handlers import invoke, tasks
+from fluxfunc_server.handlers.invoke import CALLER, CATALOG
+from fluxfunc_server.middlewares import make_error_middleware
+from fluxfunc_server.waiter import ReplyWaiter
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("fluxfunc_settings", Settings)
+REDIS: web.AppKey[RedisClients] = web.AppKey("fluxfunc_redis", RedisClients)
+MB = 1024 * 1024
+
+
+def _metrics() -> Any:
+    from fluxfunc_server.metrics import Metrics
+
+    return Metrics()
+
+
+def create_app(settings: Settings, *, server_id: str | None = None,
+               catalog_ttl: float = DEFAULT_TTL) -> web.Application:
+    """The aiohttp application of one Server process (nothing is opened until startup)."""
+    max_bytes = int(settings.server.max_body_mb * MB)
+    app = web.Application(client_max_size=max_bytes,
+                          middlewares=[make_error_middleware(max_bytes)])
+    app[SETTINGS] = settings
+    instance = server_id or ids.instance_id()
+
+    async def redis_clients(app: web.Application) -> AsyncIterator[None]:
+        async with open_redis(settings.redis) as clients:
+            app[REDIS] = clients
+            yield
+
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        clients = app[REDIS]
+        async with open_store(settings.store) as opened:
+            ctx = AppContext(
+                settings=settings,
+                redis=clients.main,
+                keys=clients.keys,
+                streams=StreamProtocol(clients.main, clients.keys, blocking=clients.blocking),
+                store=opened,
+                cipher=Cipher(settings.require_secret()),
+                server_id=instance,
+                metrics=_metrics(),
+            )
+            app[CTX] = ctx
+            app[CATALOG] = Catalog(opened, ttl=catalog_ttl)
+            yield
+
+    async def consumer_groups(app: web.Application) -> AsyncIterator[None]:
+        await app[CTX].streams.ensure_groups(settings.worker.queues)
+        yield
+
+    async def reply_waiter(app: web.Application) -> AsyncIterator[None]:
+        ctx = app[CTX]
+        waiter = ReplyWaiter(ctx.streams, ctx.server_id)
+        await waiter.start()
+        ctx.waiter = waiter
+        app[CALLER] = Caller(ctx)
+        try:
+            yield
+        finally:
+            await waiter.stop()
+
+    async def server_heartbeat(app: web.Application) -> AsyncIterator[None]:
+        ctx = app[CTX]
+
+        def extra() -> dict[str, Any]:
+            return {"port": settings.server.port, "syncWaiting": ctx.waiter.pending}
+
+        async with heartbeat(ctx.redis, ctx.keys, "server", ctx.server_id, extra=extra):
+            yield
+
+    app.cleanup_ctx.extend([redis_clients, store, consumer_groups, reply_waiter, server_heartbeat])
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    """Every route of the Server: invocation and tasks (here), management, ops, OpenAPI."""
+    invoke.add_routes(app)
+    tasks.add_routes(app)
+    from fluxfunc_server.handlers import manage
+
+    manage.add_routes(app)
+    try:  # TODO(server-A): drop the guards once server-B's modules have landed
+        from fluxfunc_server.handlers import ops
+    except ImportError:
+        ops = None  # type: ignore[assignment]
+    if ops is not None:
+        ops.add_routes(app)
+    try:
+        from fluxfunc_server import openapi
+    except ImportError:
+        openapi = None  # type: ignore[assignment]
+    if openapi is not None:
+        openapi.add_routes(app)

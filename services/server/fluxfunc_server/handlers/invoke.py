@@ -1,0 +1,238 @@
+"""Invocation routes (SPEC §4.1): sync/async API entries (and their legacy aliases), direct
+calls by func id, many calls at once, and running a cron job now.
+
+The hot path (a sync API call) reads the entry and the func from the in-process catalogue,
+and costs one Redis round trip to enqueue (plus one per configured throttling or cache).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from fluxfunc_common import cron
+from fluxfunc_common.envelope import Origin, TaskEnvelope
+from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull, Unavailable
+from fluxfunc_common.store import Entity
+from fluxfunc_server import apiauth, throttle
+from fluxfunc_server.adminauth import require_admin
+from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
+from fluxfunc_server.catalog import Catalog
+from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.invocation import (
+    ASYNC_OPTIONS,
+    DIRECT_OPTIONS,
+    FORMATS,
+    MANY_OPTIONS,
+    SYNC_OPTIONS,
+    CallOptions,
+    caller_input,
+    check_signature,
+    expect_dict,
+    http_request_info,
+    merge_kwargs,
+    parse_options,
+    query_dict,
+    read_body,
+    split_call_body,
+)
+from fluxfunc_server.outcome import raise_for_status, result_value, success_response
+from fluxfunc_server.responses import TRACE_KEY, ok
+
+CATALOG: web.AppKey[Catalog] = web.AppKey("fluxfunc_catalog", Catalog)
+CALLER: web.AppKey[Caller] = web.AppKey("fluxfunc_caller", Caller)
+MAX_MANY = 1000
+_FORMAT = "{format:normal|s|simplified}"
+
+
+# --- shared ---------------------------------------------------------------------------------
+def entry_time(value: Any) -> float | None:
+    """``expireTime`` as epoch seconds (a number, or ISO 8601 text)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def check_entry(entry: dict[str, Any], what: str, now: float) -> None:
+    """Disabled or expired → 403 EBizCondition."""
+    if entry.get("isDisabled"):
+        raise BizCondition(f"{what} is disabled", {"id": entry["id"]})
+    expires = entry_time(entry.get("expireTime"))
+    if expires is not None and expires <= now:
+        raise BizCondition(f"{what} has expired", {"id": entry["id"], "expireTime": expires})
+
+
+def accepted(request: web.Request, task_id: str) -> web.Response:
+    """202: the wait ended before the task did; the result will be at the task API."""
+    location = f"/api/v1/tasks/{task_id}"
+    return ok(request, {"id": task_id, "location": location}, status=202,
+              headers={"Location": location})
+
+
+def sync_answer(request: web.Request, ctx: AppContext, outcome: SyncOutcome,
+                options: CallOptions, *, unbox: bool) -> web.Response:
+    """The answer of a finished (or still running) sync call."""
+    result = outcome.result
+    if result is None:
+        return accepted(request, outcome.task_id)
+    if ctx.metrics is not None and not outcome.cached:
+        took = (result.end_time - result.start_time) if result.end_time and result.start_time else None
+        ctx.metrics.observe_task(result.func_id, result.status.value, took)
+    raise_for_status(result)
+    if options.unbox is False or (options.unbox is None and not unbox):
+        response = ok(request, {"result": result_value(result), "taskId": result.id})
+    else:
+        response = success_response(result, return_type=options.return_type)
+    if outcome.cached:
+        response.headers["X-Dff-Cache"] = "Cached"
+    return response
+
+
+# --- sync / async API entries ------------------------------------------------------------------
+async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web.Response:
+    ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
+    what = "sync API" if entity is Entity.SYNC_API else "async API"
+    entry = await catalog.get(entity, request.match_info["id"], what)
+    now = ctx.clock.time()
+    query = query_dict(request.query)
+    body = await read_body(request)
+    auth = apiauth.AuthInput(request.headers, query, body.value)
+    apiauth.check(entry.get("apiAuth"), auth, ctx.cipher)
+    check_entry(entry, what, now)
+    await throttle.check(ctx.redis, ctx.keys, entry["id"], entry.get("throttling"), now)
+    fmt = FORMATS[request.match_info.get("format", "normal")]
+    caller_kwargs, raw_options = caller_input(fmt, request.method, query, body,
+                                              auth.strip_query, auth.strip_body)
+    sync = origin is Origin.SYNC_API
+    options = parse_options(raw_options, SYNC_OPTIONS if sync else ASYNC_OPTIONS, now)
+    func = await catalog.get(Entity.FUNC, entry["funcId"], "func")
+    kwargs = merge_kwargs(entry.get("kwargs"), caller_kwargs)
+    check_signature(func, kwargs)
+    spec = CallSpec(origin, entry["id"], request[TRACE_KEY], http_request_info(request, query, body),
+                    entry.get("taskRecordLimit"))
+    if not sync:
+        enq = await caller.enqueue(func, kwargs, spec, options)
+        return ok(request, {"id": enq.task_id})
+    outcome = await caller.run(func, kwargs, spec, options)
+    return sync_answer(request, ctx, outcome, options, unbox=True)
+
+
+async def call_sync_api(request: web.Request) -> web.Response:
+    """``GET|POST /api/v1/sync/{id}[/{format}]``: run and wait; the bare return value."""
+    return await _api_call(request, Entity.SYNC_API, Origin.SYNC_API)
+
+
+async def call_async_api(request: web.Request) -> web.Response:
+    """``GET|POST /api/v1/async/{id}[/{format}]``: enqueue; ``data.id`` is the task id."""
+    return await _api_call(request, Entity.ASYNC_API, Origin.ASYNC_API)
+
+
+# --- admin calls ---------------------------------------------------------------------------------
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    body = await read_body(request)
+    if body.kind == "none":
+        return {}
+    if body.kind != "json" or not isinstance(body.value, dict):
+        raise BadRequest("The body must be a JSON object")
+    return body.value
+
+
+async def call_func(request: web.Request) -> web.Response:
+    """``POST /api/v1/func/{func_id}``: ``data.result`` (sync) or ``data.id`` (async/eta/delay)."""
+    await require_admin(request)
+    ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
+    kwargs, raw_options = split_call_body(await _json_object(request))
+    options = parse_options(raw_options, DIRECT_OPTIONS, ctx.clock.time())
+    func = await catalog.get(Entity.FUNC, request.match_info["func_id"], "func")
+    check_signature(func, kwargs)
+    spec = CallSpec(Origin.DIRECT, func["id"], request[TRACE_KEY])
+    if options.run_async or options.eta is not None:
+        enq = await caller.enqueue(func, kwargs, spec, options)
+        return ok(request, {"id": enq.task_id})
+    outcome = await caller.run(func, kwargs, spec, options)
+    return sync_answer(request, ctx, outcome, options, unbox=False)
+
+
+async def call_func_many(request: web.Request) -> web.Response:
+    """``POST /api/v1/func-many`` ``{"calls": [{funcId, kwargs, options}]}`` → ``data.ids``;
+    every call is checked first, then all are enqueued in one pipeline."""
+    await require_admin(request)
+    ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
+    data = await _json_object(request)
+    if set(data) - {"calls"}:
+        raise BadRequest(f"Unknown field(s): {', '.join(sorted(set(data) - {'calls'}))}")
+    calls = data.get("calls")
+    if not isinstance(calls, list) or not 0 < len(calls) <= MAX_MANY:
+        raise BadRequest(f"`calls` must be a list of 1–{MAX_MANY} calls")
+    now = ctx.clock.time()
+    envs: list[TaskEnvelope] = []
+    for i, call in enumerate(calls):
+        try:
+            envs.append(await _many_envelope(request, catalog, caller, call, now))
+        except BadRequest as exc:
+            exc.detail = {**exc.detail, "index": i}
+            exc.message = f"calls[{i}]: {exc.message}"
+            raise
+    enqueued = await caller.enqueue_many(envs)
+    return ok(request, {"ids": [e.task_id for e in enqueued]})
+
+
+async def _many_envelope(request: web.Request, catalog: Catalog, caller: Caller, call: Any,
+                         now: float) -> TaskEnvelope:
+    call = expect_dict(call, "call")
+    unknown = set(call) - {"funcId", "kwargs", "options"}
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(sorted(unknown))}")
+    func_id = call.get("funcId")
+    if not isinstance(func_id, str) or not func_id:
+        raise BadRequest("`funcId` must be a non-empty string")
+    kwargs = expect_dict(call.get("kwargs") or {}, "kwargs")
+    options = parse_options(expect_dict(call.get("options") or {}, "options"), MANY_OPTIONS, now)
+    func = await catalog.get(Entity.FUNC, func_id, "func")
+    check_signature(func, kwargs)
+    return caller.envelope(func, kwargs, CallSpec(Origin.DIRECT, func_id, request[TRACE_KEY]),
+                           options, now=now)
+
+
+async def run_cron_job(request: web.Request) -> web.Response:
+    """``POST /api/v1/cron/{id}``: fire the job now (its overlap policy applies; a disabled or
+    expired job can still be run by hand). ``cron-fixed-<funcId>`` names the implicit job of
+    a func published with ``fixed_cron_expr``."""
+    await require_admin(request)
+    ctx = request.app[CTX]
+    await _json_object(request)  # no parameters, but a malformed body is still a 400
+    job_id = request.match_info["id"]
+    job = await ctx.store.find(Entity.CRON_JOB, job_id)
+    if job is None and job_id.startswith(cron.FIXED_PREFIX):
+        fixed_func = await ctx.store.find(Entity.FUNC, job_id[len(cron.FIXED_PREFIX):])
+        job = cron.fixed_job(fixed_func) if fixed_func else None
+    if job is None:
+        raise NotFound(f"No such cron job: {job_id}", {"id": job_id})
+    func = await ctx.store.get(Entity.FUNC, job["funcId"])
+    outcome = await cron.fire(ctx.redis, ctx.keys, ctx.streams, ctx.store, ctx.settings, job, func,
+                              fire_ms=int(ctx.clock.time() * 1000), manual=True)
+    if outcome.status is cron.FireStatus.FAILED:
+        if "full" in outcome.detail.lower():
+            raise QueueFull(f"Queue {outcome.queue} is full", {"queue": outcome.queue})
+        raise Unavailable(f"Could not enqueue the cron job: {outcome.detail}")
+    return ok(request, {"id": outcome.task_id, "status": outcome.status.value,
+                        "queue": outcome.queue, "detail": outcome.detail or None})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the invocation routes and their per-app helpers (catalogue, caller)."""
+    for prefix, handler in (("sync", call_sync_api), ("al", call_sync_api),
+                            ("async", call_async_api), ("bat", call_async_api)):
+        for path in (f"/api/v1/{prefix}/{{id}}", f"/api/v1/{prefix}/{{id}}/{_FORMAT}"):
+            app.router.add_get(path, handler)
+            app.router.add_post(path, handler)
+    app.router.add_post("/api/v1/func/{func_id}", call_func)
+    app.router.add_post("/api/v1/func-many", call_func_many)
+    app.router.add_post("/api/v1/cron/{id}", run_cron_job)

@@ -1,0 +1,219 @@
+"""Validation and notifications of the management API's entry points and env variables.
+
+- an entry's ``funcId`` must be in the func catalogue, and its fixed kwargs must fit the
+  func's signature (a cron job has no caller, so it must also give every required one);
+- a cron job's ``cronExpr``/``timezone`` must make a schedule (``fluxfunc_common.schedule``);
+- env variable values are converted to their ``valueType``; passwords are stored only as
+  ``valueCipher`` (Fernet with the deployment secret) and never returned;
+- cron-job changes go to the ``cron_changed`` stream the Beat leader follows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from fluxfunc_common import cron, schedule
+from fluxfunc_common.errors import BadRequest, BizCondition
+from fluxfunc_common.store import Entity
+from fluxfunc_server.context import AppContext
+
+PLACEHOLDERS = ("INPUT_BY_CALLER", "FROM_PARAMETER")
+CRON_CHANGED_MAXLEN = 10_000
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+# --- funcs and kwargs ---------------------------------------------------------------------------
+
+
+async def func_of(ctx: AppContext, func_id: Any) -> dict[str, Any]:
+    """The catalogue entry of ``func_id``; 400 when it is not a published ``@DFF.API`` func."""
+    if not isinstance(func_id, str) or not func_id:
+        raise BadRequest("funcId is required", {"field": "funcId"})
+    func = await ctx.store.find(Entity.FUNC, func_id)
+    if func is None:
+        raise BadRequest(f"funcId {func_id!r} is not in the func catalogue (publish its script first)",
+                         {"field": "funcId", "funcId": func_id})
+    return func
+
+
+def check_kwargs(func: dict[str, Any], kwargs: dict[str, Any], *, has_caller: bool) -> None:
+    """Fixed kwargs against the signature; without a caller, every required one must be given."""
+    spec: dict[str, Any] = func.get("kwargsSpec") or {}
+    if not func.get("varKwargs"):
+        unknown = sorted(k for k in kwargs if k not in spec)
+        if unknown:
+            raise BadRequest(f"kwargs not accepted by {func['id']}: {', '.join(unknown)}",
+                             {"field": "kwargs", "unknown": unknown, "accepted": list(spec)})
+    if has_caller:
+        return
+    placeholders = sorted(k for k, v in kwargs.items() if isinstance(v, str) and v in PLACEHOLDERS)
+    if placeholders:
+        raise BadRequest("a cron job has no caller to supply kwargs: " + ", ".join(placeholders),
+                         {"field": "kwargs", "placeholders": placeholders})
+    missing = sorted(k for k, v in spec.items() if v.get("required") and k not in kwargs)
+    if missing:
+        raise BadRequest(f"required kwargs missing for {func['id']}: {', '.join(missing)}",
+                         {"field": "kwargs", "missing": missing})
+
+
+def _defaults(data: dict[str, Any], **values: Any) -> None:
+    """Explicit nulls of fields that have a default (PATCH ``"isDisabled": null``) → the default."""
+    for key, value in values.items():
+        if data.get(key) is None:
+            data[key] = value
+
+
+async def prepare_api(ctx: AppContext, data: dict[str, Any],
+                      old: dict[str, Any] | None) -> dict[str, Any]:
+    """A sync/async API: func exists, kwargs fit, ``apiAuth`` normalised to ``{"type": …}``."""
+    _defaults(data, kwargs={}, isDisabled=False, tags=[])
+    func = await func_of(ctx, data.get("funcId"))
+    check_kwargs(func, data["kwargs"], has_caller=True)
+    if data.get("apiAuth") in (None, "none"):
+        data["apiAuth"] = {"type": "none"}
+    return data
+
+
+async def prepare_cron_job(ctx: AppContext, data: dict[str, Any],
+                           old: dict[str, Any] | None) -> dict[str, Any]:
+    """A cron job: func exists, kwargs complete, schedule valid, timezone filled in."""
+    if old is None and str(data["id"]).startswith(cron.FIXED_PREFIX):
+        raise BadRequest(f"cron job ids starting with {cron.FIXED_PREFIX!r} are reserved for "
+                         "fixed_cron_expr funcs", {"field": "id"})
+    _defaults(data, kwargs={}, isDisabled=False, tags=[], misfirePolicy="fireOnce",
+              overlapPolicy="skip", timezone=ctx.settings.beat.timezone)
+    if not data.get("cronExpr"):
+        raise BadRequest("cronExpr is required", {"field": "cronExpr"})
+    schedule.validate(data["cronExpr"], data["timezone"])
+    func = await func_of(ctx, data.get("funcId"))
+    check_kwargs(func, data["kwargs"], has_caller=False)
+    return data
+
+
+async def notify_cron_changed(ctx: AppContext, cron_id: str, op: str) -> None:
+    """``XADD cron_changed MAXLEN ~ 10000 * id <cron> op <create|update|delete>``."""
+    await ctx.redis.xadd(ctx.keys.cron_changed(), {"id": cron_id, "op": op},
+                         maxlen=CRON_CHANGED_MAXLEN, approximate=True)
+
+
+def next_fires(ctx: AppContext, job: dict[str, Any], count: int) -> dict[str, Any]:
+    """The next ``count`` fires of a job (none after its expireTime)."""
+    tz = job.get("timezone") or ctx.settings.beat.timezone
+    fires = schedule.next_fires(job["cronExpr"], tz, ctx.clock.time(), count)
+    expire = job.get("expireTime")
+    if isinstance(expire, int | float):
+        fires = [t for t in fires if t <= expire]
+    zone = schedule.timezone(tz)
+    return {
+        "id": job["id"], "cronExpr": job["cronExpr"], "timezone": tz,
+        "isDisabled": bool(job.get("isDisabled")),
+        "next": [{"timestamp": t, "iso": datetime.fromtimestamp(t, UTC).astimezone(zone).isoformat()}
+                 for t in fires],
+    }
+
+
+async def refuse_non_empty_script_set(ctx: AppContext, op: str, set_id: str) -> None:
+    page = await ctx.store.list(Entity.SCRIPT, filters={"scriptSetId": set_id}, limit=1)
+    if page.items:
+        raise BizCondition(f"script set {set_id!r} still has scripts; delete them first",
+                           {"scriptSetId": set_id})
+
+
+# --- env variables -----------------------------------------------------------------------------
+
+
+def convert_value(value_type: str, value: Any) -> Any:
+    """``value`` as its ``valueType`` (text is parsed); BadRequest when it does not fit."""
+    try:
+        return _CONVERT[value_type](value)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"value does not fit valueType {value_type!r}: {exc}",
+                         {"field": "value", "valueType": value_type}) from None
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected text")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("expected an integer")
+    return int(value)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError("expected a number")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError("expected a finite number")
+    return out
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise TypeError("expected true/false")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON text: {exc.msg}") from None
+    orjson.dumps(value)
+    return value
+
+
+_CONVERT = {"string": _string, "password": _string, "integer": _integer, "float": _float,
+            "boolean": _boolean, "json": _json}
+
+
+async def prepare_env_variable(ctx: AppContext, data: dict[str, Any],
+                               old: dict[str, Any] | None) -> dict[str, Any]:
+    """Typed ``value``; a password goes to ``valueCipher`` and ``value`` stays null."""
+    _defaults(data, valueType="string")
+    vtype = data["valueType"]
+    if old is not None and vtype == old.get("valueType") and data.get("value") == old.get("value") \
+            and vtype != "password":
+        return data  # value untouched: already converted when it was stored
+    if old is not None and old.get("valueType") == "password" and data.get("value") is None:
+        if vtype == "password":
+            return data  # unchanged secret: keep the stored cipher
+        raise BadRequest("give a new value when changing a password variable's valueType",
+                         {"field": "value"})
+    if data.get("value") is None:
+        raise BadRequest("value is required", {"field": "value"})
+    value = convert_value(vtype, data["value"])
+    if vtype == "password":
+        data["valueCipher"] = ctx.cipher.encrypt(value)
+        data["value"] = None
+    else:
+        data["value"] = value
+        data.pop("valueCipher", None)
+    return data
+
+
+def present_env_variable(entity: dict[str, Any]) -> dict[str, Any]:
+    """Never show a password, not even encrypted."""
+    out = {k: v for k, v in entity.items() if k != "valueCipher"}
+    if out.get("valueType") == "password":
+        out["value"] = None
+    return out
+
+
+async def env_changed(ctx: AppContext, op: str, env_id: str) -> None:
+    """Tell workers (they may cache ``DFF.ENV`` values)."""
+    await ctx.redis.publish(ctx.keys.events(), orjson.dumps(
+        {"type": "envVariableChanged", "id": env_id, "op": op}))

@@ -1,0 +1,126 @@
+"""Scripts, publishing and the func catalogue (SPEC §4.3, docs/internals.md "Notifications").
+
+``code`` of a script is its draft. ``POST /scripts/{id}/publish`` analyses the draft without
+running it (:mod:`fluxfunc_common.scripts`), stores it as the published code together with
+the script's funcs in one transaction, bumps ``scripts_version`` and announces
+``scriptPublished`` so every worker drops its compiled copy, and tells the Beat about funcs
+whose ``fixedCronExpr`` appeared, changed or went away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from fluxfunc_common import cron, scripts
+from fluxfunc_common.errors import BadRequest, Conflict
+from fluxfunc_common.store import Entity
+from fluxfunc_server import schemas
+from fluxfunc_server.adminauth import require_admin
+from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.handlers import manage, manage_checks
+from fluxfunc_server.responses import ok
+
+
+def _md5(code: str) -> str:
+    return hashlib.md5(code.encode()).hexdigest()
+
+
+async def ensure_script_set(ctx: AppContext, set_id: str) -> None:
+    """Create the script set of a new script when it is missing (races are fine)."""
+    if await ctx.store.find(Entity.SCRIPT_SET, set_id) is None:
+        try:
+            await ctx.store.create(Entity.SCRIPT_SET, {"id": set_id, "title": set_id,
+                                                       "description": None, "requirements": None})
+        except Conflict:
+            pass
+
+
+async def prepare_script(ctx: AppContext, data: dict[str, Any],
+                         old: dict[str, Any] | None) -> dict[str, Any]:
+    """Derived fields: ``scriptSetId`` (part before ``__``), draft ``codeMD5``, a title."""
+    if data.get("code") is None:
+        data["code"] = ""
+    data["codeMD5"] = _md5(data["code"])
+    if old is None:
+        data["scriptSetId"] = scripts.script_set_id(data["id"])
+        if not data.get("title"):
+            data["title"] = data["id"].split("__", 1)[1]
+        await ensure_script_set(ctx, data["scriptSetId"])
+    return data
+
+
+async def _all_funcs(ctx: AppContext, script_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await ctx.store.list(Entity.FUNC, filters={"scriptId": script_id}, limit=500,
+                                    cursor=cursor)
+        out.extend(page.items)
+        cursor = page.next_cursor
+        if not cursor:
+            return out
+
+
+def _fixed(funcs: list[dict[str, Any]]) -> dict[str, str | None]:
+    return {f["id"]: (f.get("extraConfig") or {}).get("fixedCronExpr") for f in funcs}
+
+
+async def _announce(ctx: AppContext, event: dict[str, Any], before: list[dict[str, Any]],
+                    after: list[dict[str, Any]]) -> None:
+    """Workers: new code version + event. Beat: the implicit fixed-cron jobs that changed."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.incr(ctx.keys.scripts_version())
+    pipe.publish(ctx.keys.events(), orjson.dumps(event))
+    old, new = _fixed(before), _fixed(after)
+    for func_id in sorted(set(old) | set(new)):
+        was, now = old.get(func_id), new.get(func_id)
+        if was == now:
+            continue
+        op = "create" if not was else "delete" if not now else "update"
+        pipe.xadd(ctx.keys.cron_changed(), {"id": cron.FIXED_PREFIX + func_id, "op": op},
+                  maxlen=manage_checks.CRON_CHANGED_MAXLEN, approximate=True)
+    await pipe.execute()
+
+
+async def _delete_funcs(ctx: AppContext, op: str, script_id: str) -> None:
+    """Before a script goes: its funcs leave the catalogue, workers and Beat are told."""
+    before = await _all_funcs(ctx, script_id)
+    for func in before:
+        await ctx.store.delete(Entity.FUNC, func["id"])
+    await _announce(ctx, {"type": "scriptDeleted", "scriptId": script_id}, before, [])
+
+
+async def publish(request: web.Request) -> web.Response:
+    """``POST /scripts/{id}/publish``: analyse the draft, store it as published, notify."""
+    await require_admin(request)
+    ctx = request.app[CTX]
+    script_id = request.match_info["id"]
+    body = schemas.parse(schemas.PublishBody, await manage.read_json(request))
+    script = await ctx.store.get(Entity.SCRIPT, script_id)
+    if body.code is not None:
+        script = await ctx.store.update(Entity.SCRIPT, script_id,
+                                        {"code": body.code, "codeMD5": _md5(body.code)})
+    code = script.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise BadRequest(f"script {script_id!r} has no draft code to publish", {"field": "code"})
+    analysis = scripts.analyse(script_id, code)
+    before = await _all_funcs(ctx, script_id)
+    published = await ctx.store.publish_script(script_id, code, analysis.funcs)
+    await _announce(ctx, {"type": "scriptPublished", "scriptId": script_id}, before, analysis.funcs)
+    return ok(request, {"script": published, "funcs": analysis.funcs, "warnings": analysis.warnings})
+
+
+SCRIPTS = manage.Resource(
+    "scripts", Entity.SCRIPT, "script", schemas.ScriptListQuery, schemas.ScriptCreate,
+    schemas.ScriptUpdate, prepare=prepare_script, before_delete=_delete_funcs)
+FUNCS = manage.Resource("funcs", Entity.FUNC, "func", schemas.FuncListQuery)
+
+
+def add_routes(app: web.Application) -> None:
+    manage.add_resource(app, SCRIPTS)
+    manage.add_resource(app, FUNCS)
+    app.router.add_post(f"{manage.API}/scripts/{{id}}/publish", publish)

@@ -1,0 +1,148 @@
+"""Task routes (SPEC §4.2): the status and result of one task, and cancelling it.
+
+Status as the Server sees it (docs/internals.md): the result key (final) → the running
+marker (``running``) → the enqueue marker (``queued``) → the task record in the store →
+404. A queued task whose cancel flag is set reads ``cancelled`` (the worker will skip it).
+
+Auth: ``GET`` of a task that came from a sync/async API needs no credentials — its id is
+an unguessable capability (80 random bits) handed to that caller, who may have no admin
+token (the 202 ``Location`` of a sync call points here). Every other task (direct, cron,
+child), and every cancel, needs admin auth.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
+from fluxfunc_common.errors import BadRequest, NotFound
+from fluxfunc_server.adminauth import require_admin
+from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.responses import ok
+
+MAX_WAIT = 60.0
+PUBLIC_ORIGINS = frozenset({Origin.SYNC_API.value, Origin.ASYNC_API.value})
+FIELDS = ("id", "funcId", "origin", "originId", "status", "queue", "attempt", "triggerTime",
+          "startTime", "endTime", "result", "exception", "traceback", "printLogs")
+
+
+def result_view(result: TaskResult) -> dict[str, Any]:
+    """The API shape of a finished task."""
+    data = result.model_dump(mode="json", by_alias=True)
+    view = {name: data.get(name) for name in FIELDS}
+    if result.response is not None:  # DFF.RESP: what the sync caller received
+        view["response"] = data["response"]
+    return view
+
+
+def record_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The API shape of a task record from the store (same camelCase names)."""
+    return {name: record.get(name) for name in FIELDS}
+
+
+def _loads(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def task_view(ctx: AppContext, task_id: str) -> dict[str, Any] | None:
+    """The task as it stands now, or None when nothing knows it."""
+    result = await ctx.streams.get_result(task_id)
+    if result is not None:
+        return result_view(result)
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.get(ctx.keys.running(task_id))
+    pipe.exists(ctx.keys.cancel(task_id))
+    running_raw, cancel_flag = await pipe.execute()
+    header = await ctx.streams.queued_header(task_id)
+    running = _loads(running_raw)
+    if running is None and header is None:
+        record = await ctx.store.get_task_record(task_id)
+        return record_view(record) if record else None
+    view: dict[str, Any] = dict.fromkeys(FIELDS)
+    view.update({k: v for k, v in (header or {}).items() if k in FIELDS})
+    view["id"] = task_id
+    if running is not None:
+        view.update(status=TaskStatus.RUNNING.value, startTime=running.get("startTime"),
+                    attempt=running.get("attempt") or view.get("attempt"))
+        view["cancelRequested"] = bool(cancel_flag)
+    else:
+        view["status"] = (TaskStatus.CANCELLED if cancel_flag else TaskStatus.QUEUED).value
+    return view
+
+
+async def _authorise(request: web.Request, view: dict[str, Any] | None) -> None:
+    """Sync/async API tasks are readable by id alone; everything else needs admin."""
+    if view is None or view.get("origin") not in PUBLIC_ORIGINS:
+        await require_admin(request)
+
+
+def _wait_param(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest("`wait` must be a number of seconds (0–60)") from None
+    if not 0 <= wait <= MAX_WAIT:
+        raise BadRequest("`wait` must be a number of seconds (0–60)")
+    return wait
+
+
+async def get_task(request: web.Request) -> web.Response:
+    """``GET /api/v1/tasks/{task_id}[?wait=N]``: long-polls up to N s for a final status."""
+    ctx = request.app[CTX]
+    task_id = request.match_info["task_id"]
+    wait = _wait_param(request)
+    unknown = set(request.query) - {"wait"}
+    if unknown:
+        raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}")
+    view = await task_view(ctx, task_id)
+    await _authorise(request, view)
+    if view is None:
+        raise NotFound(f"No such task: {task_id}", {"id": task_id})
+    if wait > 0 and not TaskStatus(view["status"]).final:
+        deadline = time.monotonic() + wait
+        result = await ctx.waiter.poll(task_id, wait)
+        if result is not None:
+            view = result_view(result)
+        elif time.monotonic() >= deadline:
+            view = await task_view(ctx, task_id) or view
+    return ok(request, view)
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    """``POST /api/v1/tasks/{task_id}/cancel``: queued → never runs; running → its child is
+    stopped. Answers status ``cancelled``; a task that already ended otherwise → 400."""
+    await require_admin(request)
+    ctx = request.app[CTX]
+    task_id = request.match_info["task_id"]
+    view = await task_view(ctx, task_id)
+    if view is None:
+        raise NotFound(f"No such task: {task_id}", {"id": task_id})
+    status = TaskStatus(view["status"])
+    if status.final and status is not TaskStatus.CANCELLED:
+        raise BadRequest(f"Task already ended: {status.value}", {"id": task_id, "status": status.value})
+    if not status.final:  # a queued task with its flag already set reads "cancelled"
+        ttl_ms = ctx.settings.tasks.result_ttl * 1000
+        event = orjson.dumps({"type": "cancel", "taskId": task_id})
+        pipe = ctx.redis.pipeline(transaction=False)
+        pipe.set(ctx.keys.cancel(task_id), b"1", px=ttl_ms)
+        pipe.publish(ctx.keys.events(), event)
+        await pipe.execute()
+    return ok(request, {"id": task_id, "status": TaskStatus.CANCELLED.value, "previousStatus": status.value})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/tasks/{task_id}", get_task)
+    app.router.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)

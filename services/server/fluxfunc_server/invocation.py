@@ -1,0 +1,292 @@
+"""The inputs of an invocation: reading a request in the ``normal`` or ``simplified`` format,
+the caller-options allow-list, merging fixed and caller kwargs, and checking them against the
+func's signature before anything is enqueued (SPEC §4.1).
+
+Caller options (anything else → 400):
+
+=================  =========================================  ==============================
+option             meaning                                    where
+=================  =========================================  ==============================
+``maxWait``        seconds to wait before answering 202       sync APIs, ``/func`` (sync)
+``idempotencyKey`` same key → same task id (≤ 200 chars)      everywhere
+``returnType``     ``raw`` (default) or ``jsonDumps``         sync APIs, ``/func`` (sync)
+``unbox``          bare value (APIs' default) or data.result  sync APIs, ``/func`` (sync)
+``async``          enqueue and answer ``data.id``             ``/func`` only (admin)
+``eta``/``delay``  run not before (ISO 8601 / seconds)        ``/func``, ``/func-many``
+``queue``          another queue                              ``/func``, ``/func-many``
+=================  =========================================  ==============================
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import MultiMapping
+
+from fluxfunc_common.errors import BadRequest
+
+PLACEHOLDERS = frozenset({"INPUT_BY_CALLER", "FROM_PARAMETER"})
+SYNC_OPTIONS = frozenset({"maxWait", "idempotencyKey", "returnType", "unbox"})
+ASYNC_OPTIONS = frozenset({"idempotencyKey"})
+DIRECT_OPTIONS = frozenset({"async", "eta", "delay", "idempotencyKey", "maxWait", "queue",
+                            "returnType", "unbox"})
+MANY_OPTIONS = frozenset({"eta", "delay", "idempotencyKey", "queue"})
+FORMATS = {"normal": "normal", "s": "simplified", "simplified": "simplified"}
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass
+class CallOptions:
+    """Validated caller options."""
+
+    max_wait: float | None = None
+    idempotency_key: str | None = None
+    return_type: str = "raw"
+    unbox: bool | None = None
+    run_async: bool = False
+    eta: float | None = None
+    queue: str | None = None
+
+
+@dataclass
+class RequestBody:
+    """A request body read once: ``value`` is a dict (JSON object, form), text, or None."""
+
+    value: Any
+    kind: str  # "none" | "json" | "form" | "text" | "binary"
+
+
+# --- reading requests ---------------------------------------------------------------------
+def query_dict(query: MultiMapping[str]) -> dict[str, Any]:
+    """Query string → dict; a repeated name becomes a list."""
+    out: dict[str, Any] = {}
+    for name in query:
+        if name in out:
+            continue
+        values = query.getall(name)
+        out[name] = values[0] if len(values) == 1 else list(values)
+    return out
+
+
+def parse_json(raw: bytes | str, what: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON in {what}: {exc}") from None
+
+
+async def read_body(request: web.Request) -> RequestBody:
+    """The body as DataFlux Func reads it: JSON, form fields, text (``{"text"}``) or binary."""
+    if request.method in ("GET", "HEAD") or not request.body_exists:
+        return RequestBody(None, "none")
+    # aiohttp reports a missing Content-Type as application/octet-stream; tell them apart
+    ctype = request.content_type if "Content-Type" in request.headers else ""
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return RequestBody(await _read_form(request), "form")
+    raw = await request.read()
+    if not raw:
+        return RequestBody(None, "none")
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return RequestBody(parse_json(raw, "request body"), "json")
+    if ctype == "application/octet-stream":
+        return RequestBody(raw, "binary")
+    try:
+        text = raw.decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        return RequestBody(raw, "binary")
+    if not ctype.startswith("text/"):
+        # no (useful) content type: JSON if it parses
+        try:
+            return RequestBody(orjson.loads(raw), "json")
+        except orjson.JSONDecodeError:
+            pass
+    return RequestBody(text, "text")
+
+
+async def _read_form(request: web.Request) -> dict[str, Any]:
+    try:
+        form = await request.post()
+    except ValueError as exc:
+        raise BadRequest(f"Malformed form body: {exc}") from None
+    out: dict[str, Any] = {}
+    for name in form:
+        values = form.getall(name)
+        if any(not isinstance(v, str) for v in values):
+            raise BadRequest("File uploads are not supported; send the content as a field")
+        out[name] = values[0] if len(values) == 1 else list(values)
+    return out
+
+
+def _without(data: Mapping[str, Any], drop: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in drop}
+
+
+def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody,
+                 strip_query: set[str], strip_body: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(caller kwargs, raw caller options) from a sync/async API request."""
+    if fmt == "simplified":
+        if method in ("GET", "HEAD"):
+            return _without(query, strip_query), {}
+        return simplified_body(body, strip_body), {}
+    if method in ("GET", "HEAD"):
+        unknown = set(query) - {"kwargs", "options"} - strip_query
+        if unknown:
+            raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}",
+                             {"allowed": ["kwargs", "options"]})
+        kwargs = parse_json(query["kwargs"], "kwargs") if "kwargs" in query else {}
+        options = parse_json(query["options"], "options") if "options" in query else {}
+        return expect_dict(kwargs, "kwargs"), expect_dict(options, "options")
+    if body.kind == "none":
+        return {}, {}
+    if body.kind != "json" or not isinstance(body.value, dict):
+        raise BadRequest('The normal format takes a JSON body {"kwargs": {…}, "options": {…}}')
+    data = _without(body.value, strip_body)
+    return split_call_body(data)
+
+
+def split_call_body(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"kwargs": {…}, "options": {…}}`` with nothing else."""
+    unknown = set(data) - {"kwargs", "options"}
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(sorted(unknown))}",
+                         {"allowed": ["kwargs", "options"]})
+    return (expect_dict(data.get("kwargs") or {}, "kwargs"),
+            expect_dict(data.get("options") or {}, "options"))
+
+
+def simplified_body(body: RequestBody, strip: set[str]) -> dict[str, Any]:
+    """The whole body as kwargs; text → ``{"text"}``, binary → ``{"base64"}``."""
+    if body.kind == "none":
+        return {}
+    if body.kind == "binary":
+        return {"base64": base64.b64encode(body.value).decode()}
+    if body.kind == "text":
+        return {"text": body.value}
+    if not isinstance(body.value, dict):
+        raise BadRequest("The simplified format takes a JSON object, a form, or text")
+    return _without(body.value, strip)
+
+
+def expect_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"`{what}` must be a JSON object")
+    return value
+
+
+# --- options ------------------------------------------------------------------------------
+def parse_options(raw: Mapping[str, Any], allowed: frozenset[str], now: float) -> CallOptions:
+    """Validate caller options against ``allowed`` (anything else → 400)."""
+    unknown = set(raw) - allowed
+    if unknown:
+        raise BadRequest(f"Option(s) not allowed here: {', '.join(sorted(unknown))}",
+                         {"allowed": sorted(allowed)})
+    opts = CallOptions()
+    if raw.get("maxWait") is not None:
+        opts.max_wait = _number(raw["maxWait"], "maxWait", minimum=0)
+    if raw.get("idempotencyKey") is not None:
+        key = raw["idempotencyKey"]
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise BadRequest(f"options.idempotencyKey must be a string of 1–{MAX_IDEMPOTENCY_KEY} chars")
+        opts.idempotency_key = key
+    if raw.get("returnType") is not None:
+        if raw["returnType"] not in ("raw", "jsonDumps"):
+            raise BadRequest("options.returnType must be raw or jsonDumps")
+        opts.return_type = raw["returnType"]
+    opts.unbox = _bool(raw, "unbox")
+    opts.run_async = bool(_bool(raw, "async"))
+    if raw.get("eta") is not None:
+        opts.eta = parse_eta(raw["eta"])
+    if raw.get("delay") is not None:
+        opts.eta = now + _number(raw["delay"], "delay", minimum=0)
+    if raw.get("queue") is not None:
+        if not isinstance(raw["queue"], str) or not _QUEUE_NAME.match(raw["queue"]):
+            raise BadRequest("options.queue must be a queue name ([A-Za-z0-9_.-], ≤ 64 chars)")
+        opts.queue = raw["queue"]
+    return opts
+
+
+def _number(value: Any, name: str, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise BadRequest(f"options.{name} must be a number ≥ {minimum:g}")
+    return float(value)
+
+
+def _bool(raw: Mapping[str, Any], name: str) -> bool | None:
+    value = raw.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"options.{name} must be true or false")
+    return value
+
+
+def parse_eta(value: Any) -> float:
+    """ISO 8601 (``Z`` or offset; naive = UTC) → epoch seconds."""
+    if not isinstance(value, str):
+        raise BadRequest("options.eta must be an ISO 8601 date-time string")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"options.eta is not an ISO 8601 date-time: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+# --- kwargs ---------------------------------------------------------------------------------
+def merge_kwargs(fixed: Mapping[str, Any] | None, caller: Mapping[str, Any]) -> dict[str, Any]:
+    """Fixed kwargs of the entry plus the caller's; a caller may not override a fixed value.
+    A fixed value of ``INPUT_BY_CALLER`` only marks a caller-supplied kwarg."""
+    merged: dict[str, Any] = {}
+    for name, value in (fixed or {}).items():
+        if isinstance(value, str) and value in PLACEHOLDERS:
+            continue
+        if name in caller:
+            raise BadRequest(f"Cannot specify a fixed kwargs field: {name}", {"kwarg": name})
+        merged[name] = value
+    merged.update(caller)
+    return merged
+
+
+def check_signature(func: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """Unknown kwargs (unless ``**kwargs``) and missing required ones → 400."""
+    spec: Mapping[str, Any] = func.get("kwargsSpec") or {}
+    known = set(func.get("args") or ()) | set(spec)
+    if not func.get("varKwargs"):
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            raise BadRequest(f"Unknown kwarg(s) for {func.get('id')}: {', '.join(sorted(unknown))}",
+                             {"unknown": sorted(unknown), "accepted": sorted(known)})
+    missing = [k for k, s in spec.items() if isinstance(s, Mapping) and s.get("required")
+               and k not in kwargs]
+    if missing:
+        raise BadRequest(f"Missing kwarg(s) for {func.get('id')}: {', '.join(sorted(missing))}",
+                         {"missing": sorted(missing)})
+
+
+# --- the request as the function sees it ------------------------------------------------------
+def http_request_info(request: web.Request, query: dict[str, Any], body: RequestBody) -> dict[str, Any]:
+    """``_DFF_HTTP_REQUEST``: method, path, headers (lower-case names), query, body, ip."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    ips = [ip.strip() for ip in forwarded.split(",") if ip.strip()]
+    value = body.value
+    if body.kind == "binary":
+        value = {"base64": base64.b64encode(value).decode()}
+    return {
+        "method": request.method,
+        "path": request.path,
+        "url": request.path_qs,
+        "host": request.host,
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "query": query,
+        "body": value,
+        "ip": ips[0] if ips else request.remote,
+        "ips": ips,
+    }
+

@@ -1,0 +1,117 @@
+"""The Server's one error middleware: trace ids, body-size limit, HTTP metrics, and every
+error (fluxfunc, aiohttp, unexpected) rendered as the DataFlux Func envelope (SPEC §4)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fluxfunc_common import ids
+from fluxfunc_common.errors import (
+    ClientError,
+    FluxfuncError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from fluxfunc_common.logs import get_logger
+from fluxfunc_server.context import CTX
+from fluxfunc_server.responses import START_KEY, TRACE_KEY, error_body, json_response
+
+log = get_logger("server.http")
+
+TRACE_HEADER = "X-Trace-Id"
+_TRACE_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class MethodNotAllowed(NotFound):
+    """Method not allowed on this route."""
+
+    status = code = 405
+
+
+def new_trace_id() -> str:
+    return "TRACE-" + ids.ulid()
+
+
+def trace_id_of(request: web.Request) -> str:
+    """The caller's ``X-Trace-Id`` when it looks sane, else a fresh one."""
+    given = request.headers.get(TRACE_HEADER)
+    return given if given and _TRACE_OK.match(given) else new_trace_id()
+
+
+def from_http_exception(exc: web.HTTPException) -> FluxfuncError:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as a fluxfunc error."""
+    if exc.status == 404:
+        return NotFound("No such route")
+    if exc.status == 405:
+        return MethodNotAllowed("Method not allowed")
+    if exc.status == 413:
+        return PayloadTooLarge("Request body too large", {"maxBytes": getattr(exc, "max_size", None)})
+    if 400 <= exc.status < 500:
+        err = ClientError(exc.reason or "Bad request")
+        err.status = err.code = exc.status
+        return err
+    return FluxfuncError(exc.reason or "Server error")
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _count(request: web.Request, status: int) -> None:
+    metrics = request.app[CTX].metrics if CTX in request.app else None
+    if metrics is not None:
+        metrics.observe_request(_route_label(request), request.method, status,
+                                time.monotonic() - request[START_KEY])
+
+
+def error_response(request: web.Request, exc: FluxfuncError) -> web.Response:
+    """The error envelope; HTTP status = integer part of the code."""
+    headers: dict[str, Any] = dict(getattr(exc, "headers", None) or {})
+    headers[TRACE_HEADER] = request.get(TRACE_KEY, "")
+    return json_response(error_body(request, exc), status=exc.status, headers=headers)
+
+
+def make_error_middleware(max_body_bytes: int) -> Any:
+    """The middleware (a closure over the body limit, checked before any body is read)."""
+
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[START_KEY] = time.monotonic()
+        request[TRACE_KEY] = trace_id = trace_id_of(request)
+        try:
+            length = request.content_length
+            if length is not None and length > max_body_bytes:
+                raise PayloadTooLarge("Request body too large", {"maxBytes": max_body_bytes})
+            response = await handler(request)
+        except FluxfuncError as exc:
+            response = error_response(request, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects and the like pass through untouched
+                exc.headers[TRACE_HEADER] = trace_id
+                _count(request, exc.status)
+                raise
+            response = error_response(request, from_http_exception(exc))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("redis unavailable", path=request.path, error=str(exc), trace_id=trace_id)
+            response = error_response(request, Unavailable("Redis is unavailable"))
+        except Exception:
+            log.exception("unhandled error", method=request.method, path=request.path,
+                          trace_id=trace_id)
+            response = error_response(request, FluxfuncError("Internal server error"))
+        if not response.prepared:
+            response.headers[TRACE_HEADER] = trace_id
+        _count(request, response.status)
+        return response
+
+    return error_middleware

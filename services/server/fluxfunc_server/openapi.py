@@ -1,0 +1,321 @@
+"""``GET /api/openapi.json``: an OpenAPI 3.1 document of every route of SPEC §4.
+
+Request bodies and query strings of the management and ops routes come from the very
+pydantic models that validate them (:mod:`fluxfunc_server.schemas`); the invocation and task
+routes, whose inputs are read by hand (two call formats, JSON-in-query), are described with
+generic shapes. Every answer is the DataFlux Func envelope; errors share one schema.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from fluxfunc_common import __version__
+from fluxfunc_server import schemas
+from fluxfunc_server import schemas_out as out
+from fluxfunc_server.responses import json_response
+
+REF = "#/components/schemas/{model}"
+ADMIN = [{"bearerAuth": []}, {"accessKey": []}]
+
+
+# --- generic models of the invocation routes (server-A reads these bodies by hand) ----------
+
+
+class CallBody(BaseModel):
+    """``normal`` format: kwargs and caller options (the ``simplified`` format takes the whole
+    body as kwargs)."""
+
+    model_config = ConfigDict(extra="allow")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "allow-list: maxWait, idempotencyKey, returnType, unbox (sync); idempotencyKey (async)"))
+
+
+class FuncCallBody(BaseModel):
+    """``POST /api/v1/func/{func_id}``."""
+
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "async, eta (ISO 8601), delay (s), idempotencyKey, maxWait, queue, returnType, unbox"))
+
+
+class FuncManyCall(BaseModel):
+    func_id: str = Field(alias="funcId")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FuncManyBody(BaseModel):
+    """``POST /api/v1/func-many``: enqueued in one pipeline."""
+
+    calls: list[FuncManyCall]
+
+
+# --- the route table -----------------------------------------------------------------------------
+
+
+@dataclass
+class Op:
+    """One operation of the document."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    data: dict[str, Any] | None = None  # JSON schema of ``data`` in the success envelope
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: list[dict[str, list[str]]] = field(default_factory=lambda: ADMIN)
+    paged: bool = False
+    raw: dict[str, Any] | None = None  # a non-envelope success response (content type → schema)
+    extra_query: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _list(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(model)}
+
+
+def _crud(path: str, tag: str, what: str, entity: type[BaseModel], query: type[BaseModel],
+          create: type[BaseModel] | None = None, update: type[BaseModel] | None = None) -> list[Op]:
+    base = f"/api/v1/{path}"
+    ops = [Op("get", base, f"List {what}s", tag, _list(entity), query=query, paged=True),
+           Op("get", base + "/{id}", f"Get one {what}", tag, _ref(entity))]
+    if create is not None:
+        ops.append(Op("post", base, f"Create a {what}", tag, _ref(entity), body=create))
+    if update is not None:
+        ops += [Op("patch", base + "/{id}", f"Change a {what} (merge)", tag, _ref(entity), body=update),
+                Op("delete", base + "/{id}", f"Delete a {what}", tag, _ref(out.Deleted))]
+    return ops
+
+
+_JSON_QUERY = [
+    {"name": "kwargs", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "normal format: kwargs as JSON text"},
+    {"name": "options", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "normal format: caller options as JSON text"},
+]
+_ANY = {"description": "any JSON value"}
+
+
+def _invocation() -> list[Op]:
+    ops: list[Op] = []
+    for prefix, sync in (("sync", True), ("async", False), ("al", True), ("bat", False)):
+        legacy = " (legacy alias)" if prefix in ("al", "bat") else ""
+        kind = "sync" if sync else "async"
+        for suffix in ("", "/{format}"):
+            path = f"/api/v1/{prefix}/{{id}}{suffix}"
+            summary = (f"Call a {kind} API{legacy}: " +
+                       ("run and answer the bare return value" if sync else "enqueue, data.id = task id"))
+            raw = {"application/json": _ANY} if sync else None
+            data = None if sync else _ref(out.TaskId)
+            auth: list[dict[str, list[str]]] = [{}, {"apiFixedField": []}, {"apiBasic": []}]
+            ops.append(Op("get", path, summary, "invocation", data, auth=auth, raw=raw,
+                          extra_query=_JSON_QUERY))
+            ops.append(Op("post", path, summary, "invocation", data, body=CallBody, auth=auth, raw=raw))
+    ops += [
+        Op("post", "/api/v1/func/{func_id}", "Call a func directly: data.result or data.id",
+           "invocation", {"type": "object"}, body=FuncCallBody),
+        Op("post", "/api/v1/func-many", "Enqueue many calls: data.ids", "invocation",
+           {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
+           body=FuncManyBody),
+        Op("post", "/api/v1/cron/{id}", "Run a cron job now", "invocation", _ref(out.CronRun)),
+        Op("get", "/api/v1/tasks/{task_id}", "A task's status and result (?wait=N long-polls, max 60)",
+           "tasks", _ref(out.TaskRecord),
+           extra_query=[{"name": "wait", "in": "query", "required": False,
+                         "schema": {"type": "number", "minimum": 0, "maximum": 60}}]),
+        Op("post", "/api/v1/tasks/{task_id}/cancel", "Cancel a queued or running task", "tasks",
+           _ref(out.TaskRecord)),
+    ]
+    return ops
+
+
+def operations() -> list[Op]:
+    """Every operation of SPEC §4, in document order."""
+    s = schemas
+    ops = _invocation()
+    ops += _crud("script-sets", "management", "script set", out.ScriptSet, s.ScriptSetListQuery,
+                 s.ScriptSetCreate, s.ScriptSetUpdate)
+    ops += _crud("scripts", "management", "script", out.Script, s.ScriptListQuery,
+                 s.ScriptCreate, s.ScriptUpdate)
+    ops.append(Op("post", "/api/v1/scripts/{id}/publish",
+                  "Publish the draft: compile, extract @DFF.API funcs, notify workers", "management",
+                  _ref(out.PublishResult), body=s.PublishBody))
+    ops += _crud("funcs", "management", "func", out.Func, s.FuncListQuery)
+    ops += _crud("sync-apis", "management", "sync API", out.SyncApi, s.EntryListQuery,
+                 s.SyncApiCreate, s.SyncApiUpdate)
+    ops += _crud("async-apis", "management", "async API", out.AsyncApi, s.EntryListQuery,
+                 s.AsyncApiCreate, s.AsyncApiUpdate)
+    ops += _crud("cron-jobs", "management", "cron job", out.CronJob, s.EntryListQuery,
+                 s.CronJobCreate, s.CronJobUpdate)
+    ops.append(Op("get", "/api/v1/cron-jobs/{id}/next", "Next fire times of a cron job",
+                  "management", _ref(out.NextFires), query=s.NextFiresQuery))
+    ops += _crud("env-variables", "management", "env variable", out.EnvVariable,
+                 s.EnvVariableListQuery, s.EnvVariableCreate, s.EnvVariableUpdate)
+    ops += [
+        Op("get", "/api/v1/task-records", "List task records (newest first)", "management",
+           _list(out.TaskRecord), query=s.TaskRecordListQuery, paged=True),
+        Op("get", "/api/v1/task-records/{id}", "Get one task record", "management",
+           _ref(out.TaskRecord)),
+        Op("get", "/api/v1/ops/overview", "Services, queues, dead letters, Beat leadership", "ops",
+           _ref(out.Overview)),
+        Op("get", "/api/v1/ops/dead-letters", "Dead letters, oldest first", "ops",
+           _list(out.DeadLetter), query=s.DeadLetterQuery),
+        Op("post", "/api/v1/ops/dead-letters/{entry}/requeue", "Put a dead letter back on its queue",
+           "ops", _ref(out.Requeued)),
+        Op("get", "/metrics", "Prometheus metrics", "ops", auth=[],
+           raw={"text/plain": {"type": "string"}}),
+        Op("get", "/healthz", "Liveness: 200 while the process runs", "ops", _ref(out.Status), auth=[]),
+        Op("get", "/readyz", "Readiness: Redis and the store answer", "ops", _ref(out.Status), auth=[]),
+        Op("head", "/", "Load-balancer probe", "ops", auth=[], raw={}),
+        Op("get", "/api/openapi.json", "This document", "ops", auth=[],
+           raw={"application/json": {"type": "object"}}),
+    ]
+    return ops
+
+
+# --- building the document -------------------------------------------------------------------------
+
+
+def _envelope(data: dict[str, Any] | None, paged: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "ok": {"type": "boolean", "const": True},
+        "error": {"type": "number"},
+        "message": {"type": "string"},
+        "data": data if data is not None else {},
+        "traceId": {"type": "string"},
+        "reqCost": {"type": "number"},
+    }
+    required = ["ok", "error", "message", "data", "traceId"]
+    if paged:
+        props["pageInfo"] = _ref(out.PageInfo)
+        required.append("pageInfo")
+    return {"type": "object", "required": required, "properties": props}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["ok", "error", "reason", "message", "detail", "traceId"],
+    "properties": {
+        "ok": {"type": "boolean", "const": False},
+        "error": {"type": "number", "description": "HTTP status, or status.sub (e.g. 599.1)"},
+        "reason": {"type": "string", "description": "EClientBadRequest, EUserAuth, EFuncFailed, …"},
+        "message": {"type": "string"},
+        "detail": {"type": "object", "description": "e.g. pydantic `errors` for a 400"},
+        "traceId": {"type": "string"},
+    },
+}
+
+
+def _parameters(op: Op, components: dict[str, Any]) -> list[dict[str, Any]]:
+    params = [{"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
+              for name in re.findall(r"{(\w+)}", op.path)]
+    if op.query is not None:
+        schema = op.query.model_json_schema(ref_template=REF)
+        components.update(schema.pop("$defs", {}))
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            prop = {k: v for k, v in prop.items() if k != "title"}
+            params.append({"name": name, "in": "query", "required": name in required,
+                           "schema": prop, **({"description": prop["description"]}
+                                              if "description" in prop else {})})
+    params += op.extra_query
+    return params
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    if name == "format":
+        return {"type": "string", "enum": ["normal", "s", "simplified"]}
+    if name == "entry":
+        return {"type": "string", "pattern": r"^\d+-\d+$"}
+    return {"type": "string"}
+
+
+def _responses(op: Op) -> dict[str, Any]:
+    error = {"description": "error envelope", "content": {
+        "application/json": {"schema": {"$ref": REF.format(model="ErrorEnvelope")}}}}
+    if op.raw is not None:
+        ok: dict[str, Any] = {"description": "OK"}
+        if op.raw:
+            ok["content"] = {ctype: {"schema": schema} for ctype, schema in op.raw.items()}
+    else:
+        ok = {"description": "OK", "content": {"application/json": {
+            "schema": _envelope(op.data, op.paged)}}}
+    responses: dict[str, Any] = {"200": ok}
+    if op.path.startswith("/api/v1/sync") or op.path.startswith("/api/v1/al") \
+            or op.path.startswith("/api/v1/func/"):
+        responses["202"] = {"description": "still running after maxWait: data.id, Location header",
+                            "content": {"application/json": {"schema": _envelope(_ref(out.TaskId), False)}}}
+    if op.method != "head":
+        responses["default"] = error
+    return responses
+
+
+def build_document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once per process)."""
+    ops = operations()
+    models: list[type[BaseModel]] = [m for op in ops for m in (op.body,) if m is not None]
+    models += out.RESPONSE_MODELS
+    unique = list(dict.fromkeys(models))
+    _, defs = models_json_schema([(m, "validation") for m in unique], ref_template=REF)
+    components: dict[str, Any] = dict(defs.get("$defs", {}))
+    components["ErrorEnvelope"] = ERROR_SCHEMA
+    paths: dict[str, Any] = {}
+    for op in ops:
+        item: dict[str, Any] = {
+            "summary": op.summary, "tags": [op.tag],
+            "operationId": f"{op.method}_{re.sub(r'[^A-Za-z0-9]+', '_', op.path).strip('_') or 'root'}",
+            "parameters": _parameters(op, components),
+            "responses": _responses(op),
+            "security": op.auth,
+        }
+        if op.body is not None:
+            item["requestBody"] = {"required": op.method == "post" and op.body not in
+                                   (schemas.PublishBody, CallBody),
+                                   "content": {"application/json": {"schema": _ref(op.body)}}}
+        paths.setdefault(op.path, {})[op.method] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fluxfunc", "version": __version__,
+                 "description": "Python functions as HTTP endpoints and cron jobs (DataFlux Func "
+                                "compatible). Every JSON answer is the DataFlux Func envelope."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "admin token from `fluxfunc admin create-token`"},
+    "accessKey": {"type": "apiKey", "in": "header", "name": "X-Dff-Ak-Sign",
+                  "description": "DataFlux Func access-key signing: also X-Dff-Ak-Id, "
+                                 "X-Dff-Ak-Timestamp, X-Dff-Ak-Nonce; sign = hex HMAC-SHA1(secret, "
+                                 "METHOD&PATH?QUERY&timestamp&nonce&md5(body))"},
+    "apiFixedField": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+                      "description": "an entry's fixedField API auth (header, query or body field)"},
+    "apiBasic": {"type": "http", "scheme": "basic", "description": "an entry's httpBasic API auth"},
+}
+
+_DOC: web.AppKey[dict[str, Any]] = web.AppKey("fluxfunc_openapi", dict)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    doc = request.app.get(_DOC)
+    if doc is None:
+        doc = build_document()
+    return json_response(doc)
+
+
+def add_routes(app: web.Application) -> None:
+    app[_DOC] = build_document()
+    app.router.add_get("/api/openapi.json", openapi_json, allow_head=False)

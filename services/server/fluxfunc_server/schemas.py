@@ -1,0 +1,297 @@
+"""Request models of the management and ops API (SPEC §4.3, §4.4).
+
+The same classes validate requests in the handlers and describe them in
+``/api/openapi.json``. Bodies are strict (no type coercion, unknown fields refused, camelCase
+names); query strings are parsed leniently because every query value arrives as text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from fluxfunc_common.envelope import Origin, TaskStatus
+from fluxfunc_common.errors import BadRequest
+
+MAX_TEXT = 65_535
+MAX_CODE = 5 * 1024 * 1024
+
+SCRIPT_SET_ID = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$"
+SCRIPT_ID = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*__[A-Za-z0-9][A-Za-z0-9_]*$"
+ENTRY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+VALUE_TYPES = ("string", "password", "integer", "float", "boolean", "json")
+
+BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
+
+
+def _epoch(value: Any) -> Any:
+    """ISO-8601 text → epoch seconds; numbers pass through."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be epoch seconds or an ISO-8601 date-time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return value
+
+
+Timestamp = Annotated[
+    float,
+    BeforeValidator(_epoch),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+                    "description": "epoch seconds or ISO-8601 date-time (stored as epoch seconds)"}),
+]
+ScriptSetId = Annotated[str, Field(pattern=SCRIPT_SET_ID, max_length=64)]
+ScriptId = Annotated[str, Field(pattern=SCRIPT_ID, max_length=100)]
+EntryId = Annotated[str, Field(pattern=ENTRY_ID, min_length=1, max_length=64)]
+Title = Annotated[str, Field(max_length=256)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Tags = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
+FuncId = Annotated[str, Field(min_length=1, max_length=191)]
+
+
+class Body(BaseModel):
+    """A JSON request body: camelCase, strict types, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel,
+                              populate_by_name=False)
+
+
+class Query(BaseModel):
+    """A query string: camelCase, lenient (text) types, unknown parameters refused."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False)
+
+
+def parse(model: type[BaseModelT], data: Any, *, what: str = "request body") -> BaseModelT:
+    """Validate ``data``; a failure is a 400 with pydantic's errors in ``detail.errors``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        first = errors[0] if errors else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"]) or what
+        raise BadRequest(f"invalid {what}: {where}: {first['msg']}", {"errors": errors}) from None
+
+
+# --- script sets and scripts -------------------------------------------------------------------
+
+
+class ScriptSetCreate(Body):
+    id: ScriptSetId
+    title: Title | None = None
+    description: Text | None = None
+    requirements: Text | None = None
+
+
+class ScriptSetUpdate(Body):
+    title: Title | None = None
+    description: Text | None = None
+    requirements: Text | None = None
+
+
+class ScriptCreate(Body):
+    id: ScriptId
+    title: Title | None = None
+    description: Text | None = None
+    code: Annotated[str, Field(max_length=MAX_CODE)] = Field(
+        default="", description="the draft code (published with POST /scripts/{id}/publish)")
+
+
+class ScriptUpdate(Body):
+    title: Title | None = None
+    description: Text | None = None
+    code: Annotated[str, Field(max_length=MAX_CODE)] | None = None
+
+
+class PublishBody(Body):
+    code: Annotated[str, Field(max_length=MAX_CODE)] | None = Field(
+        default=None, description="replace the draft with this code before publishing")
+
+
+# --- entry points ---------------------------------------------------------------------------------
+
+
+class ApiAuthNone(Body):
+    type: Literal["none"]
+
+
+class ApiAuthFixedField(Body):
+    type: Literal["fixedField"]
+    location: Literal["header", "query", "body"]
+    field: Annotated[str, Field(min_length=1, max_length=256)]
+    value: Annotated[str, Field(max_length=4096)]
+
+
+class BasicUser(Body):
+    username: Annotated[str, Field(min_length=1, max_length=256)]
+    password: Annotated[str, Field(max_length=4096)]
+
+
+class ApiAuthHttpBasic(Body):
+    type: Literal["httpBasic"]
+    users: Annotated[list[BasicUser], Field(min_length=1, max_length=1000)]
+
+
+ApiAuth = Annotated[ApiAuthNone | ApiAuthFixedField | ApiAuthHttpBasic, Field(discriminator="type")]
+
+
+class Throttling(Body):
+    by_second: Annotated[int, Field(ge=1)] | None = None
+    by_minute: Annotated[int, Field(ge=1)] | None = None
+    by_hour: Annotated[int, Field(ge=1)] | None = None
+    by_day: Annotated[int, Field(ge=1)] | None = None
+
+
+Kwargs = Annotated[dict[str, Any], Field(description="fixed kwargs; the value "
+                                                     "\"INPUT_BY_CALLER\" lets the caller supply one")]
+RecordLimit = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class ApiCreate(Body):
+    id: EntryId | None = None
+    func_id: FuncId
+    kwargs: Kwargs = Field(default_factory=dict)
+    api_auth: ApiAuth | Literal["none"] | None = None
+    throttling: Throttling | None = None
+    expire_time: Timestamp | None = None
+    is_disabled: bool = False
+    task_record_limit: RecordLimit | None = None
+    tags: Tags = Field(default_factory=list)
+    note: Text | None = None
+
+
+class ApiUpdate(Body):
+    func_id: FuncId | None = None
+    kwargs: Kwargs | None = None
+    api_auth: ApiAuth | Literal["none"] | None = None
+    throttling: Throttling | None = None
+    expire_time: Timestamp | None = None
+    is_disabled: bool | None = None
+    task_record_limit: RecordLimit | None = None
+    tags: Tags | None = None
+    note: Text | None = None
+
+
+class SyncApiCreate(ApiCreate):
+    """A sync API (``/api/v1/sync/{id}``)."""
+
+
+class SyncApiUpdate(ApiUpdate):
+    """Changes to a sync API."""
+
+
+class AsyncApiCreate(ApiCreate):
+    """An async API (``/api/v1/async/{id}``)."""
+
+
+class AsyncApiUpdate(ApiUpdate):
+    """Changes to an async API."""
+
+
+class CronJobCreate(Body):
+    id: EntryId | None = None
+    func_id: FuncId
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    cron_expr: Annotated[str, Field(min_length=1, max_length=256,
+                                    description="5 fields, or 6 with seconds first")]
+    timezone: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="IANA name; default beat.timezone")
+    misfire_policy: Literal["skip", "fireOnce"] = "fireOnce"
+    overlap_policy: Literal["skip", "allow"] = "skip"
+    expire_time: Timestamp | None = None
+    is_disabled: bool = False
+    task_record_limit: RecordLimit | None = None
+    tags: Tags = Field(default_factory=list)
+    note: Text | None = None
+
+
+class CronJobUpdate(Body):
+    func_id: FuncId | None = None
+    kwargs: dict[str, Any] | None = None
+    cron_expr: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    timezone: Annotated[str, Field(max_length=64)] | None = None
+    misfire_policy: Literal["skip", "fireOnce"] | None = None
+    overlap_policy: Literal["skip", "allow"] | None = None
+    expire_time: Timestamp | None = None
+    is_disabled: bool | None = None
+    task_record_limit: RecordLimit | None = None
+    tags: Tags | None = None
+    note: Text | None = None
+
+
+# --- env variables -----------------------------------------------------------------------------------
+
+
+class EnvVariableCreate(Body):
+    id: EntryId
+    title: Title | None = None
+    description: Text | None = None
+    value_type: Literal["string", "password", "integer", "float", "boolean", "json"] = "string"
+    value: Any = Field(description="text, or a JSON value of the declared type")
+
+
+class EnvVariableUpdate(Body):
+    title: Title | None = None
+    description: Text | None = None
+    value_type: Literal["string", "password", "integer", "float", "boolean", "json"] | None = None
+    value: Any = None
+
+
+# --- query strings ----------------------------------------------------------------------------------
+
+
+class ListQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    cursor: Annotated[str, Field(max_length=512)] | None = None
+
+
+class ScriptSetListQuery(ListQuery):
+    """Filters of ``GET /script-sets``."""
+
+
+class ScriptListQuery(ListQuery):
+    script_set_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class FuncListQuery(ListQuery):
+    script_id: Annotated[str, Field(max_length=128)] | None = None
+    script_set_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class EntryListQuery(ListQuery):
+    func_id: Annotated[str, Field(max_length=256)] | None = None
+
+
+class EnvVariableListQuery(ListQuery):
+    """Filters of ``GET /env-variables``."""
+
+
+class TaskRecordListQuery(ListQuery):
+    func_id: Annotated[str, Field(max_length=256)] | None = None
+    origin: Origin | None = None
+    origin_id: Annotated[str, Field(max_length=256)] | None = None
+    status: TaskStatus | None = None
+    queue: Annotated[str, Field(max_length=128)] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+class NextFiresQuery(Query):
+    count: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class DeadLetterQuery(Query):
+    count: Annotated[int, Field(ge=1, le=1000)] = 100
+    start: Annotated[str, Field(max_length=64, pattern=r"^(-|\(?\d+(-\d+)?)$",
+                                description="first entry id (`-` = oldest; `(id` = after id)")] = "-"
+
+
+def query_of(request_query: Any, model: type[BaseModelT]) -> BaseModelT:
+    """Validate a request's query string (repeated keys: the last one counts)."""
+    return parse(model, {k: request_query.getall(k)[-1] for k in request_query}, what="query")

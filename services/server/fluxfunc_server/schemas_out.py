@@ -1,0 +1,177 @@
+"""Response shapes (``data`` of the envelope) of the management and ops API, for the OpenAPI
+document. Entities may carry more fields than listed (``additionalProperties``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Stamped(Out):
+    id: str
+    createTime: float | None = None
+    updateTime: float | None = None
+
+
+class ScriptSet(Stamped):
+    title: str | None = None
+    description: str | None = None
+    requirements: str | None = None
+
+
+class Script(Stamped):
+    scriptSetId: str | None = None
+    title: str | None = None
+    description: str | None = None
+    code: str | None = None
+    codeMD5: str | None = None
+
+
+class Func(Stamped):
+    scriptId: str
+    scriptSetId: str
+    name: str
+    title: str | None = None
+    description: str | None = None
+    definition: str
+    args: list[str]
+    kwargsSpec: dict[str, dict[str, Any]]
+    varKwargs: bool
+    isAsync: bool
+    extraConfig: dict[str, Any]
+    category: str | None = None
+    tags: list[str] = []
+
+
+class ApiEntry(Stamped):
+    funcId: str
+    kwargs: dict[str, Any] = {}
+    apiAuth: dict[str, Any] | None = None
+    throttling: dict[str, Any] | None = None
+    expireTime: float | None = None
+    isDisabled: bool | None = None
+    taskRecordLimit: int | None = None
+    tags: list[str] | None = None
+    note: str | None = None
+
+
+class SyncApi(ApiEntry):
+    """A sync API."""
+
+
+class AsyncApi(ApiEntry):
+    """An async API."""
+
+
+class CronJob(ApiEntry):
+    cronExpr: str
+    timezone: str | None = None
+    misfirePolicy: str | None = None
+    overlapPolicy: str | None = None
+
+
+class EnvVariable(Stamped):
+    title: str | None = None
+    description: str | None = None
+    valueType: str
+    value: Any = None
+
+
+class TaskRecord(Out):
+    id: str
+    funcId: str | None = None
+    status: str | None = None
+    origin: str | None = None
+    originId: str | None = None
+    queue: str | None = None
+
+
+class PublishResult(Out):
+    script: Script
+    funcs: list[Func]
+    warnings: list[str]
+
+
+class Fire(Out):
+    timestamp: float
+    iso: str
+
+
+class NextFires(Out):
+    id: str
+    cronExpr: str
+    timezone: str
+    isDisabled: bool
+    next: list[Fire]
+
+
+class QueueStats(Out):
+    name: str
+    length: int
+    pending: int
+    lag: int | None = None
+    consumers: int
+    oldestPendingAge: float | None = None
+    delayed: int
+    deadLetters: int
+    completedLastMinute: int
+    completedThisMinute: int
+
+
+class BeatInfo(Out):
+    leader: Any = None
+    epoch: int | None = None
+
+
+class Overview(Out):
+    serverTime: float
+    queues: list[QueueStats]
+    deadLetters: int
+    services: dict[str, list[dict[str, Any]]]
+    beat: BeatInfo
+
+
+class DeadLetter(Out):
+    """One dead-letter entry (reason, queue, original entry id, task, delivery count, body)."""
+
+
+class Requeued(Out):
+    taskId: str
+    entryId: str | None = None
+    duplicate: bool
+
+
+class Deleted(Out):
+    id: str
+
+
+class Status(Out):
+    status: str
+
+
+class TaskId(Out):
+    id: str
+
+
+class CronRun(Out):
+    id: str
+    status: str | None = None
+    queue: str | None = None
+    detail: str | None = None
+
+
+class PageInfo(Out):
+    limit: int
+    count: int
+    nextCursor: str | None = None
+
+
+RESPONSE_MODELS: list[type[BaseModel]] = [
+    ScriptSet, Script, Func, SyncApi, AsyncApi, CronJob, EnvVariable, TaskRecord, PublishResult,
+    NextFires, Overview, DeadLetter, Requeued, Deleted, Status, TaskId, CronRun, PageInfo,
+]

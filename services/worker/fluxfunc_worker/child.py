@@ -1,0 +1,150 @@
+"""The worker child process: ``python -m fluxfunc_worker.child FD MEMORY_MB PARENT_PID``.
+
+Started by :mod:`pool` with a fresh interpreter (no inherited Redis sockets, event loop or
+threads) and one end of a socketpair as ``FD``. It runs tasks one at a time and asks the
+parent for anything that needs Redis or SQL (:class:`RpcClient`).
+
+Signals: SIGINT/SIGTERM are ignored (a Ctrl-C or ``kill`` sent to the whole process group
+must not end running tasks: the parent drains and decides); SIGUSR1 is the parent's "stop
+now" (raises :class:`Stop` in the user's code so ``finally`` blocks run; SIGKILL follows
+after a grace). The child dies with its parent (``PR_SET_PDEATHSIG``) so a SIGKILLed
+worker leaves no orphan finishing a task that another worker now owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+import orjson
+
+from fluxfunc_worker import sdk
+from fluxfunc_worker.ipc import BlockingChannel
+from fluxfunc_worker.runtime import Runner, ScriptCache, install_finder
+
+PR_SET_PDEATHSIG = 1
+
+
+class Stop(BaseException):
+    """The parent asked this child to stop (timeout, cancel, lost lease, memory)."""
+
+
+class RpcClient:
+    """Synchronous calls to the parent over the child's socket (one at a time)."""
+
+    def __init__(self, channel: BlockingChannel) -> None:
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            payload = orjson.Fragment(orjson.dumps(params, option=orjson.OPT_NON_STR_KEYS))
+        except TypeError as exc:
+            raise sdk.DFFError(f"DFF call {method}: value is not JSON-serialisable ({exc})") from None
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self.channel.send({"t": "rpc", "n": seq, "m": method, "p": payload})
+            while True:
+                reply = self.channel.receive()
+                if reply is None:
+                    os._exit(0)  # the parent is gone
+                if reply.get("n") == seq:
+                    break
+        if reply["t"] == "err":
+            error = sdk.FuncCallError if reply.get("kind") == "func" else sdk.DFFError
+            raise error(reply.get("message") or "DFF call failed")
+        return reply.get("v")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """RLIMIT_AS = what this process maps now + the limit: big allocations raise MemoryError."""
+    if memory_mb <= 0:
+        return
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[0])
+        base = pages * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = base + memory_mb * 1024 * 1024
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (OSError, ValueError):
+        pass
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stop()
+
+
+def peak_rss_mb() -> float:
+    """High-water resident size of this process in MB (ru_maxrss is KB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, _stop)
+    _die_with_parent(parent_pid)
+    channel = BlockingChannel(socket.socket(fileno=fd))
+    rpc = RpcClient(channel)
+    sdk.backend = rpc
+    cache = ScriptCache(lambda script_id: _fetch_script(rpc, script_id))
+    install_finder(cache)
+    runner = Runner(cache, memory_limit_mb=memory_mb or None)
+    _limit_memory(memory_mb)
+    channel.send({"t": "ready", "pid": os.getpid()})
+    while True:
+        message = channel.receive()
+        if message is None or message.get("t") == "exit":
+            return
+        if message.get("t") != "run":
+            continue
+        outcome, result = runner.run(message)
+        outcome["t"] = "done"
+        outcome["id"] = message["id"]
+        if memory_mb and (outcome.pop("memory", False) or peak_rss_mb() > memory_mb):
+            outcome["retire"] = "memory"
+        if result is not None:
+            outcome["result"] = orjson.Fragment(result)
+        channel.send(outcome)
+
+
+def _fetch_script(rpc: RpcClient, script_id: str) -> tuple[str, int] | None:
+    found = rpc.call("script", {"scriptId": script_id})
+    if not found:
+        return None
+    return str(found[0]), int(found[1])
+
+
+def main() -> None:
+    fd, memory_mb, parent_pid = (int(a) for a in sys.argv[1:4])
+    try:
+        serve(fd, memory_mb, parent_pid)
+    except (Stop, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""Supervised child processes that run user code (SPEC §7).
+
+Each child is a fresh interpreter (``python -m fluxfunc_worker.child``) joined to the worker
+by a Unix socketpair carrying :mod:`ipc` frames; it inherits no Redis socket, event loop or
+thread of the worker, starts in tens of milliseconds, and is a real child of the worker
+process. The pool:
+
+* hands a task to an idle child and resolves an :class:`Outcome` when it answers, dies or is
+  stopped (timeout, memory, cancel, lost lease, shutdown);
+* stops a child with SIGUSR1 (``finally`` blocks run) and SIGKILL after a short grace;
+* watches the resident size of busy children (psutil) against ``max_memory_mb``;
+* recycles a child after ``max_tasks_per_child`` tasks and replaces every child that ends;
+* serves the children's DFF calls (``rpc`` frames) with a handler given by the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from fluxfunc_common.logs import get_logger
+from fluxfunc_worker.ipc import FrameReader, encode
+
+log = get_logger("worker.pool")
+
+KILL_GRACE = 0.5
+SPAWN_TIMEOUT = 30.0
+WATCH_INTERVAL = 0.5
+
+RpcHandler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[Any]]
+
+
+class RpcError(Exception):
+    """A DFF call the worker refused or could not serve; ``kind`` tells the child which error."""
+
+    def __init__(self, message: str, kind: str = "dff") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Outcome:
+    """How a run ended: ``status`` plus the fields of the task result."""
+
+    status: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    message: dict[str, Any]
+    timeout: float
+    future: asyncio.Future[Outcome]
+    kill_reason: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return str(self.message["id"])
+
+
+class Child:
+    """One child process and its socket."""
+
+    def __init__(self, pool: Pool, proc: asyncio.subprocess.Process) -> None:
+        self.pool = pool
+        self.proc = proc
+        self.pid = proc.pid
+        self.job: Job | None = None
+        self.tasks_done = 0
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.alive = True
+        self.retiring = False
+        self._killer: asyncio.TimerHandle | None = None
+        self._ps: psutil.Process | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode(message))
+
+    def stop(self, reason: str) -> None:
+        """SIGUSR1 now, SIGKILL after the grace (the job resolves when the process ends)."""
+        if self.job is not None and self.job.kill_reason is None:
+            self.job.kill_reason = reason
+        if not self.alive or self._killer is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGUSR1)
+        self._killer = asyncio.get_running_loop().call_later(KILL_GRACE, self.kill)
+
+    def kill(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def rss_mb(self) -> float:
+        try:
+            if self._ps is None:
+                self._ps = psutil.Process(self.pid)
+            return float(self._ps.memory_info().rss) / (1024 * 1024)
+        except (psutil.Error, OSError):
+            return 0.0
+
+
+class _ChildProtocol(asyncio.Protocol):
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.reader = FrameReader(lambda message: child.pool._on_message(child, message))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.child.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.reader.feed(data)
+        except ValueError as exc:  # a corrupt frame: the child is beyond trust
+            log.error("bad frame from child", pid=self.child.pid, error=str(exc))
+            self.child.kill()
+
+
+class Pool:
+    """``size`` supervised children; :meth:`run` one task at a time on each."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        max_tasks: int,
+        memory_mb: int,
+        rpc: RpcHandler,
+        gen: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.size = size
+        self.max_tasks = max_tasks
+        self.memory_mb = memory_mb
+        self._rpc = rpc
+        self._gen = gen
+        self._idle: asyncio.Queue[Child] = asyncio.Queue()
+        self._children: set[Child] = set()
+        self._spawning = 0
+        self._closing = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self.busy = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every child and wait until all are ready."""
+        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        self._watcher = asyncio.create_task(self._watch_memory(), name="pool-memory")
+
+    async def close(self) -> None:
+        """Stop every child (running ones are killed: drain first)."""
+        self._closing = True
+        if self._watcher:
+            self._watcher.cancel()
+        for child in list(self._children):
+            if child.job is not None:
+                child.stop("shutdown")
+            else:
+                child.send({"t": "exit"})
+        deadline = asyncio.get_running_loop().time() + 3
+        for child in list(self._children):
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(child.proc.wait(), max(remaining, 0.05))
+            except TimeoutError:
+                child.kill()
+                await child.proc.wait()
+        for task in list(self._background):
+            task.cancel()
+
+    async def __aenter__(self) -> Pool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def pids(self) -> list[int]:
+        return [c.pid for c in self._children if c.alive]
+
+    # --- running --------------------------------------------------------------------------------
+    async def run(self, message: dict[str, Any], timeout: float) -> Outcome:
+        """Run one task message on an idle child; the outcome of the run, whatever happens."""
+        child = await self._idle.get()
+        while not child.alive:
+            child = await self._idle.get()
+        job = Job(message, timeout, asyncio.get_running_loop().create_future())
+        child.job = job
+        self.busy += 1
+        message["gen"] = self._gen()
+        child.send(message)
+        timer = asyncio.get_running_loop().call_later(timeout, child.stop, "timeout")
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            child.stop("shutdown")
+            raise
+        finally:
+            timer.cancel()
+            self.busy -= 1
+
+    def stop_task(self, task_id: str, reason: str) -> bool:
+        """Stop the child running ``task_id`` (cancel, lost lease); False when not running here."""
+        for child in self._children:
+            if child.job is not None and child.job.task_id == task_id:
+                child.stop(reason)
+                return True
+        return False
+
+    # --- child events ------------------------------------------------------------------------------
+    def _on_message(self, child: Child, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "done":
+            self._on_done(child, message)
+        elif kind == "rpc":
+            job = child.job
+            self._track(asyncio.create_task(self._serve_rpc(child, message, job)))
+        elif kind == "ready" and not child.ready.done():
+            child.ready.set_result(None)
+
+    def _on_done(self, child: Child, message: dict[str, Any]) -> None:
+        job = child.job
+        if job is None or job.kill_reason is not None:
+            return  # being stopped: the process end resolves the job
+        child.job = None
+        child.tasks_done += 1
+        retire = message.pop("retire", None)
+        if retire or child.tasks_done >= self.max_tasks:
+            self._retire(child, retire or "max_tasks_per_child")
+        else:
+            self._idle.put_nowait(child)
+        status = str(message.pop("status", "failure"))
+        if not job.future.done():
+            job.future.set_result(Outcome(status, message))
+
+    async def _serve_rpc(self, child: Child, message: dict[str, Any], job: Job | None) -> None:
+        reply: dict[str, Any] = {"n": message.get("n")}
+        try:
+            value = await self._rpc(str(message.get("m")), message.get("p") or {},
+                                    job.message if job else None)
+            reply.update(t="ok", v=value)
+        except RpcError as exc:
+            reply.update(t="err", message=str(exc), kind=exc.kind)
+        except Exception as exc:
+            log.warning("DFF call failed", method=message.get("m"), error=repr(exc))
+            reply.update(t="err", message=f"{type(exc).__name__}: {exc}")
+        if child.alive and child.job is job:
+            child.send(reply)
+
+    def _retire(self, child: Child, why: str) -> None:
+        child.retiring = True
+        log.debug("recycling child", pid=child.pid, reason=why, tasks=child.tasks_done)
+        child.send({"t": "exit"})
+        child._killer = asyncio.get_running_loop().call_later(5, child.kill)
+
+    def _on_exit(self, child: Child, code: int | None) -> None:
+        child.alive = False
+        if child._killer is not None:
+            child._killer.cancel()
+        self._children.discard(child)
+        job, child.job = child.job, None
+        if job is not None and not job.future.done():
+            job.future.set_result(self._ended(job, code))
+        if not child.retiring and job is None and not self._closing:
+            log.warning("idle child exited", pid=child.pid, code=code)
+        if not self._closing:
+            self._track(asyncio.create_task(self._spawn()))
+
+    def _ended(self, job: Job, code: int | None) -> Outcome:
+        reason = job.kill_reason
+        if reason == "timeout":
+            return Outcome("timeout", {"exception": f"FuncTimeout: the function ran past its timeout "
+                                                    f"of {job.timeout:g} s and was stopped"})
+        if reason == "memory":
+            return Outcome("failure", {"exception": "MemoryError: the worker child exceeded its memory "
+                                                    f"limit (max_memory_mb={self.memory_mb}) and was stopped"})
+        if reason is not None:
+            return Outcome(reason, {"exception": f"FuncCancelled: the task was stopped ({reason})"})
+        return Outcome("failure", {"exception": f"WorkerChildDied: {describe_exit(code)} while running "
+                                                "the task"})
+
+    # --- spawning ---------------------------------------------------------------------------------------
+    async def _spawn(self) -> None:
+        self._spawning += 1
+        delay = 0.1
+        try:
+            while not self._closing:
+                try:
+                    child = await self._start_child()
+                except (OSError, TimeoutError, RuntimeError) as exc:
+                    log.error("cannot start a worker child", error=str(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5)
+                    continue
+                self._idle.put_nowait(child)
+                return
+        finally:
+            self._spawning -= 1
+
+    async def _start_child(self) -> Child:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "fluxfunc_worker.child",
+                str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
+                pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
+            )
+        finally:
+            theirs.close()
+        child = Child(self, proc)
+        self._children.add(child)
+        await loop.create_unix_connection(lambda: _ChildProtocol(child), sock=ours)
+        self._track(asyncio.create_task(self._wait_exit(child)))
+        try:
+            await asyncio.wait_for(asyncio.shield(child.ready), SPAWN_TIMEOUT)
+        except TimeoutError:
+            child.kill()
+            raise
+        if not child.alive:
+            raise RuntimeError(f"worker child exited at start (code {child.proc.returncode})")
+        return child
+
+    async def _wait_exit(self, child: Child) -> None:
+        code = await child.proc.wait()
+        if child.transport is not None:
+            child.transport.close()
+        if not child.ready.done():
+            child.ready.set_result(None)
+        self._on_exit(child, code)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- memory ---------------------------------------------------------------------------------------
+    async def _watch_memory(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            for child in list(self._children):
+                if child.job is not None and child.rss_mb() > self.memory_mb:
+                    log.warning("child over memory limit", pid=child.pid, limit_mb=self.memory_mb)
+                    child.stop("memory")
+
+
+def describe_exit(code: int | None) -> str:
+    """``worker child process exited with code 1`` / ``… was killed by signal SIGSEGV``."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"worker child process was killed by signal {name} (exit code {code})"
+    return f"worker child process exited with code {code}"
+
+
+def child_environ() -> dict[str, str]:
+    """The worker's environment minus fluxfunc's own settings (the deployment secret)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXFUNC_")}
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # keep thread arenas from eating the RLIMIT_AS budget
+    return env

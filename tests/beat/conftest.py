@@ -1,0 +1,148 @@
+"""Beat fixtures: an open store + Redis clients for in-process tests, config files and Beat
+subprocesses for the acceptance tests, and small helpers to read what was fired."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import yaml
+
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.redisconn import RedisClients, open_redis
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import Entity, Store, open_store
+
+BEAT = str(Path(sys.executable).parent / "fluxfunc-beat")
+
+
+def func_row(func_id: str = "demo__basic.tick", **extra: Any) -> dict[str, Any]:
+    """A funcs catalogue row as publish writes it."""
+    script = func_id.split(".")[0]
+    return {
+        "id": func_id, "scriptId": script, "scriptSetId": script.split("__")[0], "name": func_id.split(".")[1],
+        "title": "Tick", "description": "", "definition": "tick()", "args": [], "kwargsSpec": {},
+        "varKwargs": True, "isAsync": False,
+        "extraConfig": {"timeout": 30, "expires": None, "cacheResult": None, "queue": None,
+                        "fixedCronExpr": None, "retries": 0, **extra},
+        "category": None, "tags": [],
+    }
+
+
+def cron_row(cron_id: str, expr: str = "* * * * * *", func_id: str = "demo__basic.tick",
+             **extra: Any) -> dict[str, Any]:
+    return {"id": cron_id, "funcId": func_id, "cronExpr": expr, "kwargs": {"n": 1}, "timezone": None,
+            "misfirePolicy": "fireOnce", "overlapPolicy": "allow", "expireTime": None,
+            "isDisabled": False, **extra}
+
+
+@pytest.fixture
+async def clients(make_settings: Callable[..., Settings]) -> AsyncIterator[RedisClients]:
+    async with open_redis(make_settings().redis) as c:
+        yield c
+
+
+@pytest.fixture
+async def store(make_settings: Callable[..., Settings]) -> AsyncIterator[Store]:
+    async with open_store(make_settings().store) as s:
+        yield s
+
+
+async def fired_entries(redis: aioredis.Redis, keys: Keys, queue: str = "cron") -> list[dict[str, Any]]:
+    """Every envelope on a queue stream (no worker runs in these tests)."""
+    out = []
+    for _entry_id, fields in await redis.xrange(keys.queue(queue)):
+        out.append(orjson.loads(fields[b"body"]))
+    return out
+
+
+def fire_counts(entries: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+    return Counter((e["originId"], round(e["triggerTime"] * 1000)) for e in entries)
+
+
+async def seed(store: Store, jobs: int, expr: str = "* * * * * *", **job_extra: Any) -> list[str]:
+    if await store.find(Entity.FUNC, "demo__basic.tick") is None:
+        await store.create(Entity.FUNC, func_row())
+    ids = [f"cron-t{i:04d}" for i in range(jobs)]
+    for cron_id in ids:
+        await store.create(Entity.CRON_JOB, cron_row(cron_id, expr, **job_extra))
+    return ids
+
+
+class BeatProcess:
+    """A `fluxfunc-beat --config file` subprocess."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(config.parent)}
+        self.proc = subprocess.Popen([BEAT, "--config", str(config)], stdout=self._out,
+                                     stderr=subprocess.STDOUT, env=env)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+        return int(self.proc.returncode)
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log.read_bytes().splitlines():
+            try:
+                out.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                out.append({"raw": raw.decode(errors="replace")})
+        return out
+
+
+@pytest.fixture
+def beat_procs(tmp_path: Path) -> Iterator[Callable[[Settings, str], BeatProcess]]:
+    """Start Beat processes from settings; all are stopped at the end of the test."""
+    started: list[BeatProcess] = []
+
+    def start(settings: Settings, name: str) -> BeatProcess:
+        config = tmp_path / f"{name}.yaml"
+        data = settings.model_dump(mode="json")
+        data["secret"] = "test-secret"
+        config.write_text(yaml.safe_dump(data))
+        proc = BeatProcess(config, tmp_path / f"{name}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(5)
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll an async predicate until truthy (returns its value) or fail after ``timeout``."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
