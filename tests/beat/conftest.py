@@ -30,7 +30,8 @@ def func_row(func_id: str = "demo__basic.tick", **extra: Any) -> dict[str, Any]:
     """A funcs catalogue row as publish writes it."""
     script = func_id.split(".")[0]
     return {
-        "id": func_id, "scriptId": script, "scriptSetId": script.split("__")[0], "name": func_id.split(".")[1],
+        "id": func_id, "scriptId": script, "scriptSetId": script.split("__")[0],
+        "name": func_id.split(".")[1],
         "title": "Tick", "description": "", "definition": "tick()", "args": [], "kwargsSpec": {},
         "varKwargs": True, "isAsync": False,
         "extraConfig": {"timeout": 30, "expires": None, "cacheResult": None, "queue": None,
@@ -134,15 +135,58 @@ def beat_procs(tmp_path: Path) -> Iterator[Callable[[Settings, str], BeatProcess
         proc.stop(5)
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll an async predicate until truthy (returns its value) or fail after ``timeout``."""
+async def wait_for(predicate: Callable[[], Any], within: float, interval: float = 0.05) -> Any:
+    """Poll an async predicate until truthy (returns its value) or fail after ``within`` s."""
     import asyncio
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+class RunningBeat:
+    """An in-process Beat (``Beat.run`` as a task) for tests that look inside it."""
+
+    def __init__(self, beat: Any, task: Any, stop: Any) -> None:
+        self.beat, self.task, self.stop = beat, task, stop
+
+    async def leading(self, within: float = 10) -> None:
+        """Wait until this Beat leads and has loaded its jobs."""
+        import asyncio
+
+        await asyncio.wait_for(self.beat.leading.wait(), within)
+
+    async def close(self) -> None:
+        import asyncio
+
+        self.stop.set()
+        try:
+            await asyncio.wait_for(self.task, 15)
+        except TimeoutError:
+            self.task.cancel()
+
+
+@pytest.fixture
+async def run_beat(clients: RedisClients, store: Store) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process Beats on the test's Redis and store; all stopped at the end."""
+    import asyncio
+
+    from fluxfunc_beat.beat import Beat
+
+    started: list[RunningBeat] = []
+
+    async def start(settings: Settings, **kwargs: Any) -> RunningBeat:
+        beat = Beat(settings, clients, store, **kwargs)
+        stop = asyncio.Event()
+        running = RunningBeat(beat, asyncio.create_task(beat.run(stop)), stop)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.close()

@@ -26,7 +26,8 @@ FUNC: dict[str, Any] = {"id": "demo__basic.plus", "extraConfig": {}}
 
 
 def envelope(queue: str = "default", eta: float | None = None) -> Any:
-    return build_envelope(FUNC, {"x": 1}, origin=Origin.DIRECT, now=time.time(), settings=Settings().tasks, queue=queue, eta=eta)
+    return build_envelope(FUNC, {"x": 1}, origin=Origin.DIRECT, now=time.time(),
+                          settings=Settings().tasks, queue=queue, eta=eta)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,17 @@ async def test_drain_returns_unfinished() -> None:
     left = await drain({fast, slow}, 0.2)
     assert left == {slow}
     slow.cancel()
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_unreachable_database_is_one_line(module: str, tmp_path: Path, redis_server: Any) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"secret: x\nredis: {{url: '{redis_server.url}', namespace: lc{tmp_path.name[-6:]}}}\n"
+        "store: {url: 'mysql://root@127.0.0.1:1/fluxfunc'}\n"
+    )
+    proc = run(module, "--config", str(cfg))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "127.0.0.1:1" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import free_port, redis_server_binary
 
 from fluxfunc_common.envelope import Origin
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_common.tasks import build_envelope
-from tests.conftest import free_port, redis_server_binary
 
 SERVICE = "fluxtest"
 
@@ -61,9 +61,13 @@ class Node:
                 raise RuntimeError(f"{cmd} did not start: {(self.dir / 'log').read_text()[-2000:]}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
+
+    def stop(self) -> None:
+        self.terminate()
+        if self.proc and self.proc.poll() is None:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -92,7 +96,11 @@ def sentinel_setup() -> Iterator[tuple[Node, Node, Node]]:
         nodes.append(sentinel)
         yield primary, replica, sentinel
     finally:
-        for node in reversed(nodes):
+        # All at once: a primary waits on shutdown for its replicas to catch up, unless they
+        # are stopping too.
+        for node in nodes:
+            node.terminate()
+        for node in nodes:
             node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -157,7 +165,8 @@ async def test_clients_follow_a_failover(sentinel_setup: tuple[Node, Node, Node]
             await admin.execute_command("SENTINEL", "FAILOVER", SERVICE)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                host, port = await admin.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+                _host, port = await admin.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                                          SERVICE)
                 if int(port) == replica.port:
                     break
                 await asyncio.sleep(0.1)
@@ -190,3 +199,22 @@ async def test_clients_follow_a_failover(sentinel_setup: tuple[Node, Node, Node]
         assert int(info["tcp_port"]) == replica.port
         length = await clients.main.xlen(clients.keys.queue("default"))
         assert length == 2 and first.task_id != second.task_id
+
+
+def test_sentinel_settings_from_env_and_yaml(tmp_path: Path) -> None:
+    from fluxfunc_common.redisconn import describe
+    from fluxfunc_common.settings import load_settings
+
+    env = {"FLUXFUNC_REDIS__SENTINEL__HOSTS": "s1:26379, s2:26380",
+           "FLUXFUNC_REDIS__SENTINEL__SERVICE": "prod",
+           "FLUXFUNC_REDIS__SENTINEL__PASSWORD": "p@ss:word"}
+    settings = load_settings(None, env)
+    sentinel = settings.redis.sentinel
+    assert sentinel is not None and sentinel.hosts == ["s1:26379", "s2:26380"]
+    assert sentinel.service == "prod" and sentinel.password is not None
+    assert sentinel.password.get_secret_value() == "p@ss:word"
+    assert "p@ss" not in describe(settings.redis)
+    config = tmp_path / "fluxfunc.yaml"
+    config.write_text("redis:\n  sentinel:\n    hosts: [a:1, b:2]\n    service: m\n")
+    from_yaml = load_settings(config, {}).redis.sentinel
+    assert from_yaml is not None and from_yaml.hosts == ["a:1", "b:2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fluxfunc_common.errors import ConfigError
 from fluxfunc_common.settings import Settings, load_settings
@@ -54,7 +55,7 @@ def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
 def test_wrong_type_and_bad_yaml(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("server: {port: 'many'}\n")
-    with pytest.raises(ConfigError, match="server.port"):
+    with pytest.raises(ConfigError, match=r"server\.port"):
         load_settings(cfg, environ={})
     cfg.write_text("server: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
@@ -75,7 +76,7 @@ def test_missing_secret_is_clear() -> None:
 
 def test_settings_are_frozen() -> None:
     s = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.server.port = 1  # type: ignore[misc]
     assert s.with_overrides(server={"port": 1}).server.port == 1
 

@@ -47,8 +47,8 @@ async def dead_counts(redis: aioredis.Redis, keys: Keys, *, limit: int = DEAD_SC
     """Dead letters per queue (the newest ``limit`` letters are looked at)."""
     counts: Counter[str] = Counter()
     rows = await redis.xrevrange(keys.dead(), "+", "-", count=limit)
-    for _entry, fields in rows:
-        counts[_str(fields.get(b"queue", b"?"))] += 1
+    for _entry, fields in rows or ():
+        counts[_str((fields or {}).get(b"queue", b"?"))] += 1
     return counts
 
 
@@ -71,8 +71,8 @@ def _consumers(raw: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: c["name"])
 
 
-def _row(queue: str, now_ms: int, length: Any, groups: Any, consumers: Any, summary: Any,
-         delayed: Any, throughput: Any, dead: int) -> dict[str, Any]:
+def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int) -> dict[str, Any]:
+    length, groups, consumers, summary, delayed, throughput = replies
     group = _group(groups)
     pending = int(group["pending"]) if group else 0
     length = 0 if isinstance(length, ResponseError) else int(length or 0)
@@ -120,7 +120,7 @@ async def queue_stats(redis: aioredis.Redis, keys: Keys, queues: Sequence[str]) 
         pipe.zcard(keys.delayed(q))
         pipe.get(keys.stats(q, minute))
     replies = await pipe.execute(raise_on_error=False)
-    return [_row(q, now_ms, *replies[i * 6:(i + 1) * 6], dead=dead.get(q, 0))
+    return [_row(q, now_ms, replies[i * 6:(i + 1) * 6], dead.get(q, 0))
             for i, q in enumerate(queues)]
 
 

@@ -95,6 +95,11 @@ class Keys:
         """HASH cron id → last fire ms."""
         return f"{self.ns}:beat:last"
 
+    def beat_deployment(self) -> str:
+        """Random id of this deployment (this Redis + namespace), set once: it tells the
+        store claims of this deployment's fires from those of another sharing the database."""
+        return f"{self.ns}:beat:deployment"
+
     def cron_changed(self) -> str:
         """Stream of cron-job changes (id per entry) read by the Beat leader."""
         return f"{self.ns}:cron:changed"

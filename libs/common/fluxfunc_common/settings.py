@@ -26,6 +26,9 @@ from fluxfunc_common.errors import ConfigError
 
 ENV_PREFIX = "FLUXFUNC_"
 DEFAULT_FILE = "fluxfunc.yaml"
+# FLUXFUNC_* variables that are not settings: the config path, the heartbeat state dir, and
+# the server address + admin token used by client commands (`fluxfunc deploy`).
+NOT_SETTINGS = frozenset({"FLUXFUNC_CONFIG", "FLUXFUNC_STATE_DIR", "FLUXFUNC_URL", "FLUXFUNC_TOKEN"})
 
 
 class Section(BaseModel):
@@ -39,6 +42,14 @@ class SentinelSettings(Section):
     service: str = "mymaster"
     password: SecretStr | None = None
     sentinel_password: SecretStr | None = None
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        """Accept ``h1:26379,h2:26379`` (env vars) as well as a YAML list."""
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
 
 class RedisSettings(Section):
@@ -184,7 +195,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``FLUXFUNC_REDIS__URL=...`` → ``{"redis": {"url": ...}}``; values parsed as YAML scalars."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "FLUXFUNC_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         if not path:

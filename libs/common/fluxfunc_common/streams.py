@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from fluxfunc_common.keys import GROUP, Keys
 
 LUA_DIR = Path(__file__).parent / "lua"
 SCRIPTS = ("enqueue", "promote", "touch", "complete", "ack", "retry", "reclaim", "dead",
-           "release", "delconsumer_if_empty", "safe_trim", "requeue")
+           "release", "delconsumer_if_empty", "safe_trim", "requeue", "claim", "start")
 INLINE_LIMIT = 64 * 1024  # results up to this size travel inside the reply note
 REPLY_MAXLEN = 10_000
 IDEM_TTL_MS = 86_400_000
@@ -47,6 +48,22 @@ class Delivery:
     entry_id: str
     envelope: TaskEnvelope
     count: int = 1  # delivery count (1 on first read; +1 per reclaim)
+
+
+class Start(IntEnum):
+    """What a consumer may do with an entry it just got (``claim``/``start``)."""
+
+    RUN = 0  # the running marker is set: run it
+    DONE = 1  # the task already has a result (a re-delivery): ack it, never run it twice
+    CANCELLED = 2  # the task has a cancel flag: end it ``cancelled`` without running it
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery plus its start check."""
+
+    delivery: Delivery
+    start: Start
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +207,12 @@ class StreamProtocol:
         return keys, args
 
     @staticmethod
+    def encode(env: TaskEnvelope) -> tuple[str, bytes, int]:
+        """(envelope JSON, ``enq`` header JSON, result TTL ms) of ``env``, exactly as ``enqueue``
+        writes them: for a script that enqueues by itself (the Beat's ``cron_fire.lua``)."""
+        return env.to_json(), _header(env), _result_ttl_ms(env)
+
+    @staticmethod
     def _enqueued(env: TaskEnvelope, reply: list[Any]) -> Enqueued | None:
         """The script's answer as an :class:`Enqueued`; None when the queue was full."""
         kind = _str(reply[0])
@@ -316,6 +339,60 @@ class StreamProtocol:
             counts = {_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
             out += await self._parse_entries(consumer, queue, live, counts)
         return out
+
+    async def claim(
+        self,
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        *,
+        marker_ttl_ms: int,
+        block_ms: int = 2000,
+        completions: Sequence[tuple[Delivery, TaskResult, int]] = (),
+    ) -> tuple[list[bool], list[Claimed]]:
+        """``read`` and ``start`` in one round trip: up to ``count`` new entries, probing the
+        queues in priority order, each with its start check done and running marker set.
+
+        ``completions`` ((delivery, result, result_ttl_ms) each, as for ``complete_many``) go
+        in the same pipeline, before the read; their outcomes are the first item returned.
+        When nothing was waiting, one blocking read over all queues follows (blocking client;
+        ``block_ms <= 0`` skips it) and its entries are started with :meth:`start` — except in
+        a call carrying completions, which never blocks (their outcomes are not held up)."""
+        k = self.keys
+        calls = []
+        if completions:
+            minute = await self._server_minute()
+            calls = [self._complete_call(consumer, d, r, ttl, minute) for d, r, ttl in completions]
+        calls.append(("claim", [k.queue(q) for q in queues],
+                      [self.group, consumer, count, k.result(""), k.cancel(""), k.running(""),
+                       marker_ttl_ms]))
+        replies = await self._eval_many(calls)
+        done = [bool(r) for r in replies[:-1]]
+        claimed: list[Claimed] = []
+        for index, entries, codes in replies[-1] or ():
+            by_id = {_str(e[0]): Start(int(c)) for e, c in zip(entries, codes, strict=True)}
+            for d in await self._parse_entries(consumer, queues[int(index) - 1], entries, None):
+                claimed.append(Claimed(d, by_id[d.entry_id]))
+        if claimed or block_ms <= 0 or count <= 0 or completions:
+            return done, claimed
+        streams: dict[Any, Any] = {k.queue(q): ">" for q in queues}
+        reply: Any = await self.blocking.xreadgroup(self.group, consumer, streams, count=count,
+                                                    block=block_ms)
+        deliveries = await self._deliveries(consumer, reply)
+        starts = await self.start(consumer, deliveries, marker_ttl_ms=marker_ttl_ms)
+        return done, [Claimed(d, s) for d, s in zip(deliveries, starts, strict=True)]
+
+    async def start(self, consumer: str, deliveries: Sequence[Delivery], *,
+                    marker_ttl_ms: int) -> list[Start]:
+        """The start check of entries got otherwise (reclaim, own pending): already
+        completed, cancelled, or run (running marker set), in one script call."""
+        if not deliveries:
+            return []
+        k = self.keys
+        keys = [x for d in deliveries for x in (k.result(d.envelope.id), k.cancel(d.envelope.id),
+                                                 k.running(d.envelope.id))]
+        args = [consumer, marker_ttl_ms, *[d.envelope.attempt for d in deliveries]]
+        return [Start(int(c)) for c in await self._eval("start", keys, args)]
 
     @staticmethod
     def _by_queue(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:

@@ -1,22 +1,35 @@
-"""`fluxfunc-beat [--config PATH] [--check]`: run the Beat, or probe its heartbeat."""
+"""`fluxfunc-beat [--config PATH] [--check]`: run the Beat, or probe its heartbeat.
+
+``--check`` (a container healthcheck) exits 0 only while the heartbeat of the Beat started on
+this machine is fresh and its main loop has run recently; otherwise one line on stderr and
+exit 1 (unhealthy) or 2 (Redis unreachable, bad config). Starting with Redis or the store
+unreachable also ends with one line and a non-zero exit, not a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
+from redis.exceptions import RedisError
+
 from fluxfunc_beat.beat import Beat
 from fluxfunc_common import ids
-from fluxfunc_common.errors import FluxfuncError
-from fluxfunc_common.heartbeat import heartbeat, is_fresh
+from fluxfunc_common.errors import FluxfuncError, Unavailable
+from fluxfunc_common.heartbeat import heartbeat, state_file
+from fluxfunc_common.keys import Keys
 from fluxfunc_common.lifecycle import Shutdown, fail, run_service
 from fluxfunc_common.logs import configure_logging, get_logger
-from fluxfunc_common.redisconn import open_redis
+from fluxfunc_common.redisconn import describe, make_client, open_redis
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_common.store import open_store
+
+MIN_LOOP_STALE_SECONDS = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +59,30 @@ async def serve(settings: Settings, shutdown: Shutdown) -> int:
     return 0
 
 
+async def check(settings: Settings) -> str | None:
+    """None when healthy, else why not; raises Unavailable when Redis does not answer."""
+    ns = settings.redis.namespace
+    path = state_file("beat", ns)
+    try:
+        instance = path.read_text().strip()
+    except OSError:
+        return f"no Beat is running on this machine (no state file {path})"
+    client = make_client(settings.redis)
+    try:
+        raw = await client.get(Keys(ns).svc("beat", instance))
+    except (RedisError, OSError) as exc:
+        raise Unavailable(f"Redis unreachable at {describe(settings.redis)}: {exc}") from None
+    finally:
+        await client.aclose()
+    if raw is None:
+        return f"the heartbeat of Beat {instance} is missing or expired"
+    loop_time = json.loads(raw).get("loopTime")
+    stale = max(MIN_LOOP_STALE_SECONDS, 4 * settings.beat.lease_seconds)
+    if loop_time is not None and time.time() - float(loop_time) > stale:
+        return f"Beat {instance} is alive but its main loop has not run for {time.time() - loop_time:.0f}s"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -53,7 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FluxfuncError as exc:
         return fail(exc.message)
     if args.check:
-        return 0 if asyncio.run(is_fresh(settings, "beat")) else 1
+        try:
+            problem = asyncio.run(check(settings))
+        except FluxfuncError as exc:
+            return fail(exc.message)
+        if problem:
+            print(f"fluxfunc-beat: unhealthy: {problem}", file=sys.stderr, flush=True)
+            return 1
+        return 0
     configure_logging(settings.log)
 
     async def service(shutdown: Shutdown) -> int:

@@ -6,14 +6,17 @@ Every Beat process is a candidate polling for the lease (:mod:`leader`). The one
    ``cron-fixed-<funcId>`` jobs from ``fixedCronExpr``), plus each job's last fire from
    ``beat:last``, into a :class:`JobTable`;
 2. follows the ``cron:changed`` stream (``XREAD BLOCK`` from the id read *before* the load,
-   so no change is missed) and re-reads only the changed ids; a full resync every 5 minutes
-   is the safety net;
+   so no change is missed) and re-reads only the changed ids, and watches
+   ``scripts:version`` (one GET a second) to refresh the funcs after a publish; a full
+   resync every 5 minutes is the safety net;
 3. each due moment fires every due job in one batch (:class:`CronFirer`, fenced by the
-   epoch), with fire times taken from Redis ``TIME`` (offset refreshed every minute);
+   epoch), with fire times taken from Redis ``TIME`` (offset refreshed every minute); a
+   batch that failed (Redis or the store unreachable) is retried while still late-not-missed;
 4. runs the delayed-task promoter and the janitor.
 
 Leadership is checked before every batch; when a renew fails for longer than the lease
-minus a margin, every leader task is cancelled and the process goes back to candidate.
+minus a margin, the leader stops at once (the helper loops end on a flag, never by
+cancelling a blocked read) and the process goes back to candidate.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -38,10 +42,17 @@ from fluxfunc_common.streams import StreamProtocol
 
 TIME_SYNC_SECONDS = 60.0
 RESYNC_SECONDS = 300.0
+QUEUE_DISCOVERY_SECONDS = 60.0
+SUMMARY_SECONDS = 60.0
+FUNCS_POLL_SECONDS = 1.0
 PAGE = 500
 CHANGES_BLOCK_MS = 1000
+LATE_EXTRA_SECONDS = 10.0  # late window = lease + this: longer than any leader change
+STOP_GRACE_SECONDS = 3.0
 
 log = get_logger("beat")
+
+Step = Callable[[], Coroutine[Any, Any, None]]
 
 
 class Beat:
@@ -57,13 +68,24 @@ class Beat:
         self.leadership = Leadership(self.redis, self.keys, lease_seconds=settings.beat.lease_seconds,
                                      clock=self.clock)
         self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings)
-        self.table = JobTable(settings.beat.timezone)
+        self.late_ms = int((settings.beat.lease_seconds + LATE_EXTRA_SECONDS) * 1000)
+        self.table = self._new_table()
         self.funcs: dict[str, dict[str, Any]] = {}
         self.queues: set[str] = set(settings.worker.queues)
         self.offset = 0.0  # Redis TIME − local clock, seconds
         self.fired = 0
+        self.counts: Counter[str] = Counter()  # fire outcomes since the last summary line
+        self.loop_time = self.clock.time()  # last sign of life of the main loops (--check)
+        self.leading = asyncio.Event()  # set while leading with the jobs loaded
         self._wakeup = asyncio.Event()
         self._missing_func: set[str] = set()
+        self._backlog: list[FireRequest] = []  # fires of a failed batch, retried next tick
+        self._scripts_version: bytes | str | None = None
+        self._changes_id = "0-0"  # last applied entry of the cron:changed stream
+        self._prepare_s = 0.0  # recent time to prepare one due moment's fires (EWMA)
+
+    def _new_table(self) -> JobTable:
+        return JobTable(self.settings.beat.timezone, late_ms=self.late_ms)
 
     # --- time ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -74,6 +96,7 @@ class Beat:
         return int(self.now() * 1000)
 
     async def sync_time(self) -> None:
+        """Measure the Redis TIME offset (half the round trip is the error bound)."""
         before = self.clock.time()
         server = await self.streams.server_time()
         after = self.clock.time()
@@ -81,12 +104,14 @@ class Beat:
 
     def describe(self) -> dict[str, Any]:
         """Extra fields of the heartbeat."""
-        return {"leader": self.leadership.valid(), "epoch": self.leadership.epoch, "jobs": len(self.table)}
+        return {"leader": self.leadership.valid(), "epoch": self.leadership.epoch, "jobs": len(self.table),
+                "loopTime": self.loop_time}
 
     # --- candidate / leader -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Candidate loop until ``stop``; leads whenever the lease is ours."""
         while not stop.is_set():
+            self.loop_time = self.clock.time()
             try:
                 if await self.leadership.try_acquire():
                     log.info("leadership acquired", epoch=self.leadership.epoch, instance=self.instance)
@@ -104,42 +129,65 @@ class Beat:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         lost = asyncio.Event()
-        self.table = JobTable(self.settings.beat.timezone)
-        await self.sync_time()
-        tail = await self._changes_tail()
-        await self.load_all()
-        log.info("jobs loaded", jobs=len(self.table), invalid=len(self.table.invalid))
-        halt = asyncio.Event()  # set when leading ends: stops the helper loops
-        jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            lambda: self._keep_lease(lost, halt),
+        halt = asyncio.Event()  # set when leading ends: every helper loop checks it
+        keeper = asyncio.create_task(self._keep_lease(lost, halt))
+        try:
+            await self._start_leading()
+        except BaseException:
+            halt.set()
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            raise
+        steps: list[Step] = [
             lambda: self._schedule(halt),
-            lambda: self._follow_changes(tail, halt),
+            lambda: self._follow_changes(halt),
             lambda: promoter.run_promoter(self.streams, lambda: self.queues, self.now_ms, halt),
-            lambda: self._every(TIME_SYNC_SECONDS, self.sync_time, halt),
+            lambda: self._every(TIME_SYNC_SECONDS, self.sync_time, halt, first=False),
+            lambda: self._every(FUNCS_POLL_SECONDS, self._watch_funcs, halt, first=False),
             lambda: self._every(RESYNC_SECONDS, self.load_all, halt, first=False),
-            lambda: self._every(janitor.INTERVAL, self._janitor, halt, first=False),
+            lambda: self._every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
+            lambda: self._every(SUMMARY_SECONDS, self._summary, halt, first=False),
+            lambda: self._every(janitor.INTERVAL, self.run_janitor, halt, first=False),
         ]
-        tasks = [asyncio.create_task(job()) for job in jobs]
+        tasks = [keeper, *(asyncio.create_task(step()) for step in steps)]
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        self.leading.set()
         try:
             await asyncio.wait([*tasks, *waiters], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.leading.clear()
             halt.set()
-            for task in [*tasks, *waiters]:
+            for waiter in waiters:
+                waiter.cancel()
+            # the loops end on `halt` (a blocked XREAD returns within its BLOCK); cancel stragglers
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in late:
                 task.cancel()
             results = await asyncio.gather(*tasks, *waiters, return_exceptions=True)
         for res in results:
             if isinstance(res, Exception):
                 log.warning("leader task failed", error=repr(res))
+        await self._summary()
         if not stop.is_set():
             log.warning("leadership lost", epoch=self.leadership.epoch)
             self.leadership.drop()
+
+    async def _start_leading(self) -> None:
+        self.table = self._new_table()
+        self._backlog = []
+        await self.sync_time()
+        self._changes_id = await self._changes_tail()
+        self._scripts_version = await self.redis.get(self.keys.scripts_version())
+        await self.load_all()
+        log.info("jobs loaded", jobs=len(self.table), invalid=len(self.table.invalid))
 
     async def _keep_lease(self, lost: asyncio.Event, halt: asyncio.Event) -> None:
         """Renew every lease/3; give up as soon as the lease can no longer be trusted."""
         lead = self.leadership
         while not halt.is_set():
             await _wait(halt, lead.renew_interval)
+            if halt.is_set():
+                return
             try:
                 ok = await asyncio.wait_for(lead.renew(), timeout=max(lead.remaining(), 0.01))
             except Exception as exc:  # includes the timeout: Redis too slow to trust
@@ -152,28 +200,35 @@ class Beat:
 
     # --- firing -------------------------------------------------------------------------------
     async def _schedule(self, halt: asyncio.Event) -> None:
-        """Sleep until the next due job (or a change), then fire everything due."""
+        """Sleep until shortly before the next due moment (or a change), prepare its fires,
+        then send them the moment they are due."""
         while not halt.is_set() and self.leadership.valid():
+            self.loop_time = self.clock.time()
             now = self.now_ms()
-            nxt = self.table.next_due_ms()
-            if nxt is None or nxt > now:
-                delay = 1.0 if nxt is None else min((nxt - now) / 1000, 1.0)
+            nxt = now if self._backlog else self.table.next_due_ms()
+            wait_ms = 1000 if nxt is None else min(nxt - now - self._lead_ms(), 1000)
+            if wait_ms > 0:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(delay, 0.0))
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=wait_ms / 1000)
                 continue
             try:
-                await self.fire_due(now)
+                await self.fire_due(max(nxt or now, now))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep leading; the next tick tries again
-                log.warning("firing failed", error=repr(exc))
+            except Exception as exc:  # keep leading; the backlog is retried next tick
+                log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
                 await _wait(halt, 0.2)
 
-    async def fire_due(self, now_ms: int) -> None:
-        """Fire every job due at ``now_ms`` in one batch."""
-        requests = []
-        for due in self.table.pop_due(now_ms):
+    def _lead_ms(self) -> float:
+        """How early to prepare a due moment: twice the recent preparation time, 20–700 ms."""
+        return min(max(2000 * self._prepare_s + 20, 20), 700)
+
+    async def fire_due(self, at_ms: int) -> None:
+        """Fire every job due at ``at_ms`` (and a failed batch's fires) in one batch: claims
+        and encoding now, the enqueue not before ``at_ms`` (Redis time)."""
+        requests, self._backlog = self._backlog, []
+        for due in self.table.pop_due(at_ms):
             if due.func is None:
                 if due.job["id"] not in self._missing_func:
                     self._missing_func.add(due.job["id"])
@@ -183,11 +238,31 @@ class Beat:
             requests.append(FireRequest(due.job, due.func, due.fire_ms, due.dedup_ttl_ms))
         if not requests or not self.leadership.valid():
             return
-        outcomes = await self.firer.fire_many(requests, epoch=self.leadership.epoch)
+        try:
+            started = time.monotonic()
+            prepared = await self.firer.prepare(requests)
+            self._prepare_s = 0.7 * self._prepare_s + 0.3 * (time.monotonic() - started)
+            while (early := at_ms - self.now_ms()) > 0:
+                await self.clock.sleep(early / 1000)
+            if not self.leadership.valid():
+                return  # the claims are this deployment's: the next leader fires them
+            outcomes = await self.firer.send(prepared, epoch=self.leadership.epoch)
+        except Exception:
+            floor = self.now_ms() - self.late_ms  # older than this would be a misfire by now
+            self._backlog = [r for r in requests if r.fire_ms >= floor]
+            raise
+        for o in outcomes:
+            self.counts[o.status.value] += 1
         self.fired += sum(o.status is FireStatus.FIRED for o in outcomes)
         if any(o.status is FireStatus.FENCED for o in outcomes):
             log.warning("fenced: another Beat holds a newer epoch", epoch=self.leadership.epoch)
             self.leadership.drop()
+
+    async def _summary(self) -> None:
+        """One line a minute instead of one per fire."""
+        if self.counts:
+            log.info("cron fires", **dict(self.counts), jobs=len(self.table))
+            self.counts.clear()
 
     # --- loading and following changes ----------------------------------------------------------
     async def _changes_tail(self) -> str:
@@ -201,6 +276,7 @@ class Beat:
         jobs += [j for f in funcs.values() if (j := fixed_job(f)) is not None]
         last = await self._last_fires([j["id"] for j in jobs])
         self.funcs = funcs
+        self._queues_of_funcs(funcs.values())
         now, seen = self.now_ms(), set()
         for job in jobs:
             seen.add(job["id"])
@@ -209,10 +285,10 @@ class Beat:
             self.table.remove(cron_id)
         self._wakeup.set()
 
-    async def _all(self, entity: Entity) -> Any:
+    async def _all(self, entity: Entity, filters: dict[str, Any] | None = None) -> Any:
         cursor = None
         while True:
-            page = await self.store.list(entity, limit=PAGE, cursor=cursor)
+            page = await self.store.list(entity, filters=filters, limit=PAGE, cursor=cursor)
             for item in page.items:
                 yield item
             if not page.next_cursor:
@@ -229,19 +305,23 @@ class Beat:
 
     def _upsert(self, job: dict[str, Any], last_ms: int | None, now_ms: int) -> None:
         func = self.funcs.get(job.get("funcId") or "")
-        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms):
-            queue = job.get("queue") or (func and (func.get("extraConfig") or {}).get("queue"))
-            if queue:
-                self.queues.add(queue)
+        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.get("queue"):
+            self.queues.add(str(job["queue"]))
         if job["id"] in self.table.invalid:
             log.warning("cron job not scheduled", cron_id=job["id"], reason=self.table.invalid[job["id"]])
 
-    async def _follow_changes(self, last_id: str, halt: asyncio.Event) -> None:
+    def _queues_of_funcs(self, funcs: Iterable[dict[str, Any]]) -> None:
+        for func in funcs:
+            queue = (func.get("extraConfig") or {}).get("queue")
+            if queue:
+                self.queues.add(str(queue))
+
+    async def _follow_changes(self, halt: asyncio.Event) -> None:
         """Apply ``cron:changed`` entries as they come (≤ 1 s)."""
         key = self.keys.cron_changed()
         while not halt.is_set():
             try:
-                reply: Any = await self.clients.blocking.xread({key: last_id}, count=500,
+                reply: Any = await self.clients.blocking.xread({key: self._changes_id}, count=500,
                                                                block=CHANGES_BLOCK_MS)
             except asyncio.CancelledError:
                 raise
@@ -249,23 +329,21 @@ class Beat:
                 log.warning("reading cron changes failed", error=str(exc))
                 await _wait(halt, 1.0)
                 continue
+            if halt.is_set():
+                return
             for _stream, entries in reply or []:
-                cron_ids, script_ids = set(), set()
-                for entry_id, fields in entries:
-                    last_id = _text(entry_id)
-                    data = {_text(k): _text(v) for k, v in fields.items()}
-                    if data.get("scriptId"):
-                        script_ids.add(data["scriptId"])
-                    if data.get("id"):
-                        cron_ids.add(data["id"])
-                await self.apply_changes(cron_ids, script_ids)
+                cron_ids = {_text(fields.get(b"id", fields.get("id", ""))) for _, fields in entries}
+                try:
+                    await self.apply_changes(cron_ids - {""})
+                except Exception as exc:  # the store is unreachable: read the same entries again
+                    log.warning("applying cron changes failed", error=str(exc))
+                    await _wait(halt, 1.0)
+                    break
+                self._changes_id = _text(entries[-1][0])
 
-    async def apply_changes(self, cron_ids: Iterable[str], script_ids: Iterable[str] = ()) -> None:
-        """Re-read the changed jobs (and the funcs of re-published scripts) from the store."""
+    async def apply_changes(self, cron_ids: Iterable[str]) -> None:
+        """Re-read the changed jobs from the store (a missing job is removed)."""
         cron_ids = set(cron_ids)
-        for script_id in script_ids:
-            async for func in self._funcs_of_script(script_id):
-                cron_ids.add(FIXED_PREFIX + func["id"])
         now = self.now_ms()
         last = await self._last_fires(sorted(cron_ids))
         for cron_id in cron_ids:
@@ -278,42 +356,56 @@ class Beat:
                 func = await self.store.find(Entity.FUNC, job["funcId"])
                 if func is not None:
                     self.funcs[func["id"]] = func
+                    self._queues_of_funcs([func])
             self._missing_func.discard(cron_id)
             self._upsert(job, last.get(cron_id), now)
             log.info("cron job loaded", cron_id=cron_id, scheduled=cron_id in self.table.jobs)
         self._wakeup.set()
-
-    async def _funcs_of_script(self, script_id: str) -> Any:
-        cursor = None
-        while True:
-            page = await self.store.list(Entity.FUNC, filters={"scriptId": script_id}, limit=PAGE,
-                                         cursor=cursor)
-            for func in page.items:
-                self.funcs[func["id"]] = func
-                self.table.update_func(func)
-                yield func
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
 
     async def _read_job(self, cron_id: str) -> dict[str, Any] | None:
         if cron_id.startswith(FIXED_PREFIX):
             func = await self.store.find(Entity.FUNC, cron_id[len(FIXED_PREFIX):])
             if func is None:
                 return None
-            self.funcs[func["id"]] = func
-            self.table.update_func(func)
+            self._set_func(func)
             return fixed_job(func)
         return await self.store.find(Entity.CRON_JOB, cron_id)
 
+    def _set_func(self, func: dict[str, Any]) -> None:
+        self.funcs[func["id"]] = func
+        self.table.update_func(func)
+        self._queues_of_funcs([func])
+
+    async def _watch_funcs(self) -> None:
+        """After a publish (``scripts:version`` moved), re-read the funcs the jobs use, so a
+        fire carries the func's current timeout, queue and retries."""
+        version = await self.redis.get(self.keys.scripts_version())
+        if version == self._scripts_version:
+            return
+        self._scripts_version = version
+        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
+        for func in funcs.values():
+            self._set_func(func)
+        for state in self.table.jobs.values():
+            func_id = state.job.get("funcId")
+            if func_id and func_id not in funcs:
+                state.func = None  # removed from its script: the fire is refused with a warning
+        self.funcs = funcs
+
     # --- chores ---------------------------------------------------------------------------------
-    async def _janitor(self) -> None:
+    async def discover_queues(self) -> None:
+        """Add queues that have a stream or a delayed set (e.g. named by one call's options)."""
+        self.queues |= await janitor.stream_queues(self.redis, self.keys)
+        self.queues |= await promoter.delayed_queues(self.redis, self.keys)
+
+    async def run_janitor(self) -> janitor.JanitorReport:
         limits = {cid: int(s.job["taskRecordLimit"]) for cid, s in self.table.jobs.items()
                   if s.job.get("taskRecordLimit")}
-        await janitor.sweep(self.redis, self.keys, self.streams, self.store, self.settings,
-                            queues=self.queues, now=self.now(), record_limits=limits)
+        return await janitor.sweep(self.redis, self.keys, self.streams, self.store, self.settings,
+                                   queues=self.queues, now=self.now(), record_limits=limits,
+                                   cron_ids=set(self.table.jobs) | set(self.table.invalid))
 
-    async def _every(self, interval: float, step: Callable[[], Awaitable[None]], halt: asyncio.Event,
+    async def _every(self, interval: float, step: Callable[[], Awaitable[Any]], halt: asyncio.Event,
                      *, first: bool = True) -> None:
         if not first:
             await _wait(halt, interval)

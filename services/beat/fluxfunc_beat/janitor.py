@@ -1,10 +1,19 @@
 """The janitor: periodic clean-up run by the Beat leader (research/streams-protocol.md A.9–A.10).
 
-Each round, for every known queue: remove consumers that are idle for over an hour, have no
-live worker heartbeat and nothing pending (``delete_consumer_if_empty`` checks and deletes in
-one script, so pending entries are never orphaned); the safety-net ``safe_trim``. Then: trim
-the dead-letter stream by age (14 days) and prune task records (``tasks.record_retention_days``
-and ``tasks.record_limit`` per origin, with each cron job's own ``taskRecordLimit``).
+Each round, for every known queue:
+
+- **dead consumers**: consumers idle for over an hour whose worker has no live heartbeat
+  (``svc:worker:{consumer}``: a worker's consumer name is its instance id) are removed with
+  ``delete_consumer_if_empty``, which checks for pending entries and deletes in one script, so
+  a pending entry is never orphaned; a consumer that still holds entries waits until
+  ``XAUTOCLAIM`` has emptied it;
+- the **safety-net trim** ``safe_trim`` (only entries delivered and no longer pending).
+
+Then: the dead-letter stream is trimmed by age (14 days); **task records** are pruned
+(``tasks.record_retention_days`` and ``tasks.record_limit`` per origin, with each cron job's
+own ``taskRecordLimit``); the store's **fire claims** older than a day are pruned (each job's
+newest claim stays, however old); ``beat:last`` forgets jobs that no longer exist. Results,
+idempotency keys, dedup guards and markers expire by TTL in Redis.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from fluxfunc_common.streams import StreamProtocol
 INTERVAL = 180.0
 CONSUMER_IDLE_MS = 3600 * 1000
 DEAD_LETTER_DAYS = 14
+CLAIM_RETENTION_MS = 86_400_000
 
 log = get_logger("beat.janitor")
 
@@ -33,9 +43,12 @@ log = get_logger("beat.janitor")
 @dataclass
 class JanitorReport:
     consumers_removed: list[str] = field(default_factory=list)
+    consumers_busy: list[str] = field(default_factory=list)  # dead but still holding entries
     trimmed: int = 0
     dead_trimmed: int = 0
     records_pruned: int = 0
+    claims_pruned: int = 0
+    last_forgotten: int = 0
 
 
 def _decode(value: Any) -> Any:
@@ -45,7 +58,7 @@ def _decode(value: Any) -> Any:
 async def stream_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
     """Queue names of every task stream present in this namespace."""
     found = set()
-    async for key in redis.scan_iter(match=keys.queue_pattern(), count=500, _type="stream"):
+    async for key in redis.scan_iter(match=keys.queue_pattern(), count=1000, _type="stream"):
         found.add(keys.queue_name(_decode(key)))
     return found
 
@@ -60,13 +73,25 @@ async def dead_consumers(redis: aioredis.Redis, keys: Keys, queue: str, *, group
     idle = []
     for c in consumers:
         info = {_decode(k): v for k, v in c.items()}
-        quiet = info.get("inactive", info.get("idle", 0))
+        quiet = info.get("inactive", info.get("idle", 0))  # `inactive` is Redis 7.2+
         if quiet is not None and int(quiet) >= idle_ms:
             idle.append(_decode(info["name"]))
     if not idle:
         return []
     alive = await redis.mget([keys.svc("worker", name) for name in idle])
     return [name for name, beat in zip(idle, alive, strict=True) if beat is None]
+
+
+async def forget_last_fires(redis: aioredis.Redis, keys: Keys, cron_ids: set[str]) -> int:
+    """HDEL ``beat:last`` entries of jobs not in ``cron_ids`` (deleted jobs)."""
+    gone: list[str] = []
+    async for field_name, _ in redis.hscan_iter(keys.beat_last(), count=1000):
+        name = _decode(field_name)
+        if name not in cron_ids:
+            gone.append(name)
+    for i in range(0, len(gone), 1000):
+        await redis.hdel(keys.beat_last(), *gone[i:i + 1000])
+    return len(gone)
 
 
 async def sweep(
@@ -79,13 +104,16 @@ async def sweep(
     queues: Iterable[str],
     now: float,
     record_limits: dict[str, int] | None = None,
+    cron_ids: set[str] | None = None,
+    consumer_idle_ms: int = CONSUMER_IDLE_MS,
 ) -> JanitorReport:
-    """One janitor round (``now`` = Redis time, epoch s)."""
+    """One janitor round (``now`` = Redis time, epoch s). ``cron_ids`` = every job the leader
+    knows (None: leave ``beat:last`` alone)."""
     report = JanitorReport()
     for queue in sorted(set(queues) | await stream_queues(redis, keys)):
-        for name in await dead_consumers(redis, keys, queue, group=streams.group):
-            if await streams.delete_consumer_if_empty(queue, name):
-                report.consumers_removed.append(f"{queue}/{name}")
+        for name in await dead_consumers(redis, keys, queue, group=streams.group, idle_ms=consumer_idle_ms):
+            removed = await streams.delete_consumer_if_empty(queue, name)
+            (report.consumers_removed if removed else report.consumers_busy).append(f"{queue}/{name}")
         with contextlib.suppress(ResponseError):  # no stream/group yet
             report.trimmed += await streams.safe_trim(queue)
     min_id = f"{int((now - DEAD_LETTER_DAYS * 86400) * 1000)}-0"
@@ -95,6 +123,12 @@ async def sweep(
         keep_per_origin=settings.tasks.record_limit,
         limits=record_limits or None,
     )
-    log.info("janitor round", consumers_removed=len(report.consumers_removed), trimmed=report.trimmed,
-             dead_trimmed=report.dead_trimmed, records_pruned=report.records_pruned)
+    report.claims_pruned = await store.prune_cron_fires(int(now * 1000) - CLAIM_RETENTION_MS,
+                                                        keep_latest=True)
+    if cron_ids is not None:
+        report.last_forgotten = await forget_last_fires(redis, keys, cron_ids)
+    log.info("janitor round", consumers_removed=len(report.consumers_removed),
+             consumers_busy=len(report.consumers_busy), trimmed=report.trimmed,
+             dead_trimmed=report.dead_trimmed, records_pruned=report.records_pruned,
+             claims_pruned=report.claims_pruned, last_forgotten=report.last_forgotten)
     return report

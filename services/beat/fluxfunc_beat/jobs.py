@@ -3,13 +3,16 @@
 Jobs sit in buckets keyed by their next fire (ms) with a heap of bucket times, so a tick
 touches only the jobs that are due; 10,000 jobs cost nothing between their fires. Jobs with
 the same ``(cronExpr, timezone)`` share one parsed :class:`Schedule`, and next-fire results
-are memoised per tick, so 10,000 jobs on one expression cost one croniter step per second.
+are memoised, so 10,000 jobs on one expression cost one croniter step per second.
 
 Pure logic (no I/O, no clock): the Beat passes Redis-time ``now_ms`` in.
 
-Misfires: a job whose due fires are late by more than ``GRACE_MS`` (the leader was down, or
-the job was just (re)loaded with fires missed since its last fire) follows its
-``misfirePolicy``: ``fireOnce`` fires the most recent missed fire once, ``skip`` fires none.
+Late and missed fires. A due fire at most ``late_ms`` old (the Beat passes lease + 10 s,
+longer than any leader change takes) is **late**: it is fired, whatever the policy, so a
+takeover or a slow tick loses nothing. An older one is **missed** (every Beat was down, or a
+job was just loaded with fires due since its last fire) and follows the job's
+``misfirePolicy``: ``fireOnce`` fires the most recent missed fire once — unless a late fire
+of the same job is being fired anyway — and ``skip`` fires none.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 from fluxfunc_common import schedule as sched
 from fluxfunc_common.cron import misfire_policy
 
-GRACE_MS = 1000
+DEFAULT_LATE_MS = 25_000
+MAX_FIRES_PER_POP = 1000  # per job and tick; bounds a 6-field job with a huge late window
 MIN_DEDUP_TTL_MS = 60_000
 MAX_DEDUP_TTL_MS = 86_400_000
 
@@ -67,8 +71,9 @@ def _signature(job: dict[str, Any], tz: str) -> tuple[Any, ...]:
 class JobTable:
     """Enabled jobs by next fire; see the module docstring."""
 
-    def __init__(self, default_tz: str = "UTC") -> None:
+    def __init__(self, default_tz: str = "UTC", *, late_ms: int = DEFAULT_LATE_MS) -> None:
         self.default_tz = default_tz
+        self.late_ms = late_ms
         self.jobs: dict[str, JobState] = {}
         self._buckets: dict[int, list[str]] = {}
         self._heap: list[int] = []
@@ -129,7 +134,8 @@ class JobTable:
         return None
 
     def pop_due(self, now_ms: int) -> list[Due]:
-        """Every fire due at ``now_ms`` (misfire policy applied); jobs are rescheduled."""
+        """Every fire due at ``now_ms`` (late ones included, misfire policy applied), in fire
+        time order per job; due jobs are rescheduled after ``now_ms``."""
         if len(self._memo) > 100_000:
             self._memo.clear()
         out: list[Due] = []
@@ -139,30 +145,35 @@ class JobTable:
                 state = self.jobs.get(cron_id)
                 if state is None or state.next_ms != at:
                     continue
-                due = self._advance(state, now_ms)
-                if due is not None:
-                    out.append(due)
+                out += self._advance(state, now_ms)
                 self._push(cron_id, state)
         return out
 
-    def _advance(self, state: JobState, now_ms: int) -> Due | None:
-        """Pick the fire to make for a due job and move it to its next fire after now."""
+    def _advance(self, state: JobState, now_ms: int) -> list[Due]:
+        """The fires to make for a due job; moves it to its first fire after ``now_ms``."""
         first = state.next_ms
         assert first is not None
-        after_first = self._next(state.schedule, first)
-        if after_first is None or after_first > now_ms:
-            fire, state.next_ms = first, after_first  # the usual case: exactly one fire due
-        else:
-            latest = sched.latest_fire(state.schedule, None, first / 1000, now_ms / 1000)
-            fire = int(latest * 1000) if latest is not None else first
-            state.next_ms = self._next(state.schedule, now_ms)
-        if now_ms - fire > GRACE_MS and misfire_policy(state.job) == "skip":
-            return None
-        if state.expire_ms is not None and fire > state.expire_ms:
-            state.next_ms = None
-            return None
-        ttl = _dedup_ttl(fire, state.next_ms)
-        return Due(state.job, state.func, fire, ttl)
+        cutoff = now_ms - self.late_ms
+        missed: int | None = None
+        at: int | None = first
+        if first < cutoff:  # some fires are missed: keep only the latest of them, for fireOnce
+            latest = sched.latest_fire(state.schedule, None, (first - 1) / 1000, (cutoff - 1) / 1000)
+            missed = None if latest is None else round(latest * 1000)
+            at = self._next(state.schedule, cutoff - 1)
+        fires: list[int] = []
+        while at is not None and at <= now_ms and len(fires) < MAX_FIRES_PER_POP:
+            fires.append(at)
+            at = self._next(state.schedule, at)
+        if at is not None and at <= now_ms:
+            at = self._next(state.schedule, now_ms)
+        state.next_ms = at
+        if not fires and missed is not None and misfire_policy(state.job) == "fireOnce":
+            fires = [missed]
+        if state.expire_ms is not None:
+            fires = [f for f in fires if f <= state.expire_ms]
+            if at is not None and at > state.expire_ms:
+                state.next_ms = None
+        return [Due(state.job, state.func, f, self._dedup_ttl(f, state.next_ms)) for f in fires]
 
     def _next(self, schedule: sched.Schedule, after_ms: int) -> int | None:
         key = (schedule, after_ms)
@@ -184,6 +195,12 @@ class JobTable:
         bucket.append(cron_id)
         return True
 
+    def _dedup_ttl(self, fire_ms: int, next_ms: int | None) -> int:
+        """Keep the per-fire guard ~3 periods (1 min … 1 day, and past the late window)."""
+        period = (next_ms - fire_ms) if next_ms is not None else MAX_DEDUP_TTL_MS
+        floor = max(MIN_DEDUP_TTL_MS, 2 * self.late_ms)
+        return min(max(3 * period, floor), MAX_DEDUP_TTL_MS)
+
     def _live(self, cron_id: str, at: int) -> bool:
         state = self.jobs.get(cron_id)
         return state is not None and state.next_ms == at
@@ -193,7 +210,3 @@ def _expire_ms(job: dict[str, Any]) -> int | None:
     return epoch_ms(job.get("expireTime"))
 
 
-def _dedup_ttl(fire_ms: int, next_ms: int | None) -> int:
-    """Keep the per-fire guard ~3 periods (1 min … 1 day): long enough for any takeover."""
-    period = (next_ms - fire_ms) if next_ms is not None else MAX_DEDUP_TTL_MS
-    return min(max(3 * period, MIN_DEDUP_TTL_MS), MAX_DEDUP_TTL_MS)

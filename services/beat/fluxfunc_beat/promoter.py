@@ -2,7 +2,9 @@
 
 Run by the Beat leader only. ``StreamProtocol.promote`` is one atomic Lua mover using Redis
 ``TIME``, so a second runner would be harmless, just wasteful. The loop sleeps until the
-earliest due task, clamped to [50 ms, 500 ms] (research/streams-protocol.md A.11).
+earliest due task, clamped to [50 ms, 500 ms] (research/streams-protocol.md A.11). The queues
+it looks at: the configured ones, those named by funcs and cron jobs, and every queue with a
+stream or a delayed set (found by SCAN once a minute).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 
+import redis.asyncio as aioredis
+
+from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.streams import StreamProtocol
 
@@ -19,6 +24,15 @@ MAX_SLEEP = 0.5
 BATCH = 500
 
 log = get_logger("beat.promoter")
+
+
+async def delayed_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
+    """Queues that have a delayed set (SCAN; the Beat runs it once a minute)."""
+    prefix = keys.delayed("")
+    found = set()
+    async for key in redis.scan_iter(match=keys.delayed("*"), count=1000, _type="zset"):
+        found.add(key.decode()[len(prefix):] if isinstance(key, bytes) else str(key)[len(prefix):])
+    return found
 
 
 def sleep_for(next_due_ms: int | None, now_ms: int) -> float:

@@ -46,7 +46,11 @@ async def serve(settings: Settings, shutdown: Shutdown) -> int:
     log = get_logger("server")
     runner = web.AppRunner(create_app(settings), access_log=None,
                            shutdown_timeout=settings.server.shutdown_seconds)
-    await runner.setup()  # opens Redis, store, groups, waiter, heartbeat (or raises)
+    try:
+        await runner.setup()  # opens Redis, store, groups, waiter, heartbeat (or raises)
+    except BaseException:
+        await runner.cleanup()  # close what did open, in reverse, before the error is reported
+        raise
     try:
         site = web.TCPSite(runner, settings.server.host, settings.server.port, backlog=1024)
         try:

@@ -7,7 +7,9 @@
   ``X-Dff-Ak-Nonce``, ``X-Dff-Ak-Sign`` = hex HMAC-SHA1(secret, string to sign) where the
   string is ``METHOD&PATH?QUERY&timestamp&nonce&md5(body)`` and the body is the sorted,
   compact JSON the SDK sends (``sdk/dataflux_func_sdk.py`` ``get_sign``). The timestamp may
-  be 900 s off, and a nonce is accepted once (``SET NX EX 900`` on ``keys.nonce``).
+  be 900 s off, and a nonce is accepted once: it is remembered (``SET NX`` on
+  ``keys.nonce``) for twice the allowed skew, so a request signed 900 s in the future cannot
+  be replayed once its nonce is forgotten either.
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ from fluxfunc_server.context import CTX, AppContext
 TOKEN_CACHE_SECONDS = 5.0
 TOKEN_CACHE_MAX = 1024
 SKEW_SECONDS = 900
-AUTH_KEY = "admin_auth"  # request[AUTH_KEY] = "token" | "ak:<id>" once authenticated
+NONCE_TTL_SECONDS = 2 * SKEW_SECONDS
+# request[AUTH_KEY] = "token" | "ak:<id>" once authenticated
+AUTH_KEY = web.RequestKey("fluxfunc_admin_auth", str)
 
 AK_HEADERS = ("X-Dff-Ak-Id", "X-Dff-Ak-Timestamp", "X-Dff-Ak-Nonce", "X-Dff-Ak-Sign")
-
-# token hash → monotonic expiry of the positive answer
-_token_cache: dict[str, float] = {}
 
 
 async def require_admin(request: web.Request) -> None:
@@ -60,19 +61,15 @@ async def _check_bearer(ctx: AppContext, header: str) -> None:
         raise UserAuthError("the Authorization header must be `Bearer <token>`")
     digest = hash_token(token)
     now = time.monotonic()
-    if _token_cache.get(digest, 0.0) > now:
+    cache = ctx.token_cache  # token hash → monotonic expiry of the positive answer
+    if cache.get(digest, 0.0) > now:
         return
     if not await ctx.store.admin_token_exists(digest):
-        _token_cache.pop(digest, None)
+        cache.pop(digest, None)
         raise UserAuthError("invalid admin token")
-    if len(_token_cache) >= TOKEN_CACHE_MAX:
-        _token_cache.clear()
-    _token_cache[digest] = now + TOKEN_CACHE_SECONDS
-
-
-def clear_token_cache() -> None:
-    """Forget cached positive token answers (tests, token revocation)."""
-    _token_cache.clear()
+    if len(cache) >= TOKEN_CACHE_MAX:
+        cache.clear()
+    cache[digest] = now + TOKEN_CACHE_SECONDS
 
 
 async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
@@ -91,7 +88,7 @@ async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
     if not any(hmac.compare_digest(sign.lower(), _sign(secret, text_to_sign + md5))
                for md5 in body_digests(body)):
         raise UserAuthError("invalid access-key signature")
-    if not await ctx.redis.set(ctx.keys.nonce(ak_id, nonce), b"1", nx=True, ex=SKEW_SECONDS):
+    if not await ctx.redis.set(ctx.keys.nonce(ak_id, nonce), b"1", nx=True, ex=NONCE_TTL_SECONDS):
         raise UserAuthError("access-key nonce already used")
     return ak_id
 

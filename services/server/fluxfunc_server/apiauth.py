@@ -9,7 +9,9 @@
   accepted: encrypted with the deployment secret)
 
 A fixedField matched in the query or body is removed from what becomes kwargs, as in
-DataFlux Func, so the secret never reaches the function.
+DataFlux Func, so the secret never reaches the function. Unlike DataFlux Func, a matched
+header and the ``Authorization`` header of httpBasic are also left out of
+``_DFF_HTTP_REQUEST`` (the task envelope is readable in Redis by any operator).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class AuthInput:
     body: Any
     strip_query: set[str] = field(default_factory=set)
     strip_body: set[str] = field(default_factory=set)
+    strip_headers: set[str] = field(default_factory=set)  # lower-case names
 
 
 def _same(given: Any, expected: Any) -> bool:
@@ -58,6 +61,7 @@ def check_fixed_field(config: Mapping[str, Any], req: AuthInput) -> None:
         if not name:
             continue
         if location == "header" and _same(req.headers.get(name), value):
+            req.strip_headers.add(name.lower())
             return
         if location == "query" and _same(req.query.get(name), value):
             req.strip_query.add(name)
@@ -90,6 +94,7 @@ def check_http_basic(config: Mapping[str, Any], req: AuthInput, cipher: Cipher |
         if expected is None and entry.get("passwordCipher") and cipher is not None:
             expected = cipher.decrypt(entry["passwordCipher"])
         if _same(user, entry.get("username")) and _same(password, expected):
+            req.strip_headers.add("authorization")
             return
     raise APIAuthFailed("API auth failed: wrong username or password", headers=challenge)
 

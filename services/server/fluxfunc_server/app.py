@@ -3,9 +3,9 @@
 Resources are opened through aiohttp's ``cleanup_ctx``, in this order, and closed in reverse
 (a resource is closed only if it was opened): Redis clients → store (migrated when
 ``store.auto_migrate``) → consumer groups of ``worker.queues`` → the reply waiter → the
-``server`` heartbeat. On shutdown aiohttp first lets in-flight requests finish (the runner's
-``shutdown_timeout``), then runs this teardown, so sync calls still waiting keep their
-waiter until they are answered.
+``server`` heartbeat. On shutdown aiohttp first stops listening and lets in-flight requests
+finish (the runner's ``shutdown_timeout``), then runs this teardown, so sync calls still
+waiting keep their waiter until they are answered.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from fluxfunc_common.redisconn import RedisClients, open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import open_store
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_server import openapi
 from fluxfunc_server.caller import Caller
 from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
 from fluxfunc_server.context import CTX, AppContext
-from fluxfunc_server.handlers import invoke, tasks
+from fluxfunc_server.handlers import invoke, manage, ops, tasks
 from fluxfunc_server.handlers.invoke import CALLER, CATALOG
 from fluxfunc_server.middlewares import make_error_middleware
 from fluxfunc_server.waiter import ReplyWaiter
@@ -35,20 +36,18 @@ REDIS: web.AppKey[RedisClients] = web.AppKey("fluxfunc_redis", RedisClients)
 MB = 1024 * 1024
 
 
-def _metrics() -> Any:
-    from fluxfunc_server.metrics import Metrics
-
-    return Metrics()
-
-
 def create_app(settings: Settings, *, server_id: str | None = None,
                catalog_ttl: float = DEFAULT_TTL) -> web.Application:
-    """The aiohttp application of one Server process (nothing is opened until startup)."""
+    """The aiohttp application of one Server process (nothing is opened until startup).
+
+    ``catalog_ttl`` is how long an entry point or func read from the store is reused by
+    invocations (tests use 0: every call sees the latest management change)."""
     max_bytes = int(settings.server.max_body_mb * MB)
     app = web.Application(client_max_size=max_bytes,
                           middlewares=[make_error_middleware(max_bytes)])
     app[SETTINGS] = settings
     instance = server_id or ids.instance_id()
+    cipher = Cipher(settings.require_secret())  # a missing secret fails before anything opens
 
     async def redis_clients(app: web.Application) -> AsyncIterator[None]:
         async with open_redis(settings.redis) as clients:
@@ -58,18 +57,13 @@ def create_app(settings: Settings, *, server_id: str | None = None,
     async def store(app: web.Application) -> AsyncIterator[None]:
         clients = app[REDIS]
         async with open_store(settings.store) as opened:
-            ctx = AppContext(
-                settings=settings,
-                redis=clients.main,
-                keys=clients.keys,
-                streams=StreamProtocol(clients.main, clients.keys, blocking=clients.blocking),
-                store=opened,
-                cipher=Cipher(settings.require_secret()),
-                server_id=instance,
-                metrics=_metrics(),
-            )
+            streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking)
+            ctx = AppContext(settings=settings, redis=clients.main, keys=clients.keys,
+                             streams=streams, store=opened, cipher=cipher, server_id=instance,
+                             waiter=ReplyWaiter(streams, instance))
             app[CTX] = ctx
             app[CATALOG] = Catalog(opened, ttl=catalog_ttl)
+            app[CALLER] = Caller(ctx)
             yield
 
     async def consumer_groups(app: web.Application) -> AsyncIterator[None]:
@@ -77,11 +71,8 @@ def create_app(settings: Settings, *, server_id: str | None = None,
         yield
 
     async def reply_waiter(app: web.Application) -> AsyncIterator[None]:
-        ctx = app[CTX]
-        waiter = ReplyWaiter(ctx.streams, ctx.server_id)
+        waiter = app[CTX].waiter
         await waiter.start()
-        ctx.waiter = waiter
-        app[CALLER] = Caller(ctx)
         try:
             yield
         finally:
@@ -102,21 +93,9 @@ def create_app(settings: Settings, *, server_id: str | None = None,
 
 
 def add_routes(app: web.Application) -> None:
-    """Every route of the Server: invocation and tasks (here), management, ops, OpenAPI."""
+    """Every route of the Server: invocation, tasks, management, ops, OpenAPI."""
     invoke.add_routes(app)
     tasks.add_routes(app)
-    from fluxfunc_server.handlers import manage
-
     manage.add_routes(app)
-    try:  # TODO(server-A): drop the guards once server-B's modules have landed
-        from fluxfunc_server.handlers import ops
-    except ImportError:
-        ops = None  # type: ignore[assignment]
-    if ops is not None:
-        ops.add_routes(app)
-    try:
-        from fluxfunc_server import openapi
-    except ImportError:
-        openapi = None  # type: ignore[assignment]
-    if openapi is not None:
-        openapi.add_routes(app)
+    ops.add_routes(app)
+    openapi.add_routes(app)

@@ -19,6 +19,7 @@ import orjson
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.streams import Enqueued
 from fluxfunc_common.tasks import build_envelope, func_timeout
+from fluxfunc_server.batcher import EnqueueBatcher
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.invocation import CallOptions
 
@@ -51,6 +52,7 @@ class Caller:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.batcher = EnqueueBatcher(ctx.streams, max_len=ctx.settings.redis.queue_max_len)
 
     @property
     def max_len(self) -> int:
@@ -70,8 +72,7 @@ class Caller:
     async def enqueue(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
                       options: CallOptions) -> Enqueued:
         """Fire and forget: the task id (the first one when the idempotency key was seen)."""
-        env = self.envelope(func, kwargs, spec, options)
-        return await self.ctx.streams.enqueue(env, max_len=self.max_len)
+        return await self.batcher.enqueue(self.envelope(func, kwargs, spec, options))
 
     async def enqueue_many(self, envs: list[TaskEnvelope]) -> list[Enqueued]:
         return await self.ctx.streams.enqueue_many(envs, max_len=self.max_len)
@@ -83,8 +84,8 @@ class Caller:
         if cache_key is not None:
             raw = await self.ctx.redis.get(cache_key)
             if raw is not None:
-                result = TaskResult.model_validate_json(raw)
-                return SyncOutcome(result.id, result, cached=True)
+                hit = TaskResult.model_validate_json(raw)
+                return SyncOutcome(hit.id, hit, cached=True)
         now = self.ctx.clock.time()
         timeout = func_timeout(func, self.ctx.settings.tasks)
         extra = func.get("extraConfig") or {}
@@ -98,7 +99,7 @@ class Caller:
             wait = min(wait, options.max_wait)
         fut = waiter.register(env.id)  # before enqueueing: a fast result cannot be missed
         try:
-            enq = await self.ctx.streams.enqueue(env, max_len=self.max_len)
+            enq = await self.batcher.enqueue(env)
         except BaseException:
             waiter.discard(env.id)
             raise

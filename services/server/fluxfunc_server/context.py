@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -14,6 +13,8 @@ from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Store
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_server.metrics import Metrics
+from fluxfunc_server.waiter import ReplyWaiter
 
 
 @dataclass
@@ -27,10 +28,11 @@ class AppContext:
     store: Store
     cipher: Cipher
     server_id: str
+    waiter: ReplyWaiter  # started by app.py after the consumer groups exist
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = field(default_factory=SystemClock)
-    # set by app.py: the reply waiter (sync calls) and the metrics registry
-    waiter: Any = None
-    metrics: Any = None
+    # admin bearer tokens recently found valid: token hash → monotonic expiry
+    token_cache: dict[str, float] = field(default_factory=dict)
 
 
 CTX: web.AppKey[AppContext] = web.AppKey("fluxfunc_ctx", AppContext)

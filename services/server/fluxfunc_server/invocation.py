@@ -31,6 +31,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from fluxfunc_common.errors import BadRequest
+from fluxfunc_server.apiauth import AuthInput
 
 PLACEHOLDERS = frozenset({"INPUT_BY_CALLER", "FROM_PARAMETER"})
 SYNC_OPTIONS = frozenset({"maxWait", "idempotencyKey", "returnType", "unbox"})
@@ -271,20 +272,27 @@ def check_signature(func: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
 
 
 # --- the request as the function sees it ------------------------------------------------------
-def http_request_info(request: web.Request, query: dict[str, Any], body: RequestBody) -> dict[str, Any]:
-    """``_DFF_HTTP_REQUEST``: method, path, headers (lower-case names), query, body, ip."""
+def http_request_info(request: web.Request, query: dict[str, Any], body: RequestBody,
+                      auth: AuthInput | None = None) -> dict[str, Any]:
+    """``_DFF_HTTP_REQUEST``: method, path, headers (lower-case names), query, body, ip —
+    without the API-auth secrets ``auth`` matched (header, query or body field)."""
     forwarded = request.headers.get("X-Forwarded-For", "")
     ips = [ip.strip() for ip in forwarded.split(",") if ip.strip()]
+    hidden_headers = auth.strip_headers if auth else set()
     value = body.value
     if body.kind == "binary":
         value = {"base64": base64.b64encode(value).decode()}
+    elif auth and auth.strip_body and isinstance(value, Mapping):
+        value = _without(value, auth.strip_body)
     return {
         "method": request.method,
         "path": request.path,
-        "url": request.path_qs,
+        "url": str(request.rel_url.without_query_params(*auth.strip_query))
+        if auth and auth.strip_query else request.path_qs,
         "host": request.host,
-        "headers": {k.lower(): v for k, v in request.headers.items()},
-        "query": query,
+        "headers": {name: v for k, v in request.headers.items()
+                    if (name := k.lower()) not in hidden_headers},
+        "query": _without(query, auth.strip_query) if auth else query,
         "body": value,
         "ip": ips[0] if ips else request.remote,
         "ips": ips,

@@ -17,29 +17,37 @@ same on every replica (take ``max``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from fluxfunc_server.context import AppContext
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_QUEUE_GAUGES = {
+_QUEUE_GAUGES: dict[str, tuple[str, str]] = {
     "length": ("fluxfunc_queue_length", "Entries in the queue stream (XLEN)"),
     "pending": ("fluxfunc_queue_pending", "Entries delivered to a worker and not yet acknowledged"),
     "lag": ("fluxfunc_queue_lag", "Entries not yet delivered to any worker"),
     "consumers": ("fluxfunc_queue_consumers", "Worker consumers registered on the queue"),
     "delayed": ("fluxfunc_queue_delayed", "Tasks waiting for their ETA / retry backoff"),
-    "deadLetters": ("fluxfunc_queue_dead_letters", "Dead letters that came from the queue"),
-    "oldestPendingAge": ("fluxfunc_queue_oldest_pending_seconds",
-                         "Age of the oldest pending entry in seconds"),
-    "completedLastMinute": ("fluxfunc_queue_completed_last_minute",
-                            "Tasks completed during the last full minute"),
+    "dead": ("fluxfunc_queue_dead_letters", "Dead letters that came from the queue"),
+    "oldestPendingAgeMs": ("fluxfunc_queue_oldest_pending_seconds",
+                           "Age of the oldest pending entry in seconds"),
+    "throughputLastMinute": ("fluxfunc_queue_completed_last_minute",
+                             "Tasks completed during the last full minute"),
 }
+
+
+def _gauge_value(field: str, value: Any) -> float | None:
+    """A queue row's field (``fluxfunc_common.inspect.queue_stats``) as a gauge value."""
+    if value is None:
+        return None
+    if field == "consumers":
+        return float(len(value))
+    if field == "oldestPendingAgeMs":
+        return float(value) / 1000
+    return float(value)
 
 
 class QueueCollector(Collector):
@@ -53,9 +61,9 @@ class QueueCollector(Collector):
         for field, (name, doc) in _QUEUE_GAUGES.items():
             family = GaugeMetricFamily(name, doc, labels=["queue"])
             for q in self.snapshot:
-                value = q.get(field)
+                value = _gauge_value(field, q.get(field))
                 if value is not None:
-                    family.add_metric([q["name"]], float(value))
+                    family.add_metric([q["queue"]], value)
             yield family
         if self.dead_total is not None:
             yield GaugeMetricFamily("fluxfunc_dead_letters", "Entries in the dead-letter stream",
@@ -94,11 +102,8 @@ class Metrics:
         if seconds is not None and seconds >= 0:
             self.task_duration.labels(func_id).observe(seconds)
 
-    async def refresh(self, ctx: AppContext) -> None:
-        """Read the queue figures from Redis for the scrape that follows."""
-        from fluxfunc_server.handlers.ops import queue_stats
-
-        stats = await queue_stats(ctx)
+    def set_queues(self, stats: dict[str, Any]) -> None:
+        """Keep the queue figures (``handlers.ops.queue_stats``) for the scrape that follows."""
         self.queues.snapshot = stats["queues"]
         self.queues.dead_total = stats["deadLetters"]
 

@@ -3,16 +3,19 @@ error (fluxfunc, aiohttp, unexpected) rendered as the DataFlux Func envelope (SP
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pymysql
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fluxfunc_common import ids
 from fluxfunc_common.errors import (
     ClientError,
     FluxfuncError,
@@ -29,16 +32,21 @@ log = get_logger("server.http")
 TRACE_HEADER = "X-Trace-Id"
 _TRACE_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A dependency that does not answer (or a Redis primary that became a replica) is a 503.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+SQL_DOWN = (pymysql.err.OperationalError, pymysql.err.InterfaceError, sqlite3.OperationalError)
 
 
 class MethodNotAllowed(NotFound):
     """Method not allowed on this route."""
 
     status = code = 405
+    headers: dict[str, str] = {}
 
 
 def new_trace_id() -> str:
-    return "TRACE-" + ids.ulid()
+    """``TRACE-`` + 96 random bits (cheap: this runs for every request)."""
+    return "TRACE-" + os.urandom(12).hex()
 
 
 def trace_id_of(request: web.Request) -> str:
@@ -47,14 +55,16 @@ def trace_id_of(request: web.Request) -> str:
     return given if given and _TRACE_OK.match(given) else new_trace_id()
 
 
-def from_http_exception(exc: web.HTTPException) -> FluxfuncError:
+def from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> FluxfuncError:
     """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as a fluxfunc error."""
     if exc.status == 404:
         return NotFound("No such route")
     if exc.status == 405:
-        return MethodNotAllowed("Method not allowed")
+        not_allowed = MethodNotAllowed("Method not allowed")
+        not_allowed.headers = {"Allow": exc.headers.get("Allow", "")}
+        return not_allowed
     if exc.status == 413:
-        return PayloadTooLarge("Request body too large", {"maxBytes": getattr(exc, "max_size", None)})
+        return PayloadTooLarge("Request body too large", {"maxBytes": max_body_bytes})
     if 400 <= exc.status < 500:
         err = ClientError(exc.reason or "Bad request")
         err.status = err.code = exc.status
@@ -101,10 +111,13 @@ def make_error_middleware(max_body_bytes: int) -> Any:
                 exc.headers[TRACE_HEADER] = trace_id
                 _count(request, exc.status)
                 raise
-            response = error_response(request, from_http_exception(exc))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+            response = error_response(request, from_http_exception(exc, max_body_bytes))
+        except REDIS_DOWN as exc:
             log.warning("redis unavailable", path=request.path, error=str(exc), trace_id=trace_id)
             response = error_response(request, Unavailable("Redis is unavailable"))
+        except SQL_DOWN as exc:
+            log.warning("database unavailable", path=request.path, error=str(exc), trace_id=trace_id)
+            response = error_response(request, Unavailable("The database is unavailable"))
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path,
                           trace_id=trace_id)

@@ -22,7 +22,8 @@ from fluxfunc_server import schemas_out as out
 from fluxfunc_server.responses import json_response
 
 REF = "#/components/schemas/{model}"
-ADMIN = [{"bearerAuth": []}, {"accessKey": []}]
+Security = list[dict[str, list[str]]]
+ADMIN: Security = [{"bearerAuth": []}, {"accessKey": []}]
 
 
 # --- generic models of the invocation routes (server-A reads these bodies by hand) ----------

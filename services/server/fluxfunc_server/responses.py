@@ -11,8 +11,8 @@ from aiohttp import web
 
 from fluxfunc_common.errors import FluxfuncError
 
-TRACE_KEY = "trace_id"
-START_KEY = "start_time"
+TRACE_KEY = web.RequestKey("fluxfunc_trace_id", str)
+START_KEY = web.RequestKey("fluxfunc_start_time", float)
 
 
 def _dumps(body: Any) -> bytes:

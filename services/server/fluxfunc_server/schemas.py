@@ -7,6 +7,7 @@ names); query strings are parsed leniently because every query value arrives as 
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -28,8 +29,16 @@ BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
 
 def _epoch(value: Any) -> Any:
-    """ISO-8601 text → epoch seconds; numbers pass through."""
+    """ISO-8601 text → epoch seconds; numbers (and numeric text, as in a query) pass through."""
     if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if not math.isfinite(number):
+                raise ValueError("must be a finite number of epoch seconds")
+            return number
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -40,10 +49,13 @@ def _epoch(value: Any) -> Any:
     return value
 
 
+MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 Timestamp = Annotated[
     float,
     BeforeValidator(_epoch),
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+    Field(ge=0, le=MAX_EPOCH),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_EPOCH},
+                              {"type": "string", "format": "date-time"}],
                     "description": "epoch seconds or ISO-8601 date-time (stored as epoch seconds)"}),
 ]
 ScriptSetId = Annotated[str, Field(pattern=SCRIPT_SET_ID, max_length=64)]
@@ -142,10 +154,16 @@ ApiAuth = Annotated[ApiAuthNone | ApiAuthFixedField | ApiAuthHttpBasic, Field(di
 
 
 class Throttling(Body):
+    """Call limits per window; ``window`` ``sliding`` (default) or ``fixed`` (DataFlux Func's
+    epoch-aligned windows). ``byMonth`` = 30 days, ``byYear`` = 365 days."""
+
     by_second: Annotated[int, Field(ge=1)] | None = None
     by_minute: Annotated[int, Field(ge=1)] | None = None
     by_hour: Annotated[int, Field(ge=1)] | None = None
     by_day: Annotated[int, Field(ge=1)] | None = None
+    by_month: Annotated[int, Field(ge=1)] | None = None
+    by_year: Annotated[int, Field(ge=1)] | None = None
+    window: Literal["sliding", "fixed"] = "sliding"
 
 
 Kwargs = Annotated[dict[str, Any], Field(description="fixed kwargs; the value "
@@ -280,6 +298,10 @@ class TaskRecordListQuery(ListQuery):
     queue: Annotated[str, Field(max_length=128)] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+
+
+class NoQuery(Query):
+    """A route that takes no query parameters."""
 
 
 class NextFiresQuery(Query):

@@ -110,17 +110,26 @@ class NextFires(Out):
     next: list[Fire]
 
 
-class QueueStats(Out):
+class Consumer(Out):
     name: str
+    pending: int
+    idleMs: int
+    inactiveMs: int | None = None
+
+
+class QueueStats(Out):
+    """One queue, as ``fluxfunc streams`` shows it (``fluxfunc_common.inspect.queue_stats``)."""
+
+    queue: str
+    exists: bool
     length: int
     pending: int
-    lag: int | None = None
-    consumers: int
-    oldestPendingAge: float | None = None
+    lag: int
+    consumers: list[Consumer]
+    oldestPendingAgeMs: int | None = None
     delayed: int
-    deadLetters: int
-    completedLastMinute: int
-    completedThisMinute: int
+    dead: int
+    throughputLastMinute: int
 
 
 class BeatInfo(Out):

@@ -25,6 +25,12 @@ log = get_logger("server.waiter")
 REFRESH_SECONDS = 30.0
 REPLY_TTL_MS = 120_000
 SWEEP_CHUNK = 200
+POLL_MAX_SECONDS = 0.5
+
+
+def _time_out(fut: asyncio.Future[TaskResult | None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ReplyWaiter:
@@ -55,9 +61,13 @@ class ReplyWaiter:
         self._reader = asyncio.create_task(self._read_loop(), name="reply-waiter")
 
     async def stop(self) -> None:
-        """Stop the reader (flag, then at most one BLOCK period) and release every waiter."""
+        """Stop the reader and release every waiter. The flag is seen when the blocked read
+        returns: an entry added to our own stream makes it return at once (else within one
+        BLOCK period)."""
         self._stopping = True
         if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self.streams.open_reply_stream(self.server_id, ttl_ms=REPLY_TTL_MS)
             done, _ = await asyncio.wait({self._reader}, timeout=self.block_ms / 1000 + 2)
             if not done:  # last resort; the flag normally ends it within one BLOCK
                 self._reader.cancel()
@@ -84,14 +94,18 @@ class ReplyWaiter:
 
     async def wait(self, task_id: str, fut: asyncio.Future[TaskResult | None],
                    seconds: float) -> TaskResult | None:
-        """The result within ``seconds``, else whatever the result key holds (or None)."""
+        """The result within ``seconds``, else whatever the result key holds (or None).
+
+        A timer resolves the future with None when time is up (cheaper per call than
+        ``wait_for``); a None from the reader means "too large to inline": GET it."""
+        timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), _time_out, fut)
         try:
-            with contextlib.suppress(TimeoutError):
-                result = await asyncio.wait_for(asyncio.shield(fut), timeout=max(seconds, 0.0))
-                if result is not None:
-                    return result
+            result = await fut
         finally:
-            self.discard(task_id)
+            timer.cancel()
+            self._futures.pop(task_id, None)
+        if result is not None:
+            return result
         return await self.streams.get_result(task_id)
 
     async def poll(self, task_id: str, seconds: float) -> TaskResult | None:
@@ -105,7 +119,7 @@ class ReplyWaiter:
             if result is not None or left <= 0:
                 return result
             await asyncio.sleep(min(interval, left))
-            interval = min(interval * 2, 1.0)
+            interval = min(interval * 2, POLL_MAX_SECONDS)
 
     # --- the reader ----------------------------------------------------------------------------
     async def _read_loop(self) -> None:

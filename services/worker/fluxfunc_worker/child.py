@@ -138,10 +138,8 @@ def _fetch_script(rpc: RpcClient, script_id: str) -> tuple[str, int] | None:
 
 def main() -> None:
     fd, memory_mb, parent_pid = (int(a) for a in sys.argv[1:4])
-    try:
+    with contextlib.suppress(Stop, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         serve(fd, memory_mb, parent_pid)
-    except (Stop, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
-        pass
     sys.stdout.flush()
     os._exit(0)
 

@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -117,8 +117,8 @@ class _ChildProtocol(asyncio.Protocol):
         self.reader = FrameReader(lambda message: child.pool._on_message(child, message))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.child.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport: no isinstance check.
+        self.child.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -191,11 +191,19 @@ class Pool:
         return [c.pid for c in self._children if c.alive]
 
     # --- running --------------------------------------------------------------------------------
-    async def run(self, message: dict[str, Any], timeout: float) -> Outcome:
-        """Run one task message on an idle child; the outcome of the run, whatever happens."""
+    async def run(self, message: dict[str, Any], timeout: float, *,  # noqa: ASYNC109 (the task's limit)
+                  abort: Callable[[], str | None] | None = None) -> Outcome:
+        """Run one task message on an idle child; the outcome of the run, whatever happens.
+
+        ``abort`` is asked once a child is free: a reason (``cancelled``, ``lost``) ends the
+        run before it starts, with that status."""
         child = await self._idle.get()
         while not child.alive:
             child = await self._idle.get()
+        reason = abort() if abort is not None else None
+        if reason is not None:
+            self._idle.put_nowait(child)
+            return Outcome(reason, {"exception": f"FuncCancelled: the task was {reason} before it started"})
         job = Job(message, timeout, asyncio.get_running_loop().create_future())
         child.job = job
         self.busy += 1
@@ -285,7 +293,10 @@ class Pool:
                                                     f"of {job.timeout:g} s and was stopped"})
         if reason == "memory":
             return Outcome("failure", {"exception": "MemoryError: the worker child exceeded its memory "
-                                                    f"limit (max_memory_mb={self.memory_mb}) and was stopped"})
+                                                    f"limit (max_memory_mb={self.memory_mb}) and was "
+                                                    "stopped"})
+        if reason == "cancelled":
+            return Outcome(reason, {"exception": "FuncCancelled: the task was cancelled while it ran"})
         if reason is not None:
             return Outcome(reason, {"exception": f"FuncCancelled: the task was stopped ({reason})"})
         return Outcome("failure", {"exception": f"WorkerChildDied: {describe_exit(code)} while running "

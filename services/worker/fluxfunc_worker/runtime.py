@@ -282,7 +282,8 @@ class Runner:
         except MemoryError as exc:
             limit = f" (max_memory_mb={self.memory_limit_mb})" if self.memory_limit_mb else ""
             outcome = {"status": "failure", "memory": True, "traceback": user_traceback(exc),
-                       "exception": f"MemoryError: the function exceeded the worker child's memory limit{limit}"}
+                       "exception": "MemoryError: the function exceeded the worker child's memory "
+                                    f"limit{limit}"}
         except Exception as exc:
             outcome = {"status": "failure", "exception": describe_exception(exc),
                        "traceback": user_traceback(exc)}

@@ -205,7 +205,7 @@ class DFFApi:
         self.RESP = FuncResponse
 
     # --- exporting ----------------------------------------------------------------------
-    def API(self, title: str | None = None, **options: Any) -> Callable[[F], F]:  # noqa: N802
+    def API(self, title: str | None = None, **options: Any) -> Callable[[F], F]:
         """Mark a function as callable. Unknown options are tolerated (DataFlux extras)."""
         config = dict(options, title=title)
 
@@ -216,7 +216,7 @@ class DFFApi:
         return mark
 
     # --- configuration and context --------------------------------------------------------
-    def ENV(self, name: str, default: Any = None) -> Any:  # noqa: N802
+    def ENV(self, name: str, default: Any = None) -> Any:
         """An env variable's value, converted by its valueType (None when missing)."""
         found = _call("env", name=str(name))
         if found is None:
@@ -225,14 +225,14 @@ class DFFApi:
             task.masks.add(str(found["value"]))
         return found.get("value")
 
-    def LOG(self, *args: Any, **kwargs: Any) -> None:  # noqa: N802
+    def LOG(self, *args: Any, **kwargs: Any) -> None:
         print(*args, **kwargs)
 
-    def REDIRECT(self, url: str) -> FuncResponse:  # noqa: N802
+    def REDIRECT(self, url: str) -> FuncResponse:
         return FuncResponse("", status_code=302, headers={"Location": url})
 
     # --- calling other functions ---------------------------------------------------------
-    def FUNC(  # noqa: N802
+    def FUNC(
         self, func_id: str, kwargs: dict[str, Any] | None = None, wait: float | None = None,
         **_options: Any,
     ) -> Any:

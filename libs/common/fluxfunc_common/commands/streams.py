@@ -33,7 +33,10 @@ def add_parser(sub: Any) -> None:
                         help="print JSON instead of a table")
     parser = sub.add_parser("streams", parents=[common], help="inspect the task streams",
                             description=__doc__.splitlines()[0])
-    parser.add_argument("--watch", action="store_true", help=f"refresh every {WATCH_SECONDS:g} s")
+    parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (with --json: "
+                        "one JSON line per refresh)")
+    parser.add_argument("--interval", type=float, default=WATCH_SECONDS, metavar="SECONDS",
+                        help=f"seconds between refreshes with --watch (default {WATCH_SECONDS:g})")
     parser.set_defaults(func=run, config=None, json=False)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     pending = actions.add_parser("pending", parents=[common], help="pending entries of one queue")
@@ -82,13 +85,16 @@ async def _watch(args: argparse.Namespace, settings: Settings, clients: RedisCli
 
         with Live(_rich(_overview_table(await _stats(settings, clients))), auto_refresh=False) as live:
             while True:
-                await asyncio.sleep(WATCH_SECONDS)
+                await asyncio.sleep(args.interval)
                 live.update(_rich(_overview_table(await _stats(settings, clients))), refresh=True)
     while True:
         stats = await _stats(settings, clients)
-        _emit(args, stats, _overview_table(stats))
+        if args.json:
+            print(json.dumps(stats, separators=(",", ":")))
+        else:
+            print(plain(_overview_table(stats)) + "\n")
         sys.stdout.flush()
-        await asyncio.sleep(WATCH_SECONDS)
+        await asyncio.sleep(args.interval)
 
 
 async def _dead(args: argparse.Namespace, settings: Settings, clients: RedisClients) -> int:

@@ -30,3 +30,15 @@ local function ack_delete(stream, group, id)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
 end
+
+-- Start one task just read (claim, start): 1 when it already has a result (a re-delivered
+-- task that completed: never run it twice), 2 when it has a cancel flag, else 0 after
+-- setting its running marker {"consumer", "startTime" (Redis TIME, s), "attempt"}.
+local function start_task(result, cancel, running, consumer, attempt, ttl_ms)
+  if redis.call('EXISTS', result) == 1 then return 1 end
+  if redis.call('EXISTS', cancel) == 1 then return 2 end
+  local marker = string.format('{"consumer":"%s","startTime":%.3f,"attempt":%d}',
+                               consumer, now_ms() / 1000, tonumber(attempt) or 1)
+  redis.call('SET', running, marker, 'PX', ttl_ms)
+  return 0
+end

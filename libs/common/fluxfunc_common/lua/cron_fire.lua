@@ -1,28 +1,83 @@
--- Claim one fire of a cron job in Redis: fencing, per-fire dedup and the overlap rule, atomically.
--- KEYS: beat epoch, fired guard (beat:fired:{cron}:{ms}), cron running marker, beat last (HASH)
--- ARGV: my epoch ('' = not fenced: manual run), fired ttl ms, task id, overlap policy
---       ('skip' | 'allow'), result key prefix, running key prefix, enq key prefix,
---       running-marker ttl ms, cron id, fire ms ('' = do not track as the last fire)
--- Returns {'fenced', ''} | {'duplicate', first task id} | {'skipped', task still in flight}
---       | {'fired', previous running task id or ''}
+-- Fire a batch of cron fires. Each fire is atomic: fencing, per-fire dedup, the overlap rule,
+-- the enqueue itself (the steps of enqueue.lua for a task without ETA or idempotency key) and
+-- the job's last-fire watermark, so a Beat killed at any point has either fired a fire
+-- completely or not at all.
+-- KEYS: beat epoch, beat last (HASH cron id → last fire ms)
+-- ARGV: my epoch ('' = not fenced: manual run), result key prefix, running key prefix,
+--       enq key prefix, stream max length, origin, fires (JSON array, one array of strings
+--       per fire: fired guard key, cron running marker key, stream key, enq marker key,
+--       cron id, fire ms ('' = not a scheduled fire: leave the watermark), guard ttl ms,
+--       task id, policy, running-marker ttl ms, func id, result ttl ms), then two per fire:
+--       envelope JSON, enq header JSON
+--   policy: 'skip' | 'allow' (overlapPolicy), or 'claimed': another deployment claimed
+--   this fire in the store; only mark it, so this deployment knows it happened.
+-- The per-fire keys travel in ARGV (a JSON string packs and parses far faster than a dozen
+-- arguments per fire); fluxfunc supports standalone Redis and Sentinel, not Cluster.
+-- The watermark is one HSET per call: a leader fires each job's fires in time order (and a
+-- fenced one writes nothing), so the newest decided fire of a call is the job's last.
+-- Returns one {status, detail} per fire: {'fenced', ''} | {'duplicate', first task id}
+--       | {'skipped', task still in flight} | {'full', ''} | {'fired', stream entry id}
+local fires = cjson.decode(ARGV[7])
+local out = {}
+
 if ARGV[1] ~= '' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then
-  return {'fenced', ''}
+  for i = 1, #fires do out[i] = {'fenced', ''} end
+  return out
 end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then
-  return {'duplicate', redis.call('GET', KEYS[2]) or ''}
+
+local max_len = tonumber(ARGV[5])
+local lengths = {}
+local last = {}  -- cron id → newest decided fire ms of this call
+
+-- in flight = no result yet, and either running (worker marker) or still queued (enq marker);
+-- a task whose result already expired is neither, so it never blocks the job for ever
+local function in_flight(task)
+  return redis.call('EXISTS', ARGV[2] .. task) == 0
+     and (redis.call('EXISTS', ARGV[3] .. task) == 1 or redis.call('EXISTS', ARGV[4] .. task) == 1)
 end
-if ARGV[10] ~= '' then
-  local last = tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '0')
-  if tonumber(ARGV[10]) > last then redis.call('HSET', KEYS[4], ARGV[9], ARGV[10]) end
+
+local function fire(f, body, header)
+  local guard, marker, stream, enq, tid, policy = f[1], f[2], f[3], f[4], f[8], f[9]
+  if policy == 'claimed' then
+    redis.call('SET', guard, 'elsewhere', 'NX', 'PX', f[7])
+    return {'duplicate', ''}
+  end
+  if not redis.call('SET', guard, tid, 'NX', 'PX', f[7]) then
+    return {'duplicate', redis.call('GET', guard) or ''}
+  end
+  if policy == 'skip' then
+    local prev = redis.call('GET', marker)
+    if prev and prev ~= tid and in_flight(prev) then
+      return {'skipped', prev}  -- final: the guard stays, so a second try is 'duplicate'
+    end
+  end
+  local length = lengths[stream] or redis.call('XLEN', stream)
+  if length >= max_len then
+    redis.call('DEL', guard)
+    return {'full', ''}
+  end
+  if not redis.call('SET', enq, header, 'NX', 'PX', f[12]) then
+    return {'duplicate', tid}  -- this task id is already enqueued
+  end
+  local entry = redis.call('XADD', stream, '*', 'task', tid, 'func', f[11], 'origin', ARGV[6], 'body', body)
+  lengths[stream] = length + 1
+  if policy == 'skip' then redis.call('SET', marker, tid, 'PX', f[10]) end
+  return {'fired', entry}
 end
-local prev = redis.call('GET', KEYS[3])
-if ARGV[4] == 'skip' and prev then
-  -- in flight = no result yet, and either running (worker marker) or still queued (enq guard);
-  -- a task whose result already expired is neither, so it never blocks the job forever
-  if redis.call('EXISTS', ARGV[5] .. prev) == 0
-     and (redis.call('EXISTS', ARGV[6] .. prev) == 1 or redis.call('EXISTS', ARGV[7] .. prev) == 1) then
-    return {'skipped', prev}
+
+for i, f in ipairs(fires) do
+  local r = fire(f, ARGV[6 + 2 * i], ARGV[7 + 2 * i])
+  out[i] = r
+  local status = r[1]
+  if f[6] ~= '' and (status == 'fired' or status == 'skipped' or f[9] == 'claimed') then
+    last[f[5]] = f[6]
   end
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[8])
-return {'fired', prev or ''}
+
+local pairs_ = {}
+for cron, ms in pairs(last) do
+  pairs_[#pairs_ + 1] = cron
+  pairs_[#pairs_ + 1] = ms
+end
+if #pairs_ > 0 then redis.call('HSET', KEYS[2], unpack(pairs_)) end
+return out

@@ -138,8 +138,16 @@ class Store(ABC):
     async def claim_cron_fire(self, cron_id: str, fire_ms: int, task_id: str) -> bool:
         """Record a fire; False when (cron_id, fire_ms) was already claimed (unique key)."""
 
-    async def prune_cron_fires(self, older_than_ms: int) -> int:
-        """Forget claimed fires before ``older_than_ms`` (epoch ms); return how many went."""
+    async def claim_cron_fires(self, claims: Sequence[tuple[str, int, str]]) -> builtins.list[bool]:
+        """Claim many ``(cron_id, fire_ms, task_id)`` fires at once; one bool per claim, True
+        when the fire is ours: newly claimed, or already claimed with this same task id (a
+        re-claim after a crash between claiming and enqueueing)."""
+        return [await self.claim_cron_fire(c, m, t) for c, m, t in claims]
+
+    async def prune_cron_fires(self, older_than_ms: int, *, keep_latest: bool = False) -> int:
+        """Forget claimed fires before ``older_than_ms`` (epoch ms); return how many went.
+        ``keep_latest`` keeps each cron job's newest claim however old (a job firing monthly
+        must still see last month's claim)."""
         return 0
 
     # --- DFF.STORE -----------------------------------------------------------------------------

@@ -42,6 +42,13 @@ class MysqlDialect(Dialect):
         return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
                 f"ON DUPLICATE KEY UPDATE {sets}")
 
+    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
+        # ON DUPLICATE KEY UPDATE <key> = <key> ignores only duplicates (INSERT IGNORE would
+        # also hide other errors); pymysql still sends executemany as one multi-row INSERT.
+        marks = ", ".join("?" * len(columns))
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON DUPLICATE KEY UPDATE {columns[0]} = {columns[0]}")
+
     def is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.err.IntegrityError) and _code(exc) == 1062
 

@@ -33,6 +33,26 @@ from fluxfunc_common.store.base import (
 from fluxfunc_common.store.migrations import all_migrations
 
 Row = tuple[Any, ...]
+_CLAIM_VARIABLES = 990  # distinct cron ids + fire times per claim chunk (old SQLite allows 999)
+
+
+Claim = tuple[str, int, str]
+
+
+def _claim_chunks(claims: list[Claim]) -> list[list[Claim]]:
+    """Split claims so each chunk's read-back SELECT stays under the variable limit."""
+    chunks: list[list[Claim]] = []
+    crons: set[str] = set()
+    times: set[int] = set()
+    for claim in claims:
+        grows = (claim[0] not in crons) + (claim[1] not in times)
+        if not chunks or len(crons) + len(times) + grows > _CLAIM_VARIABLES:
+            chunks.append([])
+            crons, times = set(), set()
+        chunks[-1].append(claim)
+        crons.add(claim[0])
+        times.add(claim[1])
+    return chunks
 
 
 class Session(Protocol):
@@ -60,6 +80,10 @@ class Dialect:
 
     def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
         """INSERT that replaces the non-key columns of an existing row."""
+        raise NotImplementedError
+
+    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
+        """INSERT that silently leaves an existing row (same unique key) as it is."""
         raise NotImplementedError
 
     def is_duplicate(self, exc: BaseException) -> bool:
@@ -322,9 +346,36 @@ class SqlStore(Store):
             raise
         return True
 
-    async def prune_cron_fires(self, older_than_ms: int) -> int:
+    async def claim_cron_fires(self, claims: Sequence[tuple[str, int, str]]) -> builtins.list[bool]:
+        """One INSERT-or-ignore per chunk; only when some row already existed, a SELECT of who
+        holds each (cron_id, fire_ms) of that chunk."""
+        out: builtins.list[bool] = []
+        insert = self.dialect.insert_ignore("cron_fires", ("cron_id", "fire_ms", "task_id", "created"))
+        now = self.clock.time()
+        for chunk in _claim_chunks([(str(c), int(m), str(t)) for c, m, t in claims]):
+            async with self.transaction() as s:
+                inserted = await s.executemany(insert, [(c, m, t, now) for c, m, t in chunk])
+                if inserted == len(chunk):
+                    out += [True] * len(chunk)
+                    continue
+                crons = sorted({c for c, _, _ in chunk})
+                times = sorted({m for _, m, _ in chunk})
+                rows = await s.fetchall(
+                    f"SELECT cron_id, fire_ms, task_id FROM cron_fires WHERE fire_ms IN "
+                    f"({', '.join('?' * len(times))}) AND cron_id IN ({', '.join('?' * len(crons))})",
+                    [*times, *crons])
+            holder = {(str(r[0]), int(r[1])): str(r[2]) for r in rows}
+            out += [holder.get((c, m)) == t for c, m, t in chunk]
+        return out
+
+    async def prune_cron_fires(self, older_than_ms: int, *, keep_latest: bool = False) -> int:
+        sql = "DELETE FROM cron_fires WHERE fire_ms < ?"
+        if keep_latest:
+            # the derived table is materialised first (MySQL refuses a subquery on the target)
+            sql += (" AND (cron_id, fire_ms) NOT IN (SELECT cron_id, newest FROM "
+                    "(SELECT cron_id, MAX(fire_ms) AS newest FROM cron_fires GROUP BY cron_id) AS latest)")
         async with self.session() as s:
-            return await s.execute("DELETE FROM cron_fires WHERE fire_ms < ?", (int(older_than_ms),))
+            return await s.execute(sql, (int(older_than_ms),))
 
     # --- DFF.STORE --------------------------------------------------------------------------------
     async def kv_get(self, scope: str, key: str) -> Any:

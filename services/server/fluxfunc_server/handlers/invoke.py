@@ -82,7 +82,7 @@ def sync_answer(request: web.Request, ctx: AppContext, outcome: SyncOutcome,
     result = outcome.result
     if result is None:
         return accepted(request, outcome.task_id)
-    if ctx.metrics is not None and not outcome.cached:
+    if not outcome.cached:
         took = (result.end_time - result.start_time) if result.end_time and result.start_time else None
         ctx.metrics.observe_task(result.func_id, result.status.value, took)
     raise_for_status(result)
@@ -115,7 +115,8 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
     func = await catalog.get(Entity.FUNC, entry["funcId"], "func")
     kwargs = merge_kwargs(entry.get("kwargs"), caller_kwargs)
     check_signature(func, kwargs)
-    spec = CallSpec(origin, entry["id"], request[TRACE_KEY], http_request_info(request, query, body),
+    spec = CallSpec(origin, entry["id"], request[TRACE_KEY],
+                    http_request_info(request, query, body, auth),
                     entry.get("taskRecordLimit"))
     if not sync:
         enq = await caller.enqueue(func, kwargs, spec, options)
@@ -231,7 +232,7 @@ def add_routes(app: web.Application) -> None:
     for prefix, handler in (("sync", call_sync_api), ("al", call_sync_api),
                             ("async", call_async_api), ("bat", call_async_api)):
         for path in (f"/api/v1/{prefix}/{{id}}", f"/api/v1/{prefix}/{{id}}/{_FORMAT}"):
-            app.router.add_get(path, handler)
+            app.router.add_get(path, handler, allow_head=False)
             app.router.add_post(path, handler)
     app.router.add_post("/api/v1/func/{func_id}", call_func)
     app.router.add_post("/api/v1/func-many", call_func_many)

@@ -71,13 +71,33 @@ def _defaults(data: dict[str, Any], **values: Any) -> None:
 
 async def prepare_api(ctx: AppContext, data: dict[str, Any],
                       old: dict[str, Any] | None) -> dict[str, Any]:
-    """A sync/async API: func exists, kwargs fit, ``apiAuth`` normalised to ``{"type": …}``."""
+    """A sync/async API: func exists, kwargs fit, ``apiAuth`` normalised to ``{"type": …}``
+    with httpBasic passwords encrypted (``passwordCipher``)."""
     _defaults(data, kwargs={}, isDisabled=False, tags=[])
     func = await func_of(ctx, data.get("funcId"))
     check_kwargs(func, data["kwargs"], has_caller=True)
-    if data.get("apiAuth") in (None, "none"):
+    auth = data.get("apiAuth")
+    if auth in (None, "none"):
         data["apiAuth"] = {"type": "none"}
+    elif isinstance(auth, dict) and auth.get("type") == "httpBasic":
+        data["apiAuth"] = {**auth, "users": [_sealed_user(ctx, u) for u in auth.get("users") or []]}
     return data
+
+
+def _sealed_user(ctx: AppContext, user: dict[str, Any]) -> dict[str, Any]:
+    """An httpBasic user as stored: the password only as ``passwordCipher``."""
+    if user.get("password") is None:
+        return user  # already stored sealed (a PATCH that left apiAuth alone)
+    return {"username": user["username"], "passwordCipher": ctx.cipher.encrypt(user["password"])}
+
+
+def present_api(entity: dict[str, Any]) -> dict[str, Any]:
+    """A sync/async API as answered: httpBasic passwords are never shown, not even sealed."""
+    auth = entity.get("apiAuth")
+    if not (isinstance(auth, dict) and auth.get("type") == "httpBasic"):
+        return entity
+    users = [{"username": u.get("username")} for u in auth.get("users") or []]
+    return {**entity, "apiAuth": {**auth, "users": users}}
 
 
 async def prepare_cron_job(ctx: AppContext, data: dict[str, Any],

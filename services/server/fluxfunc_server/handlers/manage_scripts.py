@@ -9,6 +9,7 @@ whose ``fixedCronExpr`` appeared, changed or went away.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
@@ -32,11 +33,9 @@ def _md5(code: str) -> str:
 async def ensure_script_set(ctx: AppContext, set_id: str) -> None:
     """Create the script set of a new script when it is missing (races are fine)."""
     if await ctx.store.find(Entity.SCRIPT_SET, set_id) is None:
-        try:
+        with contextlib.suppress(Conflict):
             await ctx.store.create(Entity.SCRIPT_SET, {"id": set_id, "title": set_id,
                                                        "description": None, "requirements": None})
-        except Conflict:
-            pass
 
 
 async def prepare_script(ctx: AppContext, data: dict[str, Any],

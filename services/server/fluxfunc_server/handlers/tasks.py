@@ -144,5 +144,5 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/tasks/{task_id}", get_task)
+    app.router.add_get("/api/v1/tasks/{task_id}", get_task, allow_head=False)
     app.router.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)

@@ -1,0 +1,325 @@
+"""Benchmark of the HTTP path: sync and async calls through ONE ``fluxfunc-server`` process and
+ONE ``fluxfunc-worker`` process (``--concurrency 2``), a no-op function, 64 concurrent callers.
+
+Scenarios:
+  * ``sync``: ``POST /api/v1/sync/{id}`` with a small JSON body; each caller waits for its
+    answer (the function's return value) before the next call → calls/s, p50/p99 latency;
+  * ``async``: ``POST /api/v1/async/{id}``: enqueue only (``data.id``) → calls/s, p50/p99.
+    The worker keeps consuming meanwhile, as it would in production.
+
+Everything is started fresh: a private redis-server (from PATH) on a free port, a SQLite store
+in a temp dir, the two services as real processes (``python -m …``), the admin token from
+``fluxfunc admin create-token``, the script published and the entry points created over HTTP.
+Load comes from ``wrk`` when it is installed (cheap on CPU: the machine has 2 cores shared by
+Redis, the server, the worker, its children and the load generator), else from an aiohttp
+client in this process. Report the machine's load with the figures.
+
+    .venv/bin/python bench/http.py [--seconds 10] [--connections 64] [--scenario sync|async|all]
+                                   [--client wrk|aiohttp] [--json] [--keep-logs]
+
+Targets (2-core machine): sync ≥ 1,500 calls/s with p99 ≤ 100 ms; async ≥ 5,000 calls/s.
+"""
+
+# ruff: noqa: E402 - the script's own folder must leave sys.path before the imports
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/http.py``, this file would shadow the standard library's ``http``.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import psutil
+import yaml
+
+CODE = '''
+@DFF.API("No-op")
+def noop(i=0):
+    return None
+'''
+BODY = '{"kwargs": {"i": 1}}'
+TARGETS = {"sync": (1500, 100.0), "async": (5000, None)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server on a free port, no persistence."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        sys.exit("redis-server not on PATH")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="fluxfunc-bench-redis-")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("private redis-server did not start")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def service(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A service process, stopped with SIGTERM (then SIGKILL) on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env}, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited:\n{log.read_text()}")
+        try:
+            http("GET", f"{base}/healthz")
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("server did not become ready")
+
+
+@contextmanager
+def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
+    """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(private_redis())
+        port = free_port()
+        config = workdir / "fluxfunc.yaml"
+        config.write_text(yaml.safe_dump({
+            "secret": "bench-secret",
+            "redis": {"url": redis_url, "namespace": "bench"},
+            "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
+            "server": {"host": "127.0.0.1", "port": port},
+            "worker": {"concurrency": 2},
+            "log": {"level": "WARNING", "format": "json"},
+        }))
+        env = {"FLUXFUNC_STATE_DIR": str(workdir)}
+        base = f"http://127.0.0.1:{port}"
+        srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
+                                          workdir / "server.log", env))
+        wait_ready(base, srv, workdir / "server.log")
+        wrk = stack.enter_context(service(["-m", "fluxfunc_worker", "--config", str(config)],
+                                          workdir / "worker.log", env))
+        token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
+                                "--config", str(config)], capture_output=True, text=True, check=True,
+                               ).stdout.strip().splitlines()[-1]
+        http("POST", f"{base}/api/v1/scripts", {"id": "bench__http", "code": CODE}, token)
+        http("POST", f"{base}/api/v1/scripts/bench__http/publish", {}, token)
+        ids = {"sync": http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__http.noop"}, token),
+               "async": http("POST", f"{base}/api/v1/async-apis", {"funcId": "bench__http.noop"}, token)}
+        entry = {name: resp["data"]["id"] for name, resp in ids.items()}
+        deadline = time.monotonic() + 60  # until the worker serves calls
+        while True:
+            try:
+                http("POST", f"{base}/api/v1/sync/{entry['sync']}", json.loads(BODY))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"worker never answered:\n{(workdir / 'worker.log').read_text()}")
+                time.sleep(0.2)
+        yield base, entry, {"server": srv.pid, "worker": wrk.pid}
+
+
+# --- load generators ----------------------------------------------------------------------------
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+""" % BODY
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, seconds: int, connections: int, workdir: Path) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(WRK_LUA)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"calls_per_s": rate, "p50_ms": _ms(pct["50"]), "p99_ms": _ms(pct["99"]),
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock.group(1) if sock else None}
+
+
+async def _aiohttp_load(url: str, seconds: int, connections: int) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+    body = BODY.encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def caller(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status >= 300:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        began = time.monotonic()
+        await asyncio.gather(*(caller(session) for _ in range(connections)))
+        took = time.monotonic() - began
+    latencies.sort()
+    return {"calls_per_s": len(latencies) / took, "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "errors": errors}
+
+
+def run_load(client: str, url: str, seconds: int, connections: int, workdir: Path) -> dict[str, Any]:
+    if client == "wrk":
+        return run_wrk(url, seconds, connections, workdir)
+    return asyncio.run(_aiohttp_load(url, seconds, connections))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+@contextmanager
+def profiled(pid: int | None, out: Path, seconds: int) -> Iterator[None]:
+    """``py-spy record`` of the server process for the scenario (collapsed stacks)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if pid is None or not Path(spy).exists():
+        yield
+        return
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200",
+                             "-f", "raw", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.wait(seconds + 30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--scenario", choices=["sync", "async", "all"], default="all")
+    parser.add_argument("--client", choices=["wrk", "aiohttp"],
+                        default="wrk" if shutil.which("wrk") else "aiohttp")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the logs")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="py-spy record the server during each scenario into DIR")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-http-"))
+    scenarios = ["sync", "async"] if args.scenario == "all" else [args.scenario]
+    report: dict[str, Any] = {"client": args.client, "connections": args.connections,
+                              "seconds": args.seconds, "cpus": os.cpu_count(),
+                              "loadavg_before": os.getloadavg()}
+    try:
+        with deployment(workdir) as (base, entry, pids):
+            for name in scenarios:
+                url = f"{base}/api/v1/{name}/{entry[name]}"
+                if args.warmup:
+                    run_load(args.client, url, args.warmup, args.connections, workdir)
+                target = args.profile / f"server-{name}.txt" if args.profile else None
+                if target:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+                with profiled(pids["server"] if target else None, target or workdir, args.seconds):
+                    report[name] = run_load(args.client, url, args.seconds, args.connections, workdir)
+                calls = report[name]["calls_per_s"] * args.seconds
+                for role, pid in pids.items():  # the CPU budget per call, whatever the machine load
+                    used = cpu_seconds(pid) - before[role]
+                    report[name][f"{role}_cpu_us_per_call"] = round(used / max(calls, 1) * 1e6, 1)
+    finally:
+        report["loadavg_after"] = os.getloadavg()
+        if args.keep_logs:
+            report["logs"] = str(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"client {report['client']}, {args.connections} connections, {args.seconds} s each, "
+          f"{report['cpus']} CPUs, load average before {report['loadavg_before'][0]:.2f}")
+    for name in scenarios:
+        r = report[name]
+        rate_target, p99_target = TARGETS[name]
+        verdict = "OK" if r["calls_per_s"] >= rate_target and (
+            p99_target is None or r["p99_ms"] <= p99_target) else "below target"
+        print(f"{name:6} {r['calls_per_s']:9.0f} calls/s   p50 {r['p50_ms']:7.2f} ms   "
+              f"p99 {r['p99_ms']:7.2f} ms   errors {r['errors']}   ({verdict}: ≥ {rate_target}/s"
+              + (f", p99 ≤ {p99_target:g} ms)" if p99_target else ")"))
+        print(f"{'':6} CPU per call: server {r['server_cpu_us_per_call']:.0f} µs, "
+              f"worker (+ children) {r['worker_cpu_us_per_call']:.0f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The ``events`` pub/sub channel as the worker hears it (docs/internals.md, Notifications).
+
+``{"type": "cancel", "taskId": …}`` stops the child running that task here, if any;
+``{"type": "scriptPublished", …}`` makes the published-code cache re-read
+``scripts_version`` at once. Pub/sub is at-most-once, so neither depends on it alone: the
+cancel flag key is checked before every start and the version counter is polled.
+
+The listener uses a short ``get_message`` timeout and a flag to stop (never a cancelled
+blocking read), and re-subscribes after a connection error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.logs import get_logger
+
+log = get_logger("worker.events")
+
+READ_TIMEOUT = 0.5
+RECONNECT_DELAY = 1.0
+
+
+class EventListener:
+    """Dispatches ``events`` messages to the worker's handlers."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, on_cancel: Callable[[str], None],
+                 on_publish: Callable[[], None]) -> None:
+        self.redis = redis
+        self.channel = keys.events()
+        self.on_cancel = on_cancel
+        self.on_publish = on_publish
+        self.subscribed = asyncio.Event()
+
+    def dispatch(self, data: Any) -> None:
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "cancel" and event.get("taskId"):
+            self.on_cancel(str(event["taskId"]))
+        elif kind == "scriptPublished":
+            self.on_publish()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop``."""
+        while not stop.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed.set()
+                while not stop.is_set():
+                    message = await pubsub.get_message(timeout=READ_TIMEOUT)
+                    if message and message.get("type") == "message":
+                        self.dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.subscribed.clear()
+                log.warning("events channel lost; re-subscribing", error=str(exc))
+                await asyncio.sleep(RECONNECT_DELAY)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

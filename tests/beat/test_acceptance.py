@@ -1,0 +1,187 @@
+"""Acceptance with real `fluxfunc-beat` processes: two Beats and a SIGKILL, two deployments
+sharing one database, `--check`, and startup failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import yaml
+
+from fluxfunc_beat.leader import current_leader
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.redisconn import RedisClients
+from fluxfunc_common.settings import Settings, StoreSettings
+from fluxfunc_common.store import Store, open_store
+from tests.beat.conftest import BEAT, BeatProcess, seed, wait_for
+
+LEASE = 5.0
+
+
+async def fires(redis: aioredis.Redis, keys: Keys) -> list[tuple[str, int, int]]:
+    """(cron id, scheduled ms, enqueue ms from the entry id) of every fire on the cron stream."""
+    out = []
+    for entry_id, fields in await redis.xrange(keys.queue("cron")):
+        body = json.loads(fields[b"body"])
+        out.append((body["originId"], round(body["triggerTime"] * 1000), int(entry_id.split(b"-")[0])))
+    return out
+
+
+def check_every_second_once(rows: list[tuple[str, int, int]], ids: list[str], first_by: int,
+                            last_from: int) -> None:
+    counts = Counter((c, m) for c, m, _ in rows)
+    dups = [k for k, n in counts.items() if n > 1]
+    assert not dups, f"{len(dups)} (job, second) fired more than once, e.g. {dups[:3]}"
+    for cron_id in ids:
+        ms = sorted(m for c, m in counts if c == cron_id)
+        assert ms, f"{cron_id} never fired"
+        assert ms == list(range(ms[0], ms[-1] + 1000, 1000)), f"{cron_id}: a second is missing"
+        assert ms[0] <= first_by and ms[-1] >= last_from, (cron_id, ms[0], ms[-1])
+
+
+async def leader_pid(redis: aioredis.Redis, keys: Keys) -> int | None:
+    """The pid of the Beat whose heartbeat says it leads."""
+    async for key in redis.scan_iter(match=keys.svc_pattern("beat")):
+        raw = await redis.get(key)
+        if raw and json.loads(raw).get("leader"):
+            return int(json.loads(raw)["pid"])
+    return None
+
+
+async def claims(store: Store) -> int:
+    async with store.session() as s:  # type: ignore[attr-defined]
+        rows = await s.fetchall("SELECT COUNT(*) FROM cron_fires")
+    return int(rows[0][0])
+
+
+@pytest.mark.slow
+async def test_two_beats_200_jobs_every_second_and_a_sigkill(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings],
+        beat_procs: Callable[[Settings, str], BeatProcess]) -> None:
+    settings = make_settings(beat={"lease_seconds": LEASE})
+    redis, keys = clients.main, clients.keys
+    ids = await seed(store, 200)
+    created_ms = int(time.time() * 1000)
+    started = time.monotonic()
+    procs = {"a": beat_procs(settings, "a")}
+    await wait_for(lambda: leader_pid(redis, keys), 20)
+    procs["b"] = beat_procs(settings, "b")
+    await asyncio.sleep(max(0.0, 25 - (time.monotonic() - started)))
+    pid = await leader_pid(redis, keys)
+    [victim] = [p for p in procs.values() if p.proc.pid == pid]
+    survivor = next(p for p in procs.values() if p is not victim)
+    token_before, epoch_before = await current_leader(redis, keys)
+    victim.kill()
+    killed_ms = int((await redis.time())[0]) * 1000
+    await wait_for(lambda: _new_epoch(redis, keys, epoch_before), LEASE + 5, interval=0.05)
+    took_over_ms = int((await redis.time())[0]) * 1000
+    await asyncio.sleep(max(0.0, 60 - (time.monotonic() - started)))
+    assert survivor.stop() == 0
+    stopped_ms = int(time.time() * 1000)
+
+    rows = await fires(redis, keys)
+    check_every_second_once(rows, ids, first_by=created_ms + 2000, last_from=stopped_ms - 3000)
+    assert len(rows) == await claims(store)  # each fire claimed once in the store
+    assert token_before is not None
+    assert took_over_ms - killed_ms <= (LEASE + 2) * 1000, "the standby took longer than the lease"
+    after = [enq for _, _, enq in rows if enq > killed_ms]
+    assert min(after) - killed_ms <= (LEASE + 3) * 1000
+    late = sorted(enq - m for _, m, enq in rows if m < killed_ms - 1000)
+    p50, p99 = statistics.median(late), late[int(len(late) * 0.99)]
+    print(f"\n{len(rows)} fires; steady lateness p50 {p50:.0f} ms p99 {p99:.0f} ms; "
+          f"takeover {took_over_ms - killed_ms} ms after SIGKILL")
+    assert p99 < 1000
+
+
+async def _new_epoch(redis: aioredis.Redis, keys: Keys, before: int) -> bool:
+    token, epoch = await current_leader(redis, keys)
+    return token is not None and epoch > before
+
+
+async def test_two_deployments_sharing_only_the_database(
+        mysql_url: str, make_settings: Callable[..., Settings], redis_server: Any,
+        beat_procs: Callable[[Settings, str], BeatProcess]) -> None:
+    base = make_settings(beat={"lease_seconds": LEASE}, store={"url": mysql_url})
+    async with open_store(StoreSettings(url=mysql_url)) as store:
+        ids = await seed(store, 50)
+        created_ms = int(time.time() * 1000)
+        deployments = []
+        for name in ("primary", "backup"):
+            settings = base.with_overrides(redis={"namespace": f"{base.redis.namespace}-{name}"})
+            deployments.append((settings, beat_procs(settings, name)))
+        redis = aioredis.Redis.from_url(redis_server.url)
+        try:
+            for settings, _ in deployments:
+                await wait_for(lambda s=settings: current_leader(redis, Keys(s.redis.namespace)), 20)
+            await asyncio.sleep(8)
+            for _, proc in deployments:
+                assert proc.stop() == 0
+            stopped_ms = int(time.time() * 1000)
+            per = {s.redis.namespace: await fires(redis, Keys(s.redis.namespace)) for s, _ in deployments}
+            rows = [r for part in per.values() for r in part]
+            won = {ns: len(part) for ns, part in per.items()}
+        finally:
+            await redis.aclose()
+        check_every_second_once(rows, ids, first_by=created_ms + 8000, last_from=stopped_ms - 3000)
+        assert len(rows) == await claims(store)
+        print(f"\nfires won per deployment: {won}")
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BEAT, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_check_is_healthy_only_while_fresh(
+        tmp_path: Path, make_settings: Callable[..., Settings],
+        beat_procs: Callable[[Settings, str], BeatProcess], clients: RedisClients) -> None:
+    settings = make_settings(beat={"lease_seconds": LEASE})
+    proc = beat_procs(settings, "solo")
+    config = str(tmp_path / "solo.yaml")
+    env = {**os.environ, "FLUXFUNC_STATE_DIR": str(tmp_path)}
+    await wait_for(lambda: clients.main.exists(clients.keys.svc("beat", _instance(tmp_path, settings))), 20)
+    ok = _run(["--config", config, "--check"], env)
+    assert ok.returncode == 0, ok.stderr
+    assert proc.stop() == 0
+    gone = _run(["--config", config, "--check"], env)
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "unhealthy" in gone.stderr
+
+
+def _instance(tmp_path: Path, settings: Settings) -> str:
+    path = tmp_path / f"fluxfunc-{settings.redis.namespace}-beat.instance"
+    return path.read_text().strip() if path.exists() else "-"
+
+
+@pytest.mark.parametrize("broken", ["redis", "store"])
+def test_unreachable_redis_or_store_is_one_clear_line(
+        broken: str, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    data = settings.model_dump(mode="json")
+    data["secret"] = "test-secret"
+    if broken == "redis":
+        data["redis"]["url"] = "redis://127.0.0.1:1/0"
+    else:
+        data["store"]["url"] = "mysql://root@127.0.0.1:1/nowhere"
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "FLUXFUNC_STATE_DIR": str(tmp_path)}
+    started = time.monotonic()
+    run = _run(["--config", str(config)], env)
+    assert run.returncode != 0 and time.monotonic() - started < 30
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0] and ":1" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    if broken == "redis":
+        (tmp_path / f"fluxfunc-{settings.redis.namespace}-beat.instance").write_text("some-instance")
+        check = _run(["--config", str(config), "--check"], env)
+        assert check.returncode not in (0, 1) and check.stderr.count("\n") == 1
+        assert "Redis unreachable at redis://127.0.0.1:1/0" in check.stderr

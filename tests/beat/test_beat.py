@@ -1,0 +1,213 @@
+"""The Beat leader in process on a real Redis and SQLite: change propagation, misfires after
+downtime, restarts, losing the lease, a failed batch retried."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tests.beat.conftest import cron_row, fire_counts, fired_entries, func_row, seed, wait_for
+
+from fluxfunc_beat.beat import Beat
+from fluxfunc_common.clock import FakeClock
+from fluxfunc_common.cron import FireStatus
+from fluxfunc_common.redisconn import RedisClients
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import Entity, Store
+
+LEASE = 3.0
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(beat={"lease_seconds": LEASE})
+
+
+async def announce(clients: RedisClients, cron_id: str, op: str) -> None:
+    """What the Server does after a cron-job change (docs/internals.md)."""
+    await clients.main.xadd(clients.keys.cron_changed(), {"id": cron_id, "op": op}, maxlen=10_000,
+                            approximate=True)
+
+
+def contiguous(counts: dict[tuple[str, int], int], cron_id: str) -> list[int]:
+    """The fire seconds of a job, asserting each fired once and none is missing in between."""
+    ms = sorted(m for (c, m), n in counts.items() if c == cron_id and n)
+    assert all(counts[(cron_id, m)] == 1 for m in ms), f"{cron_id} fired twice"
+    assert ms == list(range(ms[0], ms[-1] + 1000, 1000)), f"{cron_id} has a gap"
+    return ms
+
+
+async def test_changes_take_effect_within_a_second_without_polling(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.create(Entity.FUNC, func_row())
+    running = await run_beat(settings)
+    await running.leading()
+    beat: Beat = running.beat
+    lists: list[Any] = []
+    original = store.list
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        lists.append(args)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list", counted)
+
+    async def in_table(cron_id: str, present: bool = True) -> bool:
+        return (cron_id in beat.table.jobs) is present
+
+    await store.create(Entity.CRON_JOB, cron_row("cron-new"))
+    t0 = time.monotonic()
+    await announce(clients, "cron-new", "create")
+    await wait_for(lambda: in_table("cron-new"), 1.0, interval=0.01)
+    created_in = time.monotonic() - t0
+
+    async def fired() -> bool:
+        return any(e["originId"] == "cron-new" for e in await fired_entries(clients.main, clients.keys))
+
+    await wait_for(fired, 2.0, interval=0.02)  # the next whole second after the change
+    await store.update(Entity.CRON_JOB, "cron-new", {"cronExpr": "0 0 * * *"})
+    await announce(clients, "cron-new", "update")
+
+    async def rescheduled() -> bool:
+        return beat.table.jobs["cron-new"].job["cronExpr"] == "0 0 * * *"
+
+    await wait_for(rescheduled, 1.0, interval=0.01)
+    await store.update(Entity.CRON_JOB, "cron-new", {"isDisabled": True})
+    await announce(clients, "cron-new", "update")
+    await wait_for(lambda: in_table("cron-new", False), 1.0, interval=0.01)
+    await store.delete(Entity.CRON_JOB, "cron-new")
+    await announce(clients, "cron-new", "delete")
+    await asyncio.sleep(0.3)
+    assert created_in < 1.0
+    assert lists == []  # only the changed ids were read: no polling of the whole table
+
+
+async def test_a_change_costs_the_same_with_ten_thousand_jobs(
+        clients: RedisClients, store: Store, settings: Settings) -> None:
+    beat = Beat(settings, clients, store)
+    func = func_row()
+    await store.create(Entity.FUNC, func)
+    beat.funcs = {func["id"]: func}
+    now = beat.now_ms()
+    for i in range(10_000):
+        beat.table.upsert(cron_row(f"cron-{i:05d}", "0 * * * *", updateTime=now / 1000), func,
+                          last_ms=None, now_ms=now)
+    await store.create(Entity.CRON_JOB, cron_row("cron-x"))
+    started = time.perf_counter()
+    await beat.apply_changes(["cron-x"])
+    took = time.perf_counter() - started
+    assert "cron-x" in beat.table.jobs and len(beat.table) == 10_001
+    assert took < 0.2, f"applying one change took {took:.3f}s"
+
+
+async def test_misfire_policies_after_downtime(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
+    late_ms = int((LEASE + 10) * 1000)
+    into_hour = (time.time() * 1000) % 3_600_000
+    if into_hour < late_ms + 2000:  # the last hourly fire must be missed, not late
+        await asyncio.sleep((late_ms + 2000 - into_hour) / 1000)
+    store.clock = FakeClock(time.time() - 86_400)  # type: ignore[attr-defined]  # created yesterday
+    await seed(store, 0)
+    jobs = {"cron-once": "fireOnce", "cron-skip": "skip"}
+    for cron_id, policy in jobs.items():
+        await store.create(Entity.CRON_JOB, cron_row(cron_id, "0 * * * *", misfirePolicy=policy))
+    await store.create(Entity.CRON_JOB, cron_row("cron-sec", misfirePolicy="skip"))
+    store.clock = FakeClock(time.time())  # type: ignore[attr-defined]
+    down_since = int(time.time() * 1000) - 3 * 3_600_000 - 60_000  # every Beat down for 3 hours
+    await clients.main.hset(clients.keys.beat_last(), mapping=dict.fromkeys([*jobs, "cron-sec"], down_since))
+    running = await run_beat(settings)
+    await running.leading()
+    start_ms = running.beat.now_ms()
+
+    async def settled() -> list[dict[str, Any]]:
+        entries = await fired_entries(clients.main, clients.keys)
+        return entries if any(e["originId"] == "cron-sec" for e in entries) else []
+
+    await wait_for(settled, 3)
+    await asyncio.sleep(1.2)
+    counts = fire_counts(await fired_entries(clients.main, clients.keys))
+    last_hour = start_ms - start_ms % 3_600_000
+    assert counts[("cron-once", last_hour)] == 1
+    assert [k for k in counts if k[0] == "cron-once"] == [("cron-once", last_hour)]  # once, not 3 times
+    assert not [k for k in counts if k[0] == "cron-skip"]
+    # a per-second job with misfirePolicy skip: the seconds of the late window are fired, not older
+    seconds = contiguous(counts, "cron-sec")
+    assert start_ms - late_ms - 1000 <= seconds[0] <= start_ms - late_ms + 1000
+
+
+async def test_restart_never_double_fires(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
+    ids = await seed(store, 20)
+    first = await run_beat(settings)
+    await first.leading()
+    await asyncio.sleep(2.5)
+    await first.close()  # graceful: the lease is released
+    second = await run_beat(settings)
+    await second.leading()
+    await asyncio.sleep(2.5)
+    await second.close()
+    counts = fire_counts(await fired_entries(clients.main, clients.keys))
+    spans = {cron_id: contiguous(counts, cron_id) for cron_id in ids}
+    assert all(len(s) >= 4 for s in spans.values())
+    assert sum(counts.values()) == await _claims(store)
+
+
+async def _claims(store: Store) -> int:
+    async with store.session() as s:  # type: ignore[attr-defined]
+        rows = await s.fetchall("SELECT COUNT(*) FROM cron_fires")
+    return int(rows[0][0])
+
+
+async def test_a_leader_that_loses_its_lease_stops_at_once(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
+    await seed(store, 5)
+    running = await run_beat(settings)
+    await running.leading()
+    await asyncio.sleep(1.2)
+    # another Beat took over (the lease expired during a pause): new token, new epoch
+    await clients.main.set(clients.keys.beat_leader(), "someone-else", px=60_000)
+    await clients.main.incr(clients.keys.beat_epoch())
+    lost_at = time.monotonic()
+    await wait_for(lambda: _not(running.beat.leading.is_set()), LEASE, interval=0.02)
+    assert time.monotonic() - lost_at <= 1.5  # the next fire is fenced, or the next renewal fails
+    before = len(await fired_entries(clients.main, clients.keys))
+    await asyncio.sleep(1.5)
+    assert len(await fired_entries(clients.main, clients.keys)) == before  # no fire after that
+    assert not running.beat.leadership.valid()
+
+
+async def _not(value: bool) -> bool:
+    return not value
+
+
+async def test_a_failed_batch_is_retried_while_late(
+        clients: RedisClients, store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    beat = Beat(settings, clients, store)
+    await seed(store, 3)
+    await beat.sync_time()
+    await beat.load_all()
+    assert await beat.leadership.try_acquire()
+    real = store.claim_cron_fires
+    calls = 0
+
+    async def flaky(claims: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database went away")
+        return await real(claims)
+
+    monkeypatch.setattr(store, "claim_cron_fires", flaky)
+    now = beat.now_ms()
+    due = (beat.table.next_due_ms() or now) + 10
+    with pytest.raises(ConnectionError):
+        await beat.fire_due(due)
+    assert len(beat._backlog) == 3
+    await beat.fire_due(due)  # nothing new is due: only the backlog fires
+    assert beat.counts[FireStatus.FIRED.value] == 3 and beat._backlog == []
+    assert len(await fired_entries(clients.main, clients.keys)) == 3
+    await beat.leadership.release()

@@ -1,0 +1,279 @@
+"""Fixtures of the Server tests: the app under the aiohttp test client, an admin token, a
+published demo script, and an in-process fake consumer that plays the worker.
+
+The fake consumer reads the queue streams with ``StreamProtocol.read`` and completes with
+``StreamProtocol.complete_many`` — exactly what the real worker does — running the demo
+script's functions as plain Python coroutines (:data:`FAKE_FUNCS`), so invocation routes
+get real results without a worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from fluxfunc_common.crypto import Cipher, hash_token, new_token
+from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.redisconn import RedisClients, open_redis
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.streams import Delivery, StreamProtocol
+from fluxfunc_server.app import create_app
+from fluxfunc_server.context import CTX, AppContext
+
+# The script the route tests publish (the Server only analyses it; the fake consumer below
+# implements the same functions).
+DEMO_SCRIPT = '''
+@DFF.API("Plus")
+def plus(x, y=1):
+    """Add two numbers."""
+    return x + y
+
+@DFF.API("Echo")
+def echo(**kwargs):
+    return kwargs
+
+@DFF.API("Fail")
+def fail(x=0):
+    return 1 / x
+
+@DFF.API("Slow", timeout=10)
+def slow(seconds=1.0):
+    import time
+    time.sleep(seconds)
+    return "done"
+
+@DFF.API("Resp")
+def resp(kind="json"):
+    return DFF.RESP({"kind": kind}, status_code=201, headers={"X-Custom": "yes"})
+
+@DFF.API("Cached", cache_result=60)
+def cached(x):
+    return {"x": x}
+
+@DFF.API("Text")
+def text():
+    return "plain text"
+
+@DFF.API("NoArgs")
+def noargs():
+    return None
+'''
+
+FakeFunc = Callable[[dict[str, Any], TaskEnvelope], Awaitable[Any]]
+
+
+class FakeFailure(Exception):
+    """Raised by a fake func to end its task with a given status."""
+
+    def __init__(self, status: TaskStatus, exception: str, traceback_text: str | None = None) -> None:
+        super().__init__(exception)
+        self.status = status
+        self.exception = exception
+        self.traceback_text = traceback_text
+
+
+async def _plus(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return kw["x"] + kw.get("y", 1)
+
+
+async def _echo(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return kw
+
+
+async def _fail(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return 1 / kw.get("x", 0)
+
+
+async def _slow(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    await asyncio.sleep(float(kw.get("seconds", 1.0)))
+    return "done"
+
+
+async def _resp(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return HttpResponse(status_code=201, headers={"X-Custom": "yes"}, data={"kind": kw.get("kind", "json")},
+                        content_type=kw.get("contentType"))
+
+
+async def _cached(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return {"x": kw["x"], "task": env.id}
+
+
+async def _text(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return "plain text"
+
+
+async def _noargs(kw: dict[str, Any], env: TaskEnvelope) -> Any:
+    return None
+
+
+FAKE_FUNCS: dict[str, FakeFunc] = {
+    "plus": _plus, "echo": _echo, "fail": _fail, "slow": _slow, "resp": _resp,
+    "cached": _cached, "text": _text, "noargs": _noargs,
+}
+
+
+@dataclass
+class FakeWorker:
+    """A consumer of the queue streams that runs :data:`FAKE_FUNCS` in-process."""
+
+    clients: RedisClients
+    queues: list[str]
+    consumer: str = "fake-worker"
+    funcs: dict[str, FakeFunc] = field(default_factory=lambda: dict(FAKE_FUNCS))
+    seen: list[TaskEnvelope] = field(default_factory=list)
+    hold: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: deliveries wait
+    _stopping: bool = False
+    _task: asyncio.Task[None] | None = None
+    _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _delivered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.streams = StreamProtocol(self.clients.main, self.clients.keys, blocking=self.clients.blocking)
+        self.hold.set()
+
+    async def start(self) -> None:
+        await self.streams.ensure_groups(self.queues)
+        self._task = asyncio.create_task(self._loop(), name="fake-worker")
+
+    async def stop(self) -> None:
+        self._stopping = True  # the read loop ends within one short BLOCK
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=5)
+        for task in list(self._running):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            deliveries = await self.streams.read(self.consumer, self.queues, 50, block_ms=100)
+            for d in deliveries:
+                self.seen.append(d.envelope)
+                self._delivered.set()
+                task = asyncio.create_task(self._run(d))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def wait_seen(self, count: int, within: float = 10) -> None:
+        """Until ``count`` tasks were delivered (TimeoutError after ``within`` seconds)."""
+        async with asyncio.timeout(within):
+            while len(self.seen) < count:
+                self._delivered.clear()
+                await self._delivered.wait()
+
+    async def _run(self, d: Delivery) -> None:
+        await self.hold.wait()
+        env = d.envelope
+        start = time.time()
+        name = env.func_id.rsplit(".", 1)[-1]
+        fields: dict[str, Any] = {"start_time": start}
+        cancelled = await self.clients.main.exists(self.clients.keys.cancel(env.id))
+        try:
+            if cancelled:
+                raise FakeFailure(TaskStatus.CANCELLED, "Cancelled: the task was cancelled")
+            value = await self.funcs[name](env.kwargs, env)
+            status = TaskStatus.SUCCESS
+            if isinstance(value, HttpResponse):
+                fields["response"] = value
+            else:
+                fields["result"] = value
+        except FakeFailure as exc:
+            status = exc.status
+            fields.update(exception=exc.exception, traceback=exc.traceback_text)
+        except Exception as exc:
+            status = TaskStatus.FAILURE
+            fields.update(exception=f"{type(exc).__name__}: {exc}",
+                          traceback="Traceback (most recent call last):\n"
+                                    f'  File "{env.func_id.split(".")[0]}", line 11, in {name}\n'
+                                    + "".join(traceback.format_exception_only(exc)))
+        result = TaskResult.for_envelope(env, status, end_time=time.time(),
+                                         print_logs="fake worker log line", **fields)
+        ttl_ms = (env.result_ttl or 3600) * 1000
+        await self.streams.complete_many(self.consumer, [(d, result, ttl_ms)])
+
+
+@dataclass
+class Api:
+    """The test client plus what the tests need to drive it."""
+
+    client: TestClient
+    ctx: AppContext
+    token: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def call(self, method: str, path: str, *, admin: bool = True, expect: int | None = 200,
+                   **kwargs: Any) -> tuple[int, Any, Any]:
+        """(status, parsed JSON or text, response); asserts ``expect`` unless None."""
+        headers = {**(self.admin if admin else {}), **kwargs.pop("headers", {})}
+        resp = await self.client.request(method, path, headers=headers, **kwargs)
+        raw = await resp.read()
+        body: Any = raw.decode(errors="replace")
+        if resp.content_type == "application/json" and raw:
+            body = orjson.loads(raw)
+        assert resp.headers.get("X-Trace-Id"), f"{method} {path}: no X-Trace-Id"
+        if expect is not None:
+            assert resp.status == expect, f"{method} {path}: {resp.status} {raw[:500]!r}"
+        return resp.status, body, resp
+
+    async def create(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        _, body, _ = await self.call("POST", path, json=data)
+        created: dict[str, Any] = body["data"]
+        return created
+
+    async def publish(self, script_id: str = "demo__basic", code: str = DEMO_SCRIPT) -> dict[str, Any]:
+        await self.call("POST", "/api/v1/scripts", json={"id": script_id, "code": code})
+        _, body, _ = await self.call("POST", f"/api/v1/scripts/{script_id}/publish", json={})
+        published: dict[str, Any] = body["data"]
+        return published
+
+
+@pytest.fixture
+def server_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(tasks={"result_ttl": 600})
+
+
+@pytest.fixture
+async def api(aiohttp_client: Callable[..., Awaitable[TestClient]], server_settings: Settings) -> Api:
+    """The Server app (catalogue cache off, so management changes are seen at once) and an
+    admin token."""
+    app = create_app(server_settings, catalog_ttl=0)
+    client = await aiohttp_client(app)
+    ctx = app[CTX]
+    token = new_token()
+    await ctx.store.add_admin_token("tok-test", hash_token(token), "tests")
+    return Api(client, ctx, token)
+
+
+@pytest.fixture
+async def fake_worker(api: Api, server_settings: Settings) -> AsyncIterator[FakeWorker]:
+    """A fake consumer on the configured queues, stopped after the test."""
+    async with open_redis(server_settings.redis) as clients:
+        worker = FakeWorker(clients, list(server_settings.worker.queues))
+        await worker.start()
+        try:
+            yield worker
+        finally:
+            await worker.stop()
+
+
+@pytest.fixture
+async def published(api: Api) -> dict[str, Any]:
+    """The demo script, published."""
+    return await api.publish()
+
+
+@pytest.fixture
+def cipher(server_settings: Settings) -> Cipher:
+    return Cipher(server_settings.require_secret())

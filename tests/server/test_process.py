@@ -1,0 +1,132 @@
+"""The real ``fluxfunc-server`` process: start, ``--check``, ``fluxfunc admin create-token``,
+startup errors, and a graceful shutdown that finishes the sync calls in flight (SPEC §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from tests.conftest import RedisServer, free_port
+from tests.server.conftest import DEMO_SCRIPT, FakeWorker
+from tests.server.processes import create_token, running, server, write_config
+
+from fluxfunc_common.redisconn import open_redis
+from fluxfunc_common.settings import load_settings
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, redis_server: RedisServer, namespace: str) -> tuple[Path, int]:
+    port = free_port()
+    config = write_config(tmp_path / "fluxfunc.yaml", redis_url=redis_server.url, namespace=namespace,
+                          store_url=f"sqlite:///{tmp_path / 'store.db'}", port=port)
+    return config, port
+
+
+@pytest.fixture
+def served(deployment: tuple[Path, int], tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    config, port = deployment
+    base = f"http://127.0.0.1:{port}"
+    with running(server(config, tmp_path, tmp_path), ready_url=f"{base}/healthz"):
+        yield config, base
+
+
+def check(config: Path, state_dir: Path) -> int:
+    return subprocess.run([sys.executable, "-m", "fluxfunc_server", "--config", str(config), "--check"],
+                          env={"FLUXFUNC_STATE_DIR": str(state_dir), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, timeout=30).returncode
+
+
+def test_check_and_admin_token(served: tuple[Path, str], tmp_path: Path) -> None:
+    config, base = served
+    assert check(config, tmp_path) == 0
+    token = create_token(config)
+    assert token.startswith("ff_")
+
+    async def use() -> tuple[int, int]:
+        async with aiohttp.ClientSession(base) as http:
+            denied = await http.get("/api/v1/scripts")
+            allowed = await http.get("/api/v1/scripts", headers={"Authorization": f"Bearer {token}"})
+            return denied.status, allowed.status
+
+    assert asyncio.run(use()) == (401, 200)
+
+
+def test_check_fails_when_not_running(deployment: tuple[Path, int], tmp_path: Path) -> None:
+    config, _ = deployment
+    assert check(config, tmp_path) == 1
+
+
+def test_startup_errors_are_one_line(tmp_path: Path, redis_server: RedisServer) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: {port: 8088, colour: blue}\n")
+    done = subprocess.run([sys.executable, "-m", "fluxfunc_server", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "server.colour: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+    nosecret = tmp_path / "nosecret.yaml"
+    nosecret.write_text(f"redis: {{url: '{redis_server.url}'}}\n")
+    done = subprocess.run([sys.executable, "-m", "fluxfunc_server", "--config", str(nosecret)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "secret" in done.stderr and "Traceback" not in done.stderr
+    down = write_config(tmp_path / "down.yaml", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                        namespace="x", store_url=f"sqlite:///{tmp_path / 's.db'}", port=free_port())
+    done = subprocess.run([sys.executable, "-m", "fluxfunc_server", "--config", str(down)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "Redis unreachable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_graceful_shutdown_finishes_in_flight_calls(deployment: tuple[Path, int], tmp_path: Path) -> None:
+    """SIGTERM while sync calls wait: they all get their results, new connections are refused,
+    the process exits 0."""
+    config, port = deployment
+    base = f"http://127.0.0.1:{port}"
+    settings = load_settings(config)
+    service = server(config, tmp_path, tmp_path)
+
+    async def scenario() -> tuple[list[Any], int | None, bool]:
+        token = create_token(config)
+        admin = {"Authorization": f"Bearer {token}"}
+        async with open_redis(settings.redis) as clients, aiohttp.ClientSession(base) as http:
+            worker = FakeWorker(clients, list(settings.worker.queues))
+            await worker.start()
+            try:
+                await (await http.post("/api/v1/scripts", headers=admin,
+                                       json={"id": "demo__basic", "code": DEMO_SCRIPT})).read()
+                await (await http.post("/api/v1/scripts/demo__basic/publish", headers=admin)).read()
+                resp = await http.post("/api/v1/sync-apis", headers=admin,
+                                       json={"funcId": "demo__basic.slow"})
+                sid = (await resp.json())["data"]["id"]
+
+                async def call() -> Any:
+                    async with aiohttp.ClientSession(base) as own:  # its own connection
+                        r = await own.post(f"/api/v1/sync/{sid}", json={"kwargs": {"seconds": 1.5}})
+                        return r.status, await r.text()
+
+                calls = [asyncio.create_task(call()) for _ in range(5)]
+                await worker.wait_seen(5)
+                service.signal(signal.SIGTERM)
+                await asyncio.sleep(0.3)
+                refused = False
+                try:
+                    async with aiohttp.ClientSession(base) as late:
+                        await late.get("/healthz", timeout=aiohttp.ClientTimeout(total=2))
+                except (aiohttp.ClientError, TimeoutError):
+                    refused = True
+                results = await asyncio.gather(*calls)
+                code = await asyncio.get_running_loop().run_in_executor(None, service.wait, 20)
+                return results, code, refused
+            finally:
+                await worker.stop()
+
+    with running(service, ready_url=f"{base}/healthz"):
+        results, code, refused = asyncio.run(scenario())
+    assert results == [(200, "done")] * 5
+    assert code == 0 and refused
+    assert '"stopped"' in service.output() or "stopped" in service.output()

@@ -1,0 +1,224 @@
+"""Worker fixtures: a test bench (Redis clients, store, stream protocol) for publishing
+scripts and enqueueing tasks without the Server, and real ``fluxfunc-worker`` processes.
+
+Scripts are published the way the Server does it: script row + ``store.publish_script`` with
+the funcs found by ``fluxfunc_common.scripts.analyse``, then ``INCR scripts_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.redisconn import RedisClients, open_redis
+from fluxfunc_common.scripts import analyse, script_set_id
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import Entity, Store, open_store
+from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_common.tasks import build_envelope
+
+WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
+
+# Fast settings for process tests: short lease, frequent reclaim, quick record flushes.
+FAST = {"lease_seconds": 2, "reclaim_seconds": 0.3, "record_batch_seconds": 0.2,
+        "drain_seconds": 10, "concurrency": 2}
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.05,
+                   what: str = "condition") -> Any:
+    """Poll an async predicate until truthy (its value) or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Bench:
+    """What a test needs to drive workers: settings, Redis, the store, the protocol."""
+
+    settings: Settings
+    clients: RedisClients
+    store: Store
+    tmp: Path
+    streams: StreamProtocol = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = StreamProtocol(self.clients.main, self.clients.keys, blocking=self.clients.blocking)
+
+    @property
+    def keys(self) -> Keys:
+        return self.clients.keys
+
+    @property
+    def redis(self) -> Any:
+        return self.clients.main
+
+    async def publish(self, script_id: str, code: str) -> list[dict[str, Any]]:
+        """Create (first time) and publish a script; announce it like the Server does."""
+        if await self.store.find(Entity.SCRIPT, script_id) is None:
+            set_id = script_set_id(script_id)
+            if await self.store.find(Entity.SCRIPT_SET, set_id) is None:
+                await self.store.create(Entity.SCRIPT_SET, {"id": set_id, "title": set_id})
+            await self.store.create(Entity.SCRIPT, {"id": script_id, "scriptSetId": set_id,
+                                                    "title": script_id, "code": code})
+        funcs = analyse(script_id, code).funcs
+        await self.store.publish_script(script_id, code, funcs)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self.keys.scripts_version())
+            pipe.publish(self.keys.events(), orjson.dumps({"type": "scriptPublished", "scriptId": script_id}))
+            await pipe.execute()
+        return funcs
+
+    async def envelope(self, func_id: str, kwargs: dict[str, Any] | None = None, *,
+                       origin: Origin = Origin.DIRECT, **options: Any) -> TaskEnvelope:
+        func = await self.store.get(Entity.FUNC, func_id)
+        return build_envelope(func, kwargs or {}, origin=origin, now=time.time(),
+                              settings=self.settings.tasks, **options)
+
+    async def enqueue(self, func_id: str, kwargs: dict[str, Any] | None = None, **options: Any) -> str:
+        env = await self.envelope(func_id, kwargs, **options)
+        await self.streams.enqueue(env, max_len=self.settings.redis.queue_max_len)
+        return env.id
+
+    async def enqueue_many(self, func_id: str, kwargs_list: list[dict[str, Any]], **options: Any) -> list[str]:
+        func = await self.store.get(Entity.FUNC, func_id)
+        now = time.time()
+        envs = [build_envelope(func, kw, origin=Origin.DIRECT, now=now, settings=self.settings.tasks,
+                               **options) for kw in kwargs_list]
+        await self.streams.enqueue_many(envs, max_len=self.settings.redis.queue_max_len)
+        return [e.id for e in envs]
+
+    async def result(self, task_id: str, timeout: float = 15) -> TaskResult:
+        """Wait for the task's result key."""
+        found: TaskResult = await wait_for(lambda: self.streams.get_result(task_id), timeout,
+                                           what=f"result of {task_id}")
+        return found
+
+    async def record(self, task_id: str, timeout: float = 5) -> dict[str, Any]:
+        found: dict[str, Any] = await wait_for(lambda: self.store.get_task_record(task_id), timeout,
+                                               what=f"task record of {task_id}")
+        return found
+
+    def config(self, name: str, **worker: Any) -> Path:
+        """A config file for a worker process (``worker`` keys override FAST)."""
+        data = self.settings.model_dump(mode="json")
+        data["secret"] = "test-secret"
+        data["worker"] = {**data["worker"], **FAST, **worker}
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+
+@pytest.fixture
+async def bench(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Bench]:
+    settings = make_settings()
+    async with open_redis(settings.redis) as clients, open_store(settings.store) as store:
+        yield Bench(settings, clients, store, tmp_path)
+
+
+class WorkerProcess:
+    """A ``fluxfunc-worker --config FILE`` subprocess with its log in a file."""
+
+    def __init__(self, config: Path, log: Path, *args: str) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        state = config.parent / f"state-{config.stem}"
+        state.mkdir(exist_ok=True)
+        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(state)}
+        self.proc = subprocess.Popen([WORKER, "--config", str(config), *args], stdout=self._out,
+                                     stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        return int(self.proc.wait(timeout))
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self._out.closed:
+            self._out.close()
+        return int(self.proc.returncode)
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log.read_bytes().splitlines():
+            try:
+                out.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                out.append({"raw": raw.decode(errors="replace")})
+        return out
+
+    def task_lines(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == "task"]
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def ready(self, bench: Bench, timeout: float = 30) -> None:
+        """Wait until this worker's heartbeat key exists (its children are up)."""
+        async def beating() -> bool:
+            if not self.alive():
+                raise AssertionError(f"worker exited early:\n{self.text()}")
+            async for key in bench.redis.scan_iter(match=bench.keys.svc_pattern("worker"), count=100):
+                raw = await bench.redis.get(key)
+                if raw and orjson.loads(raw).get("pid") == self.pid:
+                    return True
+            return False
+
+        await wait_for(beating, timeout, interval=0.1, what="worker heartbeat")
+
+
+@pytest.fixture
+def workers(bench: Bench, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes (``workers(name, **worker_settings)``); all stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w", *args: str, **worker: Any) -> WorkerProcess:
+        proc = WorkerProcess(bench.config(name, **worker), tmp_path / f"{name}.log", *args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        if not proc._out.closed:
+            proc._out.close()
