@@ -155,6 +155,17 @@ async def test_deploy_examples_and_call_them(up: Running) -> None:
     scripts = sorted(f"demo__{p.stem}" for p in (ROOT / "examples" / "demo").glob("*.py"))
     assert sorted(published) == scripts, out.stdout
 
+    # a script that does not compile fails alone; the others are published, and the exit code says so
+    bad = up.cwd / "mixed"
+    bad.mkdir()
+    (bad / "good.py").write_text('@DFF.API("ok")\ndef ok():\n    return 1\n')
+    (bad / "broken.py").write_text("def broken(:\n")
+    out = await asyncio.to_thread(subprocess.run, [str(BIN / "fluxfunc"), "deploy", str(bad)],
+                                  cwd=up.cwd, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(r"^FAILED\s+mixed__broken .*line 1", out.stdout, re.M), out.stdout
+    assert "published mixed__good" in out.stdout and "1 of 2 scripts published" in out.stdout
+
     assert await func(up, "demo__basic.plus", x=1, y=2) == (200, {"sum": 3})
     assert await func(up, "demo__basic.plus", x="2", y="0.5") == (200, {"sum": 2.5})  # import demo__lib
     assert await func(up, "demo__basic.slow_echo", text="yo", seconds=0.05) == (

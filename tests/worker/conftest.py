@@ -222,3 +222,79 @@ def workers(bench: Bench, tmp_path: Path) -> Iterator[Callable[..., WorkerProces
         proc.kill()
         if not proc._out.closed:
             proc._out.close()
+
+
+# A script with one function per behaviour the tests need. Side effects go to the file
+# ``path`` (one line per event, appended with O_APPEND so concurrent children never interleave).
+WORK = "demo__work"
+WORK_CODE = '''
+import asyncio
+import os
+import signal
+import time
+
+
+def _mark(path, what):
+    with open(path, "a") as f:
+        f.write(f"{what} {_DFF_TASK_ID} {_DFF_ATTEMPT}\\n")
+
+
+@DFF.API("Append")
+def append(path, i=0):
+    _mark(path, "run")
+    return i
+
+
+@DFF.API("Sleepy", timeout=60)
+def sleepy(path, seconds=1.0):
+    _mark(path, "start")
+    time.sleep(seconds)
+    _mark(path, "end")
+    return seconds
+
+
+@DFF.API("Spin", timeout=2)
+def spin():
+    while True:
+        pass
+
+
+@DFF.API("Hog")
+def hog(mb=512):
+    block = bytearray(mb * 1024 * 1024)
+    return len(block)
+
+
+@DFF.API("Die")
+def die():
+    os._exit(1)
+
+
+@DFF.API("Flaky", retries=2)
+def flaky(path):
+    _mark(path, "run")
+    raise ValueError(f"boom on attempt {_DFF_ATTEMPT}")
+
+
+@DFF.API("Poison")
+def poison():
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)
+
+
+@DFF.API("Async plus")
+async def aplus(x, y=1):
+    await asyncio.sleep(0.01)
+    return x + y
+'''
+
+
+def marks(path: Path) -> list[tuple[str, str, int]]:
+    """The (event, task id, attempt) lines the script wrote to ``path``."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        what, task, attempt = line.split()
+        out.append((what, task, int(attempt)))
+    return out

@@ -64,6 +64,7 @@ log = get_logger("worker")
 MAX_BLOCK_MS = 2000
 PROMOTE_SECONDS = 0.5
 RELEASE_STOP_SECONDS = 3.0
+STOPPED = frozenset({"shutdown", "released", "lost"})  # outcomes of runs stopped by the worker itself
 
 
 class Slots:
@@ -163,7 +164,9 @@ class Worker:
         for task in background:
             task.cancel()
         await self._flush_all()
-        log.info("worker stopped", consumer=self.consumer, released=self._released, **self.counts)
+        log.info("worker stopped", consumer=self.consumer, released=self._released,
+                 records_written=self.records.written, record_flushes=self.records.flushes,
+                 tasks=dict(self.counts))
         return code
 
     async def _shutdown(self, shutdown: Shutdown, fetcher: asyncio.Task[None]) -> None:
@@ -371,8 +374,8 @@ class Worker:
             return
         finally:
             self.slots.give()
-        if r.abandoned:
-            self._forget(r)
+        if r.lost or (r.released and outcome.status in STOPPED):
+            self._forget(r)  # a run that finished just as it was released still completes below
             return
         result = result_from_outcome(env, outcome, r.start_time)
         if should_retry(env, result):

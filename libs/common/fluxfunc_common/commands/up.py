@@ -262,9 +262,11 @@ class Up:
                 f"  (first call answered: {result})",
                 "",
             ]
+        prog = sys.argv[0] if "/" in sys.argv[0] else "fluxfunc"  # what to paste: .venv/bin/fluxfunc
+        folder = "examples/demo" if Path("examples/demo").is_dir() else "DIR"
         lines += [
-            "Publish a folder of scripts (script set = folder name):  fluxfunc deploy examples/demo",
-            f"Look at the queues:  fluxfunc streams --config {self.state / 'config.yaml'}",
+            f"Publish a folder of scripts (script set = folder name):  {prog} deploy {folder}",
+            f"Look at the queues:  {prog} streams --config {self.state / 'config.yaml'}",
             "Press Ctrl-C to stop.",
             "",
         ]
