@@ -597,7 +597,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--async-seconds", type=float, default=5, help="duration of the async HTTP load")
     parser.add_argument("--callers", type=int, default=64, help="concurrent HTTP callers")
     parser.add_argument("--concurrency", type=int, default=4, help="tasks one worker runs at a time")
-    parser.add_argument("--celery-pool", default="threads", choices=("threads", "prefork", "solo"))
+    parser.add_argument("--celery-pool", default="prefork", choices=("prefork", "threads", "solo"),
+                        help="Celery worker pool (threads stalls under 64 concurrent sync callers)")
     parser.add_argument("--loadgen", default="auto", choices=("auto", "wrk", "aiohttp"))
     parser.add_argument("--store-url", help="fluxfunc store (default: a SQLite file in the run's temp dir)")
     parser.add_argument("--profile", action="store_true", help="py-spy the fluxfunc Server and Worker")

@@ -4,8 +4,11 @@ ONE ``fluxfunc-worker`` process (``--concurrency 2``), a no-op function, 64 conc
 Scenarios:
   * ``sync``: ``POST /api/v1/sync/{id}`` with a small JSON body; each caller waits for its
     answer (the function's return value) before the next call → calls/s, p50/p99 latency;
-  * ``async``: ``POST /api/v1/async/{id}``: enqueue only (``data.id``) → calls/s, p50/p99.
-    The worker keeps consuming meanwhile, as it would in production.
+  * ``async``: ``POST /api/v1/async/{id}``: enqueue only (``data.id``) → calls/s, p50/p99,
+    while the worker keeps consuming, as it would in production (on 2 cores it takes about
+    half the machine);
+  * ``enqueue``: the same with the worker paused (SIGSTOP of its process group, SIGCONT
+    after): what the server alone can accept.
 
 Everything is started fresh: a private redis-server (from PATH) on a free port, a SQLite store
 in a temp dir, the two services as real processes (``python -m …``), the admin token from
@@ -35,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -53,7 +57,7 @@ def noop(i=0):
     return None
 '''
 BODY = '{"kwargs": {"i": 1}}'
-TARGETS = {"sync": (1500, 100.0), "async": (5000, None)}
+TARGETS = {"sync": (1500, 100.0), "async": (5000, None), "enqueue": (5000, None)}
 
 
 def free_port() -> int:
@@ -138,10 +142,10 @@ def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, i
         config = workdir / "fluxfunc.yaml"
         config.write_text(yaml.safe_dump({
             "secret": "bench-secret",
-            "redis": {"url": redis_url, "namespace": "bench"},
             "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
             "server": {"host": "127.0.0.1", "port": port},
             "worker": {"concurrency": 2},
+            "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
             "log": {"level": "WARNING", "format": "json"},
         }))
         env = {"FLUXFUNC_STATE_DIR": str(workdir)}
@@ -159,6 +163,7 @@ def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, i
         ids = {"sync": http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__http.noop"}, token),
                "async": http("POST", f"{base}/api/v1/async-apis", {"funcId": "bench__http.noop"}, token)}
         entry = {name: resp["data"]["id"] for name, resp in ids.items()}
+        entry["enqueue"] = entry["async"]
         deadline = time.monotonic() + 60  # until the worker serves calls
         while True:
             try:
@@ -173,11 +178,11 @@ def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, i
 
 # --- load generators ----------------------------------------------------------------------------
 
-WRK_LUA = """
+WRK_LUA = f"""
 wrk.method = "POST"
-wrk.body = '%s'
+wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
-""" % BODY
+"""
 
 
 def _ms(text: str) -> float:
@@ -263,12 +268,38 @@ def profiled(pid: int | None, out: Path, seconds: int) -> Iterator[None]:
         proc.wait(seconds + 30)
 
 
+def scenario(name: str, base: str, entry_id: str, pids: dict[str, int], args: argparse.Namespace,
+             workdir: Path) -> dict[str, Any]:
+    """Warm up, then load one scenario for ``args.seconds``; figures plus CPU per call."""
+    url = f"{base}/api/v1/{'sync' if name == 'sync' else 'async'}/{entry_id}"
+    paused = name == "enqueue"
+    if paused:
+        os.killpg(pids["worker"], signal.SIGSTOP)
+    try:
+        if args.warmup:
+            run_load(args.client, url, args.warmup, args.connections, workdir)
+        target = args.profile / f"server-{name}.txt" if args.profile else None
+        if target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+        with profiled(pids["server"] if target else None, target or workdir, args.seconds):
+            result = run_load(args.client, url, args.seconds, args.connections, workdir)
+        calls = result["calls_per_s"] * args.seconds
+        for role, pid in pids.items():  # the CPU budget per call, whatever the machine load
+            used = cpu_seconds(pid) - before[role]
+            result[f"{role}_cpu_us_per_call"] = round(used / max(calls, 1) * 1e6, 1)
+    finally:
+        if paused:
+            os.killpg(pids["worker"], signal.SIGCONT)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--scenario", choices=["sync", "async", "all"], default="all")
+    parser.add_argument("--scenario", choices=["sync", "async", "enqueue", "all"], default="all")
     parser.add_argument("--client", choices=["wrk", "aiohttp"],
                         default="wrk" if shutil.which("wrk") else "aiohttp")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -277,26 +308,14 @@ def main() -> int:
                         help="py-spy record the server during each scenario into DIR")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-http-"))
-    scenarios = ["sync", "async"] if args.scenario == "all" else [args.scenario]
+    scenarios = ["sync", "async", "enqueue"] if args.scenario == "all" else [args.scenario]
     report: dict[str, Any] = {"client": args.client, "connections": args.connections,
                               "seconds": args.seconds, "cpus": os.cpu_count(),
                               "loadavg_before": os.getloadavg()}
     try:
         with deployment(workdir) as (base, entry, pids):
             for name in scenarios:
-                url = f"{base}/api/v1/{name}/{entry[name]}"
-                if args.warmup:
-                    run_load(args.client, url, args.warmup, args.connections, workdir)
-                target = args.profile / f"server-{name}.txt" if args.profile else None
-                if target:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                before = {role: cpu_seconds(pid) for role, pid in pids.items()}
-                with profiled(pids["server"] if target else None, target or workdir, args.seconds):
-                    report[name] = run_load(args.client, url, args.seconds, args.connections, workdir)
-                calls = report[name]["calls_per_s"] * args.seconds
-                for role, pid in pids.items():  # the CPU budget per call, whatever the machine load
-                    used = cpu_seconds(pid) - before[role]
-                    report[name][f"{role}_cpu_us_per_call"] = round(used / max(calls, 1) * 1e6, 1)
+                report[name] = scenario(name, base, entry[name], pids, args, workdir)
     finally:
         report["loadavg_after"] = os.getloadavg()
         if args.keep_logs:

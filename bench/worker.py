@@ -143,8 +143,8 @@ def run_scenario(redis_url: str, name: str, tasks: int, log_level: str,
     env = {**os.environ, "FLUXFUNC_STATE_DIR": str(workdir)}
     command = [WORKER, "--config", str(config), "--concurrency", str(concurrency)]
     if profile:  # py-spy (pip install py-spy): collapsed stacks of the worker process only
-        command = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250", "-o", f"{profile}.{name}.txt",
-                   "--", *command]
+        command = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
+                   "-o", f"{profile}.{name}.txt", "--", *command]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60 + tasks / 100
@@ -179,7 +179,8 @@ def main() -> None:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--log-level", default="INFO", help="worker log level (INFO logs every task)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--profile", metavar="PREFIX", help="record the worker with py-spy into PREFIX.<scenario>.txt")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="record the worker with py-spy into PREFIX.<scenario>.txt")
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import yaml
+from tests.beat.conftest import BEAT, BeatProcess, seed, wait_for
 
 from fluxfunc_beat.leader import current_leader
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings, StoreSettings
 from fluxfunc_common.store import Store, open_store
-from tests.beat.conftest import BEAT, BeatProcess, seed, wait_for
 
 LEASE = 5.0
 

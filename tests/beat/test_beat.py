@@ -86,6 +86,21 @@ async def test_changes_take_effect_within_a_second_without_polling(
     assert lists == []  # only the changed ids were read: no polling of the whole table
 
 
+async def test_a_publish_refreshes_the_funcs_of_the_jobs(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
+    await seed(store, 1)
+    running = await run_beat(settings)
+    await running.leading()
+    extra = {**func_row()["extraConfig"], "timeout": 99}
+    await store.update(Entity.FUNC, func_row()["id"], {"extraConfig": extra})
+    await clients.main.incr(clients.keys.scripts_version())  # what the Server does on publish
+
+    async def new_timeout() -> bool:
+        return any(e["timeout"] == 99 for e in await fired_entries(clients.main, clients.keys))
+
+    await wait_for(new_timeout, 3.0)
+
+
 async def test_a_change_costs_the_same_with_ten_thousand_jobs(
         clients: RedisClients, store: Store, settings: Settings) -> None:
     beat = Beat(settings, clients, store)

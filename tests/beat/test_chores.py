@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.beat.conftest import fired_entries, func_row, wait_for
+from tests.beat.conftest import fired_entries, func_row, seed, wait_for
 
 from fluxfunc_beat import janitor, promoter
+from fluxfunc_beat.beat import Beat
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
@@ -119,3 +120,22 @@ async def test_janitor_retention(clients: RedisClients, store: Store,
     assert report.last_forgotten == 1
     assert await clients.main.hkeys(clients.keys.beat_last()) == [b"cron-sec"]
     assert report.dead_trimmed >= 0 and await clients.main.xlen(clients.keys.dead()) <= 1
+
+
+async def test_the_leader_runs_the_janitor_with_its_jobs(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+
+
+    beat = Beat(make_settings(), clients, store)
+    await seed(store, 2, taskRecordLimit=1)
+    await beat.sync_time()
+    await beat.load_all()
+    await beat.discover_queues()
+    await clients.main.hset(clients.keys.beat_last(), mapping={"cron-t0000": 1, "cron-gone": 1})
+    await store.insert_task_records([
+        {"id": f"task-{i}", "funcId": "f", "origin": "cronJob", "originId": "cron-t0000",
+         "status": "success", "queue": "cron", "triggerTime": time.time() - i} for i in range(3)])
+    report = await beat.run_janitor()
+    assert report.records_pruned == 2  # the job's own taskRecordLimit
+    assert report.last_forgotten == 1
+    assert await clients.main.hkeys(clients.keys.beat_last()) == [b"cron-t0000"]

@@ -188,3 +188,16 @@ async def test_fixed_cron_func_fires_as_its_implicit_job(
     assert out.status is FireStatus.FIRED and out.queue == "slow"
     [env] = await fired_entries(clients.main, clients.keys, "slow")
     assert env["originId"] == "cron-fixed-demo__basic.nightly" and env["funcId"] == "demo__basic.nightly"
+
+
+async def test_fires_after_redis_lost_its_scripts(clients: RedisClients, store: Store,
+                                                  make_settings: Callable[..., Settings]) -> None:
+    firer = firer_for(clients, store, make_settings())
+    jobs = [cron_row(f"cron-{i:04d}") for i in range(1200)]  # three script calls, sent concurrently
+    out = await firer.fire_many(requests(jobs, T0), epoch=None)
+    assert {o.status for o in out} == {FireStatus.FIRED}
+    await clients.main.script_flush()  # a Redis restart or a failover to a replica
+    out = await firer.fire_many(requests(jobs, T0 + 1000), epoch=None)
+    assert {o.status for o in out} == {FireStatus.FIRED}
+    assert [o.cron_id for o in out] == [j["id"] for j in jobs]  # outcomes in request order
+    assert len(await fired_entries(clients.main, clients.keys)) == 2400

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -130,3 +130,42 @@ def test_default_timezone_and_whitespace() -> None:
     s = S.parse("  */5   * * * * ", None, default_tz="Asia/Tokyo")
     assert s.timezone == "Asia/Tokyo" and s.expr == "*/5 * * * *" and not s.seconds
     assert S.parse("0 0 * * * *", "UTC").seconds
+
+
+# --- brute force: every minute around each DST change, checked against the documented rule --
+
+TRANSITIONS = [  # (tz, a local time a few hours before the change)
+    ("Europe/Berlin", "2024-03-30T22:00:00"),  # spring forward 02:00 → 03:00
+    ("Europe/Berlin", "2024-10-26T22:00:00"),  # fall back 03:00 → 02:00
+    ("America/New_York", "2024-03-09T22:00:00"),  # spring forward 02:00 → 03:00
+    ("America/New_York", "2024-11-02T22:00:00"),  # fall back 02:00 → 01:00
+]
+EXPRESSIONS = ["*/15 * * * *", "0 * * * *", "5 */2 * * *", "30 2 * * *", "0,30 1,2 * * *", "45 1 * * 0"]
+
+
+def brute_force(expr: str, tz: str, start: float, hours: int) -> list[float]:
+    """Every instant, minute by minute, that the rule of schedule.py's docstring says fires."""
+    from croniter import croniter
+
+    zone = ZoneInfo(tz)
+    fixed = S.parse(expr, tz).fixed_time
+    out: set[float] = set()
+    for minute in range(1, hours * 60 + 1):
+        at = start + minute * 60
+        wall = datetime.fromtimestamp(at, zone)
+        naive = wall.replace(tzinfo=None)
+        if croniter.match(expr, naive) and (not fixed or wall.fold == 0):
+            out.add(at)  # fixed-time jobs: the first occurrence of a repeated wall time only
+        prev = datetime.fromtimestamp(at - 60, zone).replace(tzinfo=None)
+        skipped = [prev + timedelta(minutes=m) for m in range(1, int((naive - prev).total_seconds() // 60))]
+        if fixed and any(croniter.match(expr, w) for w in skipped):
+            out.add(at)  # wall times a spring forward skipped: once, when the gap ends
+    return sorted(out)
+
+
+@pytest.mark.parametrize("expr", EXPRESSIONS)
+@pytest.mark.parametrize(("tz", "local"), TRANSITIONS)
+def test_dst_brute_force(expr: str, tz: str, local: str) -> None:
+    start = ts(local, tz)
+    hours = 30
+    assert S.fires_between(expr, tz, start, start + hours * 3600) == brute_force(expr, tz, start, hours)

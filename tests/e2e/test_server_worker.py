@@ -8,12 +8,10 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-
 from tests.conftest import RedisServer, free_port
 from tests.server.processes import create_token, running, server, worker, write_config
 

@@ -38,16 +38,16 @@ FAST = {"lease_seconds": 2, "reclaim_seconds": 0.3, "record_batch_seconds": 0.2,
         "drain_seconds": 10, "concurrency": 2}
 
 
-async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.05,
+async def wait_for(predicate: Callable[[], Awaitable[Any]], within: float, interval: float = 0.05,
                    what: str = "condition") -> Any:
-    """Poll an async predicate until truthy (its value) or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """Poll an async predicate until truthy (its value) or fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while True:
         value = await predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
+            raise AssertionError(f"{what} not met within {within}s")
         await asyncio.sleep(interval)
 
 
@@ -99,7 +99,8 @@ class Bench:
         await self.streams.enqueue(env, max_len=self.settings.redis.queue_max_len)
         return env.id
 
-    async def enqueue_many(self, func_id: str, kwargs_list: list[dict[str, Any]], **options: Any) -> list[str]:
+    async def enqueue_many(self, func_id: str, kwargs_list: list[dict[str, Any]],
+                           **options: Any) -> list[str]:
         func = await self.store.get(Entity.FUNC, func_id)
         now = time.time()
         envs = [build_envelope(func, kw, origin=Origin.DIRECT, now=now, settings=self.settings.tasks,
@@ -107,14 +108,14 @@ class Bench:
         await self.streams.enqueue_many(envs, max_len=self.settings.redis.queue_max_len)
         return [e.id for e in envs]
 
-    async def result(self, task_id: str, timeout: float = 15) -> TaskResult:
+    async def result(self, task_id: str, within: float = 15) -> TaskResult:
         """Wait for the task's result key."""
-        found: TaskResult = await wait_for(lambda: self.streams.get_result(task_id), timeout,
+        found: TaskResult = await wait_for(lambda: self.streams.get_result(task_id), within,
                                            what=f"result of {task_id}")
         return found
 
-    async def record(self, task_id: str, timeout: float = 5) -> dict[str, Any]:
-        found: dict[str, Any] = await wait_for(lambda: self.store.get_task_record(task_id), timeout,
+    async def record(self, task_id: str, within: float = 5) -> dict[str, Any]:
+        found: dict[str, Any] = await wait_for(lambda: self.store.get_task_record(task_id), within,
                                                what=f"task record of {task_id}")
         return found
 
@@ -193,7 +194,7 @@ class WorkerProcess:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    async def ready(self, bench: Bench, timeout: float = 30) -> None:
+    async def ready(self, bench: Bench, within: float = 30) -> None:
         """Wait until this worker's heartbeat key exists (its children are up)."""
         async def beating() -> bool:
             if not self.alive():
@@ -204,7 +205,7 @@ class WorkerProcess:
                     return True
             return False
 
-        await wait_for(beating, timeout, interval=0.1, what="worker heartbeat")
+        await wait_for(beating, within, interval=0.1, what="worker heartbeat")
 
 
 @pytest.fixture

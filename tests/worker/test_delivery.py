@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks, wait_for
 
 from fluxfunc_common.envelope import TaskResult, TaskStatus
 from fluxfunc_common.keys import GROUP
 from fluxfunc_common.store import TaskRecordQuery
-from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks, wait_for
 
 
 async def test_two_workers_run_1000_tasks_exactly_once(bench: Bench, workers: Callable[..., WorkerProcess],
@@ -59,7 +59,7 @@ async def test_sigkill_during_a_long_task_is_reclaimed_by_another_worker(
     b = workers("b", concurrency=2)
     await b.ready(bench)
     a.kill()
-    result = await bench.result(long_id, timeout=30)
+    result = await bench.result(long_id, within=30)
     assert result.status is TaskStatus.SUCCESS and result.result == 5
     for task_id in quick:
         assert (await bench.result(task_id)).status is TaskStatus.SUCCESS
@@ -86,7 +86,7 @@ async def test_lease_renewal_keeps_a_task_longer_than_the_lease(
     await b.ready(bench)
     marker = orjson.loads(await bench.redis.get(bench.keys.running(task_id)))
     assert set(marker) >= {"consumer", "startTime", "attempt"} and marker["attempt"] == 1
-    result = await bench.result(task_id, timeout=20)
+    result = await bench.result(task_id, within=20)
     assert result.status is TaskStatus.SUCCESS
     assert [w for w, t, _ in marks(out) if t == task_id] == ["start", "end"]
     assert not b.task_lines()
@@ -115,14 +115,15 @@ async def test_lost_lease_stops_the_run_and_writes_nothing(
     assert await _logged(a, "lease lost")
     assert await bench.streams.get_result(task_id) is None
     assert [w for w, t, _ in marks(out) if t == task_id] == ["start"], "the child was stopped"
-    result = await bench.result(task_id, timeout=20)  # the thief went quiet: reclaimed
+    result = await bench.result(task_id, within=20)  # the thief went quiet: reclaimed
     assert result.status is TaskStatus.SUCCESS
     assert [w for w, t, _ in marks(out) if t == task_id] == ["start", "start", "end"]
     assert [ln["status"] for ln in a.task_lines() if ln["task_id"] == task_id] == ["success"]
     assert a.stop() == 0
 
 
-async def test_poison_entry_ends_in_the_dead_letters(bench: Bench, workers: Callable[..., WorkerProcess]) -> None:
+async def test_poison_entry_ends_in_the_dead_letters(bench: Bench,
+                                                     workers: Callable[..., WorkerProcess]) -> None:
     """A function that SIGKILLs its worker every time: after max_deliveries it is dead."""
     await bench.publish(WORK, WORK_CODE)
     task_id = await bench.enqueue(f"{WORK}.poison")

@@ -29,6 +29,7 @@ Funcs whose catalogue entry has ``extraConfig.fixedCronExpr`` are cron jobs as w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections import Counter
@@ -40,7 +41,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
@@ -54,6 +54,7 @@ FIXED_PREFIX = "cron-fixed-"
 DEFAULT_DEDUP_TTL_MS = 10 * 60 * 1000
 MANUAL_SUFFIX = "#manual"  # manual runs dedup apart from the scheduled fire of the same ms
 SCRIPT_CHUNK = 500  # fires per script call: bounds the time Redis spends in one call
+SEND_CONCURRENCY = 4  # script calls in flight at once
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
 
@@ -196,14 +197,18 @@ class CronFirer:
             ours = await self.store.claim_cron_fires(
                 [(r.job["id"], r.fire_ms, tid) for r, tid in zip(requests, tids, strict=True)])
         envs = {i: self._envelope(requests[i], tids[i]) for i, mine in enumerate(ours) if mine}
-        chunks = []
-        for start in range(0, len(requests), SCRIPT_CHUNK):
-            meta: list[list[str]] = []
-            blobs: list[Any] = []
-            for i in range(start, min(start + SCRIPT_CHUNK, len(requests))):
-                fields, body, header = self._fire_args(requests[i], tids[i], envs.get(i), manual)
-                meta.append(fields)
-                blobs += (body, header)
+        chunks: list[list[Any]] = []
+        meta: list[list[str]] = []
+        blobs: list[bytes] = []
+        for i, r in enumerate(requests):
+            # a job's fires stay in one call (chunks run concurrently; its fires are ordered)
+            if len(meta) >= SCRIPT_CHUNK and r.job["id"] != requests[i - 1].job["id"]:
+                chunks.append([orjson.dumps(meta), *blobs])
+                meta, blobs = [], []
+            fields, body, header = self._fire_args(r, tids[i], envs.get(i), manual)
+            meta.append(fields)
+            blobs += (body.encode(), header)
+        if meta:
             chunks.append([orjson.dumps(meta), *blobs])
         return PreparedFires(requests, tids, envs, chunks, manual)
 
@@ -267,21 +272,18 @@ class CronFirer:
                 str(self.running_ttl_ms(r.func)), env.func_id, str(result_ttl)], body, header
 
     async def _run(self, chunks: list[list[Any]], epoch: int | None) -> list[tuple[str, str]]:
-        """The ``cron_fire`` script once per chunk, all in one pipeline; one reply per fire."""
-        if not chunks:
-            return []
+        """The ``cron_fire`` script once per chunk; one reply per fire, in order. Chunks go out
+        concurrently (a few connections), so Redis runs the first while the next is packed."""
         keys = [self.keys.beat_epoch(), self.keys.beat_last()]
         head = ["" if epoch is None else epoch, *self._prefixes, self.settings.redis.queue_max_len,
                 Origin.CRON_JOB.value]
-        pipe = self.redis.pipeline(transaction=False)
-        for chunk in chunks:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *head, *chunk)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        for n, res in enumerate(results):
-            if isinstance(res, NoScriptError):  # not run: Redis restarted or failed over
-                results[n] = await self._script(keys=keys, args=[*head, *chunks[n]])
-            elif isinstance(res, Exception):
-                raise res
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def one(chunk: list[Any]) -> Any:
+            async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
+                return await self._script(keys=keys, args=[*head, *chunk])
+
+        results = await asyncio.gather(*(one(c) for c in chunks))
         return [(_text(s), _text(d)) for batch in results for s, d in batch]
 
     async def _record_skipped(self, items: list[tuple[TaskEnvelope, FireOutcome]]) -> None:

@@ -258,14 +258,15 @@ def merge_kwargs(fixed: Mapping[str, Any] | None, caller: Mapping[str, Any]) -> 
 def check_signature(func: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
     """Unknown kwargs (unless ``**kwargs``) and missing required ones → 400."""
     spec: Mapping[str, Any] = func.get("kwargsSpec") or {}
-    known = set(func.get("args") or ()) | set(spec)
     if not func.get("varKwargs"):
-        unknown = [k for k in kwargs if k not in known]
+        args = func.get("args") or ()
+        unknown = [k for k in kwargs if k not in spec and k not in args]
         if unknown:
+            known = sorted(set(args) | set(spec))
             raise BadRequest(f"Unknown kwarg(s) for {func.get('id')}: {', '.join(sorted(unknown))}",
-                             {"unknown": sorted(unknown), "accepted": sorted(known)})
-    missing = [k for k, s in spec.items() if isinstance(s, Mapping) and s.get("required")
-               and k not in kwargs]
+                             {"unknown": sorted(unknown), "accepted": known})
+    missing = [k for k, s in spec.items() if k not in kwargs and isinstance(s, Mapping)
+               and s.get("required")]
     if missing:
         raise BadRequest(f"Missing kwarg(s) for {func.get('id')}: {', '.join(sorted(missing))}",
                          {"missing": sorted(missing)})

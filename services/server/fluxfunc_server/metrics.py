@@ -90,17 +90,30 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
         self.queues = QueueCollector()
         self.registry.register(self.queues)
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._task_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one HTTP request (called by the error middleware)."""
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
+        """Count one HTTP request (called by the error middleware for every request)."""
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:  # labels() takes a lock and builds keys: do it once per series
+            children = (self.http_requests.labels(route, method, str(status)),
+                        self.http_latency.labels(route))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_task(self, func_id: str, status: str, seconds: float | None = None) -> None:
         """Count one finished task this Server saw the end of."""
-        self.tasks.labels(func_id, status).inc()
+        key = (func_id, status)
+        children = self._task_children.get(key)
+        if children is None:
+            children = (self.tasks.labels(func_id, status), self.task_duration.labels(func_id))
+            self._task_children[key] = children
+        children[0].inc()
         if seconds is not None and seconds >= 0:
-            self.task_duration.labels(func_id).observe(seconds)
+            children[1].observe(seconds)
 
     def set_queues(self, stats: dict[str, Any]) -> None:
         """Keep the queue figures (``handlers.ops.queue_stats``) for the scrape that follows."""

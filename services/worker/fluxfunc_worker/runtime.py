@@ -183,7 +183,8 @@ class PrintCapture:
             return len(text)
         newlines = text.count("\n")
         size = len(text.encode("utf-8", "replace"))
-        if self._lines + newlines > self.max_lines or self._bytes + size > self.max_bytes:
+        full = self._lines >= self.max_lines  # every allowed line is complete: nothing more
+        if full or self._lines + newlines > self.max_lines or self._bytes + size > self.max_bytes:
             self._take_part(text)
             self.truncated = True
             return len(text)

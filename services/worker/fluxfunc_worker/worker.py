@@ -64,6 +64,7 @@ log = get_logger("worker")
 MAX_BLOCK_MS = 2000
 PROMOTE_SECONDS = 0.5
 RELEASE_STOP_SECONDS = 3.0
+GATHER_TURNS = 10  # event-loop turns a backlogged fetch waits for more children to free up
 STOPPED = frozenset({"shutdown", "released", "lost"})  # outcomes of runs stopped by the worker itself
 
 
@@ -133,6 +134,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cursors: dict[str, str] = {}
         self._released = 0
+        self._backlog = False
 
     # --- the whole life ------------------------------------------------------------------------
     async def run(self, shutdown: Shutdown) -> int:
@@ -256,6 +258,8 @@ class Worker:
                     await self._reclaim()
                 if self.slots.free <= 0 or stop.is_set():
                     continue
+                if self._backlog:
+                    await self._gather_slots()
                 await self._claim()
                 failures = 0
             except asyncio.CancelledError:
@@ -269,10 +273,24 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await self._adopt_own_pending()
 
+    async def _gather_slots(self) -> None:
+        """Under backlog, give children that are just finishing a few event-loop turns to
+        report in (no timer, microseconds), so one round trip completes and refills them all
+        instead of one round trip per child. Their completions wait for that round trip."""
+        self._carrying = True
+        try:
+            for _ in range(GATHER_TURNS):
+                if self.slots.free >= self.ws.concurrency:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            self._carrying = False
+
     async def _claim(self) -> None:
         """Read and start up to the free slots in one round trip; finished tasks waiting for
         their completion ride along in the same pipeline."""
         batch = self.completer.take()
+        asked = self.slots.free
         self._carrying = bool(batch)
         try:
             done, claimed = await self.streams.claim(
@@ -284,6 +302,7 @@ class Worker:
         finally:
             self._carrying = False
         self.completer.settle(batch, done)
+        self._backlog = len(claimed) >= asked
         runs: list[tuple[Running, Start]] = []
         for c in claimed:
             if not self.inflight.adopt_count(c.delivery):

@@ -2,7 +2,9 @@
 calls by func id, many calls at once, and running a cron job now.
 
 The hot path (a sync API call) reads the entry and the func from the in-process catalogue,
-and costs one Redis round trip to enqueue (plus one per configured throttling or cache).
+and costs one Redis round trip to enqueue, shared with the concurrent requests of the moment
+(:mod:`fluxfunc_server.batcher`), plus one when the entry has throttling or the func a result
+cache.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from aiohttp import web
 
 from fluxfunc_common import cron
 from fluxfunc_common.envelope import Origin, TaskEnvelope
-from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull, Unavailable
+from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull
 from fluxfunc_common.store import Entity
 from fluxfunc_server import apiauth, throttle
 from fluxfunc_server.adminauth import require_admin
@@ -106,7 +108,8 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
     auth = apiauth.AuthInput(request.headers, query, body.value)
     apiauth.check(entry.get("apiAuth"), auth, ctx.cipher)
     check_entry(entry, what, now)
-    await throttle.check(ctx.redis, ctx.keys, entry["id"], entry.get("throttling"), now)
+    if entry.get("throttling"):
+        await throttle.check(ctx.redis, ctx.keys, entry["id"], entry["throttling"], now)
     fmt = FORMATS[request.match_info.get("format", "normal")]
     caller_kwargs, raw_options = caller_input(fmt, request.method, query, body,
                                               auth.strip_query, auth.strip_body)
@@ -219,10 +222,8 @@ async def run_cron_job(request: web.Request) -> web.Response:
     func = await ctx.store.get(Entity.FUNC, job["funcId"])
     outcome = await cron.fire(ctx.redis, ctx.keys, ctx.streams, ctx.store, ctx.settings, job, func,
                               fire_ms=int(ctx.clock.time() * 1000), manual=True)
-    if outcome.status is cron.FireStatus.FAILED:
-        if "full" in outcome.detail.lower():
-            raise QueueFull(f"Queue {outcome.queue} is full", {"queue": outcome.queue})
-        raise Unavailable(f"Could not enqueue the cron job: {outcome.detail}")
+    if outcome.status is cron.FireStatus.FAILED:  # the only failure left: its queue is full
+        raise QueueFull(f"Queue {outcome.queue} is full", {"queue": outcome.queue})
     return ok(request, {"id": outcome.task_id, "status": outcome.status.value,
                         "queue": outcome.queue, "detail": outcome.detail or None})
 

@@ -1,0 +1,227 @@
+"""The worker's parts in isolation: backoff, retry decision, results from outcomes, kwargs
+checks, the completer's batching, the record batcher, the published-code cache, leases and
+the events listener."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from tests.worker.conftest import Bench, wait_for
+
+from fluxfunc_common import ids
+from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.store import Entity
+from fluxfunc_common.streams import Delivery
+from fluxfunc_worker.completion import (
+    Completer,
+    backoff_seconds,
+    next_attempt,
+    result_from_outcome,
+    should_retry,
+)
+from fluxfunc_worker.dffcalls import check_kwargs
+from fluxfunc_worker.events import EventListener
+from fluxfunc_worker.lease import Inflight
+from fluxfunc_worker.pool import Outcome, RpcError
+from fluxfunc_worker.published import PublishedScripts
+from fluxfunc_worker.records import RecordBatcher
+from fluxfunc_worker.worker import Slots, run_message
+
+
+def env(**fields: Any) -> TaskEnvelope:
+    return TaskEnvelope(id=ids.task_id(), func_id="demo__basic.plus", origin=Origin.DIRECT,
+                        trigger_time=time.time(), **fields)
+
+
+def test_backoff_doubles_with_jitter_and_a_cap() -> None:
+    rng = random.Random(7)
+    for attempt, low, high in [(1, 0.5, 1.0), (2, 1.0, 2.0), (3, 2.0, 4.0), (20, 150.0, 300.0)]:
+        for _ in range(50):
+            assert low <= backoff_seconds(attempt, rng=rng) <= high
+
+
+def test_retry_only_failures_and_timeouts_with_attempts_left() -> None:
+    e = env(max_attempts=3)
+    fail = TaskResult.for_envelope(e, TaskStatus.FAILURE, exception="ValueError: x")
+    assert should_retry(e, fail)
+    assert should_retry(e, TaskResult.for_envelope(e, TaskStatus.TIMEOUT))
+    assert not should_retry(e, TaskResult.for_envelope(e, TaskStatus.SUCCESS))
+    assert not should_retry(e, TaskResult.for_envelope(e, TaskStatus.CANCELLED))
+    last = e.model_copy(update={"attempt": 3})
+    assert not should_retry(last, fail)
+    nxt = next_attempt(e, fail, 2.0)
+    assert (nxt.attempt, nxt.last_error, nxt.id) == (2, "ValueError: x", e.id)
+    assert nxt.eta is not None and abs(nxt.eta - time.time() - 2.0) < 1
+
+
+def test_result_from_outcome_keeps_the_child_fields() -> None:
+    e = env(origin_id="sapi-1")
+    out = Outcome("success", {"result": {"a": 1}, "printLogs": "hi\n", "startTime": 10.0, "endTime": 11.0,
+                              "response": {"statusCode": 201, "contentType": "text/plain", "headers": {},
+                                           "data": "x"}})
+    r = result_from_outcome(e, out, start_time=5.0)
+    assert (r.status, r.result, r.print_logs, r.start_time, r.end_time) == (
+        TaskStatus.SUCCESS, {"a": 1}, "hi\n", 10.0, 11.0)
+    assert r.response is not None and r.response.status_code == 201 and r.origin_id == "sapi-1"
+    odd = result_from_outcome(e, Outcome("weird", {}), start_time=5.0)
+    assert odd.status is TaskStatus.FAILURE and "weird" in (odd.exception or "")
+    assert odd.start_time == 5.0 and odd.end_time is not None
+
+
+def test_run_message_carries_the_context() -> None:
+    e = env(cron_expr="* * * * *", call_chain=["a__b.c"], http_request={"method": "GET"}, attempt=2)
+    m = run_message(e)
+    assert m["t"] == "run" and m["id"] == e.id and m["func"] == e.func_id
+    assert (m["cronExpr"], m["callChain"], m["httpRequest"], m["attempt"]) == (
+        "* * * * *", ["a__b.c"], {"method": "GET"}, 2)
+
+
+def test_check_kwargs_like_the_server() -> None:
+    func = {"id": "demo__a.f", "kwargsSpec": {"x": {"required": True}, "y": {"default": "1"}},
+            "varKwargs": False}
+    check_kwargs(func, {"x": 1})
+    with pytest.raises(RpcError, match="takes no argument"):
+        check_kwargs(func, {"x": 1, "z": 2})
+    with pytest.raises(RpcError, match="missing argument"):
+        check_kwargs(func, {"y": 2})
+    check_kwargs({**func, "varKwargs": True}, {"x": 1, "anything": 2})
+
+
+async def test_slots_wait_and_wake() -> None:
+    slots = Slots(2)
+    slots.take(2)
+    waiter = asyncio.create_task(slots.wait())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    slots.give()
+    await asyncio.wait_for(waiter, 1)
+    assert slots.free == 1
+
+
+def delivery(entry: str = "1-0", count: int = 1) -> Delivery:
+    return Delivery("default", entry, env(), count)
+
+
+def test_inflight_adopts_a_new_delivery_count() -> None:
+    inflight = Inflight()
+    d = delivery()
+    running = inflight.add(d)
+    assert inflight.by_task(d.envelope.id) is running and ("default", "1-0") in inflight
+    running.lost = True
+    assert inflight.adopt_count(Delivery("default", "1-0", d.envelope, 3))
+    assert running.delivery.count == 3 and not running.lost
+    assert not inflight.adopt_count(delivery("2-0"))
+    inflight.remove(running)
+    assert len(inflight) == 0 and inflight.by_task(d.envelope.id) is None
+
+
+class FakeStreams:
+    """complete_many that records its batches."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def complete_many(self, consumer: str, items: Sequence[Any]) -> list[bool]:
+        self.batches.append(len(items))
+        await asyncio.sleep(0.01)
+        return [True] * len(items)
+
+
+async def test_completer_batches_what_arrives_during_a_round_trip() -> None:
+    streams = FakeStreams()
+    completer = Completer(streams, "c")  # type: ignore[arg-type]
+    results = [TaskResult.for_envelope(env(), TaskStatus.SUCCESS) for _ in range(5)]
+    first = asyncio.create_task(completer.complete(delivery(), results[0], 1000))
+    await asyncio.sleep(0.001)  # the first batch is on the wire now
+    rest = [asyncio.create_task(completer.complete(delivery(), r, 1000)) for r in results[1:]]
+    assert await asyncio.gather(first, *rest) == [True] * 5
+    assert streams.batches == [1, 4]
+    assert (completer.completed, completer.batches) == (5, 2)
+
+
+async def test_completer_leaves_a_held_batch_to_the_fetch_loop() -> None:
+    streams = FakeStreams()
+    hold = True
+    completer = Completer(streams, "c", hold=lambda: hold)  # type: ignore[arg-type]
+    waiting = asyncio.create_task(completer.complete(delivery(), TaskResult.for_envelope(
+        env(), TaskStatus.SUCCESS), 1000))
+    await asyncio.sleep(0.02)
+    assert streams.batches == [] and completer.pending == 1
+    batch = completer.take()
+    completer.settle(batch, [False])
+    assert await waiting is False
+    hold = False
+    again = asyncio.create_task(completer.complete(delivery(), TaskResult.for_envelope(
+        env(), TaskStatus.SUCCESS), 1000))
+    assert await again is True and streams.batches == [1]
+
+
+class FlakyStore:
+    def __init__(self) -> None:
+        self.fail = True
+        self.calls: list[int] = []
+
+    async def insert_task_records(self, records: Sequence[dict[str, Any]]) -> None:
+        self.calls.append(len(records))
+        if self.fail:
+            raise OSError("database down")
+
+
+async def test_record_batcher_keeps_records_while_the_store_is_down() -> None:
+    store = FlakyStore()
+    batcher = RecordBatcher(store, 0.01, max_buffer=5)  # type: ignore[arg-type]
+    for _ in range(3):
+        batcher.add(TaskResult.for_envelope(env(), TaskStatus.SUCCESS))
+    batcher.add(TaskResult.for_envelope(env(record_limit=0), TaskStatus.SUCCESS))  # keeps none
+    with pytest.raises(OSError):
+        await batcher.flush()
+    assert batcher.buffered == 3
+    for _ in range(4):
+        batcher.add(TaskResult.for_envelope(env(), TaskStatus.SUCCESS))
+    assert (batcher.buffered, batcher.dropped) == (5, 2)
+    store.fail = False
+    await batcher.flush()
+    assert store.calls == [3, 5] and (batcher.written, batcher.flushes, batcher.buffered) == (5, 1, 0)
+
+
+async def test_published_cache_drops_on_a_new_version(bench: Bench) -> None:
+    published = PublishedScripts(bench.store, bench.redis, bench.keys)
+    await bench.publish("demo__p", '@DFF.API("F")\ndef f():\n    return 1\n')
+    assert await published.refresh() is True
+    code, version = await published.code("demo__p")  # type: ignore[misc]
+    assert "return 1" in code and version == 1
+    assert (await published.func("demo__p.f"))["id"] == "demo__p.f"  # type: ignore[index]
+    assert await published.code("demo__nope") is None
+    await bench.publish("demo__p", '@DFF.API("F")\ndef f():\n    return 2\n')
+    assert "return 1" in (await published.code("demo__p"))[0]  # type: ignore[index]  # until noticed
+    assert await published.refresh() is True and await published.refresh() is False
+    assert "return 2" in (await published.code("demo__p"))[0]  # type: ignore[index]
+    assert published.gen == int(await bench.redis.get(bench.keys.scripts_version()))
+    assert await bench.store.find(Entity.FUNC, "demo__p.f") is not None
+
+
+async def test_events_listener_dispatches_cancel_and_publish(bench: Bench) -> None:
+    cancelled: list[str] = []
+    published: list[bool] = []
+    listener = EventListener(bench.redis, bench.keys, on_cancel=cancelled.append,
+                             on_publish=lambda: published.append(True))
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    await asyncio.wait_for(listener.subscribed.wait(), 5)
+    for event in ({"type": "cancel", "taskId": "task-1"}, {"type": "scriptPublished", "scriptId": "a__b"},
+                  {"type": "other"}, "not a dict"):
+        await bench.redis.publish(bench.keys.events(), orjson.dumps(event))
+    await bench.redis.publish(bench.keys.events(), b"{broken")
+    async def heard() -> bool:
+        return bool(cancelled and published)
+
+    await wait_for(heard, 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert cancelled == ["task-1"] and published == [True]
