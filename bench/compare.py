@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -52,7 +53,7 @@ import tempfile
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,24 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LINE_NO = re.compile(r":\d+\)$")
+
+
+def cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, with reaped children) of every process in group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid pgrp ... utime(12) stime(13) cutime(14) cstime(15)
+        if int(fields[2]) == pgid:
+            total += sum(int(v) for v in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,7 +179,8 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: st
 
 
 @contextlib.contextmanager
-def private_redis(procs: Processes, workdir: Path) -> Iterator[str]:
+def private_redis(procs: Processes, workdir: Path) -> Iterator[tuple[str, int]]:
+    """A throwaway redis-server on a free port: yields its URL and pid."""
     binary = shutil.which("redis-server")
     if not binary:
         sys.exit("redis-server not on PATH: install it (apt-get install redis-server)")
@@ -172,7 +192,7 @@ def private_redis(procs: Processes, workdir: Path) -> Iterator[str]:
                        env=dict(os.environ))
     try:
         wait_port(port, proc, 10, "redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         procs.stop(proc, grace=5)
 
@@ -280,50 +300,58 @@ class Run:
             self.procs.stop(proc, grace=2)
         lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
         if not lines:
-            return {"ok": False, "error": f"driver {mode} printed nothing (see {self.workdir}/driver-{system}.log)"}
+            log_file = self.workdir / f"driver-{system}.log"
+            return {"ok": False, "error": f"driver {mode} printed nothing (see {log_file})"}
         return dict(json.loads(lines[-1]))
 
     def env(self, redis_url: str, **extra: str) -> dict[str, str]:
         return {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_CONCURRENCY": str(self.args.concurrency),
                 "PYTHONPATH": str(PEERS), "PYTHONUNBUFFERED": "1", **extra}
 
-    def workloads(self, system: str, python: Path | str, env: dict[str, str], sync_url: str,
-                  async_url: str, body: str, profile: Profiler | None = None) -> dict[str, Any]:
+    def workloads(self, system: str, python: Path | str, env: dict[str, str], roles: dict[str, int],
+                  sync_url: str, async_url: str, body: str,
+                  profile: Profiler | None = None) -> dict[str, Any]:
+        """The three workloads against a running system; ``roles`` names the process groups
+        whose CPU time is accounted per task / request (worker, front or server, redis)."""
         out: dict[str, Any] = {}
         warm = self.driver(python, env, "warmup", system, 60, "--timeout", "60")
         if not warm.get("ok"):
             raise RuntimeError(f"{system} did not answer a call: {warm.get('error')}")
         out["ready_s"] = warm["ready_s"]
-        log(f"{system}: throughput, {self.args.tasks} tasks")
-        if profile:
-            profile.start("throughput")
-        try:
-            out["throughput"] = self.driver(python, env, "throughput", system, self.args.task_timeout,
-                                            "--tasks", str(self.args.tasks),
-                                            "--timeout", str(self.args.task_timeout))
-        finally:
+
+        def phase(name: str, ops_key: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            before = {role: cpu_seconds(pgid) for role, pgid in roles.items()}
             if profile:
-                profile.stop()
-        log(f"{system}: {out['throughput']}")
+                profile.start(name)
+            try:
+                result = run()
+            finally:
+                if profile:
+                    profile.stop()
+            ops = result.get(ops_key) or 0
+            if ops:
+                result["cpu_ms_per_op"] = {role: round(1000 * (cpu_seconds(pgid) - before[role]) / ops, 3)
+                                           for role, pgid in roles.items()}
+            log(f"{system}: {name}: {result}")
+            return result
+
+        log(f"{system}: throughput, {self.args.tasks} tasks")
+        out["throughput"] = phase("throughput", "done", lambda: self.driver(
+            python, env, "throughput", system, self.args.task_timeout, "--tasks", str(self.args.tasks),
+            "--timeout", str(self.args.task_timeout)))
         self.load.run(self.procs, sync_url, body, 1)  # warm-up, not counted
         log(f"{system}: sync HTTP, {self.load.callers} callers, {self.args.http_seconds:g} s")
-        if profile:
-            profile.start("sync")
-        try:
-            out["sync"] = self.load.run(self.procs, sync_url, body, self.args.http_seconds)
-        finally:
-            if profile:
-                profile.stop()
-        log(f"{system}: {out['sync']}")
+        out["sync"] = phase("sync", "requests",
+                            lambda: self.load.run(self.procs, sync_url, body, self.args.http_seconds))
         log(f"{system}: async HTTP enqueue, {self.args.async_seconds:g} s")
-        out["async"] = self.load.run(self.procs, async_url, body, self.args.async_seconds)
-        log(f"{system}: {out['async']}")
+        out["async"] = phase("async", "requests",
+                             lambda: self.load.run(self.procs, async_url, body, self.args.async_seconds))
         return out
 
     def peer(self, system: str) -> dict[str, Any]:
         assert self.peers_py is not None
         bin_dir = self.peers_py.parent
-        with private_redis(self.procs, self.workdir) as redis_url:
+        with private_redis(self.procs, self.workdir) as (redis_url, redis_pid):
             env = self.env(redis_url)
             c = str(self.args.concurrency)
             if system == "arq":
@@ -331,9 +359,9 @@ class Run:
             elif system == "saq":
                 argv = [str(bin_dir / "saq"), "saq_app.settings"]
             else:
-                argv = [str(bin_dir / "celery"), "-A", "celery_app", "worker", "--pool", self.args.celery_pool,
-                        "-c", c, "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
-                        "--without-mingle"]
+                argv = [str(bin_dir / "celery"), "-A", "celery_app", "worker", "--pool",
+                        self.args.celery_pool, "-c", c, "--loglevel", "WARNING", "--without-heartbeat",
+                        "--without-gossip", "--without-mingle"]
             worker = self.procs.start(f"{system}-worker", argv, env=env, cwd=PEERS)
             port = free_port()
             front = self.procs.start(f"{system}-front", [str(self.peers_py), str(PEERS / "front.py"),
@@ -341,7 +369,8 @@ class Run:
                                      env=env, cwd=PEERS)
             try:
                 wait_port(port, front, 30, f"{system} front")
-                return self.workloads(system, self.peers_py, env, f"http://127.0.0.1:{port}/sync",
+                roles = {"worker": worker.pid, "front": front.pid, "redis": redis_pid}
+                return self.workloads(system, self.peers_py, env, roles, f"http://127.0.0.1:{port}/sync",
                                       f"http://127.0.0.1:{port}/async", PEER_BODY)
             finally:
                 self.procs.stop(front)
@@ -349,9 +378,9 @@ class Run:
 
     def fluxfunc(self) -> dict[str, Any]:
         sys.path.insert(0, str(PEERS))
-        import fluxfunc_app  # noqa: PLC0415  (needs bench/peers on sys.path)
+        import fluxfunc_app
 
-        with private_redis(self.procs, self.workdir) as redis_url:
+        with private_redis(self.procs, self.workdir) as (redis_url, redis_pid):
             home = self.workdir / "fluxfunc"
             home.mkdir()
             port = free_port()
@@ -367,8 +396,8 @@ class Run:
             }, indent=2))
             env = self.env(redis_url, FLUXFUNC_CONFIG=str(config), BENCH_FF_NS=namespace,
                            BENCH_FF_URL=f"http://127.0.0.1:{port}")
-            made = subprocess.run([str(PROJECT_BIN / "fluxfunc"), "admin", "create-token", "--config", str(config)],
-                                  env=env, capture_output=True, text=True, timeout=60)
+            made = subprocess.run([str(PROJECT_BIN / "fluxfunc"), "admin", "create-token", "--config",
+                                   str(config)], env=env, capture_output=True, text=True, timeout=60)
             if made.returncode != 0:
                 raise RuntimeError(f"fluxfunc admin create-token failed: {made.stderr.strip()}")
             token = made.stdout.strip().splitlines()[-1]
@@ -385,8 +414,9 @@ class Run:
                     raise RuntimeError(f"publish did not export {fluxfunc_app.FUNC_ID}: {published}")
                 profile = Profiler(self.procs, self.workdir, {"server": server.pid, "worker": worker.pid}) \
                     if self.args.profile else None
+                roles = {"worker": worker.pid, "server": server.pid, "redis": redis_pid}
                 out = self.workloads(
-                    "fluxfunc", sys.executable, env,
+                    "fluxfunc", sys.executable, env, roles,
                     f"http://127.0.0.1:{port}/api/v1/sync/{fluxfunc_app.SYNC_API}",
                     f"http://127.0.0.1:{port}/api/v1/async/{fluxfunc_app.ASYNC_API}", FLUXFUNC_BODY, profile)
                 if profile:
@@ -416,7 +446,7 @@ class Profiler:
             path = self.workdir / f"profile-{phase}-{role}.txt"
             self.files[f"{phase}/{role}"] = path
             argv = [self.binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-                    "--nonblocking", "--output", str(path)]
+                    "--gil", "--nonblocking", "--output", str(path)]
             if role == "worker":
                 argv.append("--subprocesses")
             self.running.append(self.procs.start(f"py-spy-{phase}-{role}", argv, env=dict(os.environ)))
@@ -440,27 +470,37 @@ class Profiler:
 
 
 def summarise(path: Path, top: int) -> dict[str, Any]:
-    """Self and inclusive sample shares of the functions in a py-spy raw (collapsed) profile."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
+    """Self and inclusive sample shares per function (line numbers folded) of a py-spy raw
+    (collapsed) profile, split into the main process and its children (``--subprocesses``)."""
+    parts: dict[str, tuple[Counter[str], Counter[str]]] = {}
+    totals: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        frames = [LINE_NO.sub(")", f) for f in stack.split(";")]
+        part = "main"
+        procs = [i for i, f in enumerate(frames[:3]) if f.startswith("process ")]
+        if procs:  # py-spy --subprocesses: "process PID:cmd" frames, a child's under its parent's
+            part = "children" if "fluxfunc_worker.child" in frames[procs[-1]] else "main"
+            frames = frames[procs[-1] + 1:]
+        if not frames:
+            continue
         n = int(count)
-        total += n
-        frames = stack.split(";")
+        own, inclusive = parts.setdefault(part, (Counter(), Counter()))
+        totals[part] += n
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    if not total:
-        return {"samples": 0, "self": [], "inclusive": []}
-
-    def rows(counter: Counter[str]) -> list[list[Any]]:
-        return [[round(100 * n / total, 1), frame] for frame, n in counter.most_common(top)]
-
-    return {"samples": total, "self": rows(own), "inclusive": rows(inclusive)}
+    out: dict[str, Any] = {}
+    for part, (own, inclusive) in parts.items():
+        total = totals[part]
+        out[part] = {
+            "samples": total,
+            "self": [[round(100 * n / total, 1), f] for f, n in own.most_common(top)],
+            "inclusive": [[round(100 * n / total, 1), f] for f, n in inclusive.most_common(top * 2)],
+        }
+    return out
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -537,8 +577,8 @@ def checks(figures: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
     add("sync HTTP p99 ≤ 100 ms", ff["sync_p99"], 100, higher=False, unit=" ms")
     peer_rps = [f["sync_rps"] for name, f in figures.items() if name != "fluxfunc" and f["sync_rps"]]
     if peer_rps:
-        add("sync HTTP ≥ 3× best peer front", round(ff["sync_rps"] / max(peer_rps), 2) if ff["sync_rps"] else None,
-            3, unit="×")
+        best = round(ff["sync_rps"] / max(peer_rps), 2) if ff["sync_rps"] else None
+        add("sync HTTP ≥ 3× best peer front", best, 3, unit="×")
     return out
 
 
@@ -550,21 +590,24 @@ def table(report: dict[str, Any]) -> str:
         rows.append([name, fig(f["throughput"]), fig(f["sync_rps"]), fig(f["sync_p50"], "{:.1f}"),
                      fig(f["sync_p99"], "{:.1f}"), fig(f["async_rps"])])
     for name, adv in report["advantage"].items():
-        rows.append([f"fluxfunc vs {name}", *(fig(adv[k], "{:.2f}×") for k in
-                                              ("throughput", "sync_rps", "sync_p50", "sync_p99", "async_rps"))])
+        keys = ("throughput", "sync_rps", "sync_p50", "sync_p99", "async_rps")
+        rows.append([f"fluxfunc vs {name}", *(fig(adv[k], "{:.2f}×") for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) + " |"
-             for r in rows]
+    lines = ["| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     m = report["machine"]
     s = report["settings"]
     notes = [
         "",
-        f"machine: {m['cores']} cores ({m.get('cpu', '?')}), Python {m['python']}, Redis {m.get('redis', '?')}, "
-        f"load average {m['loadavg_start'][0]} at start, {m.get('loadavg_end', ['?'])[0]} at end",
-        f"settings: {s['tasks']} tasks; {s['load']}, sync {s['http_seconds']:g} s, async {s['async_seconds']:g} s; "
-        f"one worker process, concurrency {s['concurrency']}; Celery pool {s['celery_pool']}",
-        "advantage rows: how many times better fluxfunc is (rates: fluxfunc ÷ peer; latencies: peer ÷ fluxfunc)",
+        f"machine: {m['cores']} cores ({m.get('cpu', '?')}), Python {m['python']}, "
+        f"Redis {m.get('redis', '?')}, load average {m['loadavg_start'][0]} at start, "
+        f"{m.get('loadavg_end', ['?'])[0]} at end",
+        f"settings: {s['tasks']} tasks; {s['load']}, sync {s['http_seconds']:g} s, "
+        f"async {s['async_seconds']:g} s; one worker process, concurrency {s['concurrency']}; "
+        f"Celery pool {s['celery_pool']}",
+        "advantage rows: how many times better fluxfunc is "
+        "(rates: fluxfunc ÷ peer; latencies: peer ÷ fluxfunc)",
     ]
     for c in report["checks"]:
         state = {True: "MET ", False: "MISS", None: "n/a "}[c["met"]]
@@ -580,10 +623,15 @@ def print_profile(report: dict[str, Any]) -> None:
     profile = report["results"].get("fluxfunc", {}).get("profile")
     if not profile:
         return
+    print("\npy-spy --gil profiles of fluxfunc (share of the samples holding the GIL):")
     for name, p in profile.items():
-        print(f"\nprofile {name} ({p['samples']} samples, {p['file']}) — top self time:")
-        for share, frame in p["self"][:12]:
-            print(f"  {share:5.1f}%  {frame}")
+        for part, q in p.items():
+            if part == "file":
+                continue
+            print(f"\n{name} ({part}, {q['samples']} samples) — top self time:")
+            for share, frame in q["self"][:12]:
+                print(f"  {share:5.1f}%  {frame}")
+    print(f"\n(collapsed stacks: {Path(next(iter(profile.values()))['file']).parent}/profile-*.txt)")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -602,7 +650,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--loadgen", default="auto", choices=("auto", "wrk", "aiohttp"))
     parser.add_argument("--store-url", help="fluxfunc store (default: a SQLite file in the run's temp dir)")
     parser.add_argument("--profile", action="store_true", help="py-spy the fluxfunc Server and Worker")
-    parser.add_argument("--output", type=Path, help="JSON report path (default bench/results/compare-<time>.json)")
+    parser.add_argument("--output", type=Path,
+                        help="JSON report path (default bench/results/compare-<time>.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the run's temp dir (logs, profiles)")
     args = parser.parse_args()
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -615,7 +664,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     try:
-        import fluxfunc_common  # noqa: F401, PLC0415
+        import fluxfunc_common  # noqa: F401
     except ImportError:
         sys.exit("run this with the project's venv: .venv/bin/python bench/compare.py")
     started = time.monotonic()
@@ -630,16 +679,20 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_signal)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(peers_py),
-        "settings": {"tasks": args.tasks, "http_seconds": args.http_seconds, "async_seconds": args.async_seconds,
-                     "callers": args.callers, "concurrency": args.concurrency, "celery_pool": args.celery_pool,
+        "settings": {"tasks": args.tasks, "http_seconds": args.http_seconds,
+                     "async_seconds": args.async_seconds, "callers": args.callers,
+                     "concurrency": args.concurrency, "celery_pool": args.celery_pool,
                      "load": load.name, "store": args.store_url or "sqlite (temp file)",
                      "peer_body": PEER_BODY, "fluxfunc_body": FLUXFUNC_BODY},
         "results": {},
     }
     run = Run(args, procs, load, workdir, peers_py)
+    interrupted = False
     try:
         for system in args.systems:
             log(f"=== {system}")
@@ -654,6 +707,9 @@ def main() -> int:
                 args.keep_logs = True
             result["wall_s"] = round(time.monotonic() - t0, 1)
             report["results"][system] = result
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping every process of this run; the report covers the systems done")
     finally:
         procs.stop_all()
         leftovers = procs.leftovers()
@@ -678,6 +734,8 @@ def main() -> int:
         print(f"logs: {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
     return 0 if not leftovers and all("error" not in r for r in report["results"].values()) else 1
 
 

@@ -133,8 +133,27 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     sys.exit("server did not become ready")
 
 
+async def _fake_consumer(config: str) -> None:
+    """``--worker fake``: complete every task at once, 200 per read (no user code runs)."""
+    from fluxfunc_common.envelope import TaskResult, TaskStatus
+    from fluxfunc_common.redisconn import open_redis
+    from fluxfunc_common.settings import load_settings
+    from fluxfunc_common.streams import StreamProtocol
+
+    settings = load_settings(config)
+    async with open_redis(settings.redis) as clients:
+        streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking)
+        await streams.ensure_groups(settings.worker.queues)
+        while True:
+            got = await streams.read("fake", settings.worker.queues, 200, block_ms=1000)
+            now = time.time()
+            await streams.complete_many("fake", [
+                (d, TaskResult.for_envelope(d.envelope, TaskStatus.SUCCESS, start_time=now, end_time=now),
+                 60_000) for d in got])
+
+
 @contextmanager
-def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
+def deployment(workdir: Path, worker: str = "real") -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
     """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
     with ExitStack() as stack:
         redis_url = stack.enter_context(private_redis())
@@ -153,8 +172,9 @@ def deployment(workdir: Path) -> Iterator[tuple[str, dict[str, str], dict[str, i
         srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
                                           workdir / "server.log", env))
         wait_ready(base, srv, workdir / "server.log")
-        wrk = stack.enter_context(service(["-m", "fluxfunc_worker", "--config", str(config)],
-                                          workdir / "worker.log", env))
+        worker_args = (["-m", "fluxfunc_worker", "--config", str(config)] if worker == "real"
+                       else [__file__, "--fake-consumer", str(config)])
+        wrk = stack.enter_context(service(worker_args, workdir / "worker.log", env))
         token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
                                 "--config", str(config)], capture_output=True, text=True, check=True,
                                ).stdout.strip().splitlines()[-1]
@@ -295,6 +315,11 @@ def scenario(name: str, base: str, entry_id: str, pids: dict[str, int], args: ar
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--fake-consumer"]:
+        import uvloop
+
+        uvloop.run(_fake_consumer(sys.argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -302,6 +327,8 @@ def main() -> int:
     parser.add_argument("--scenario", choices=["sync", "async", "enqueue", "all"], default="all")
     parser.add_argument("--client", choices=["wrk", "aiohttp"],
                         default="wrk" if shutil.which("wrk") else "aiohttp")
+    parser.add_argument("--worker", choices=["real", "fake"], default="real",
+                        help="fake: a consumer that completes at once (the server's own capacity)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the logs")
     parser.add_argument("--profile", metavar="DIR", type=Path,
@@ -309,11 +336,11 @@ def main() -> int:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-http-"))
     scenarios = ["sync", "async", "enqueue"] if args.scenario == "all" else [args.scenario]
-    report: dict[str, Any] = {"client": args.client, "connections": args.connections,
+    report: dict[str, Any] = {"client": args.client, "worker": args.worker, "connections": args.connections,
                               "seconds": args.seconds, "cpus": os.cpu_count(),
                               "loadavg_before": os.getloadavg()}
     try:
-        with deployment(workdir) as (base, entry, pids):
+        with deployment(workdir, args.worker) as (base, entry, pids):
             for name in scenarios:
                 report[name] = scenario(name, base, entry[name], pids, args, workdir)
     finally:
@@ -325,7 +352,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"client {report['client']}, {args.connections} connections, {args.seconds} s each, "
+    print(f"client {report['client']}, {args.worker} worker, {args.connections} connections, "
+          f"{args.seconds} s each, "
           f"{report['cpus']} CPUs, load average before {report['loadavg_before'][0]:.2f}")
     for name in scenarios:
         r = report[name]

@@ -186,7 +186,7 @@ def main() -> None:
     results = []
     with private_redis() as url:
         for name in names:
-            tasks = args.tasks if name == "noop" else max(1, args.tasks // 10)
+            tasks = args.tasks if name == "noop" else max(1, args.tasks // 4)
             results.append(run_scenario(url, name, tasks, args.log_level, args.profile))
     if args.json:
         print(json.dumps(results, indent=2))

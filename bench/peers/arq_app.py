@@ -12,6 +12,7 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import result_key_prefix
+
 from common import CALL_TIMEOUT, concurrency, redis_url
 
 POLL_DELAY = 0.01
@@ -47,7 +48,7 @@ class Client:
         assert self.pool is not None
         job = await self.pool.enqueue_job("noop", x)
         assert job is not None
-        return job.job_id
+        return str(job.job_id)
 
     async def enqueue_many(self, xs: list[Any]) -> list[str]:
         # arq has no bulk enqueue: the fastest a user gets is many enqueue_job calls at once.

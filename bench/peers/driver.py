@@ -25,16 +25,16 @@ from common import load_client
 POLL = 0.02
 
 
-async def warmup(system: str, calls: int, timeout: float) -> dict[str, Any]:
+async def warmup(system: str, calls: int, limit: float) -> dict[str, Any]:
     client = load_client(system)
     await client.start()
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         started = time.monotonic()
         last_error = ""
         while True:
             try:
-                value = await asyncio.wait_for(client.call("warm"), min(5.0, timeout))
+                value = await asyncio.wait_for(client.call("warm"), min(5.0, limit))
                 if value != "warm":
                     raise RuntimeError(f"unexpected result {value!r}")
                 break
@@ -53,7 +53,7 @@ async def warmup(system: str, calls: int, timeout: float) -> dict[str, Any]:
         await client.close()
 
 
-async def throughput(system: str, tasks: int, timeout: float) -> dict[str, Any]:
+async def throughput(system: str, tasks: int, limit: float) -> dict[str, Any]:
     client = load_client(system)
     await client.start()
     try:
@@ -63,7 +63,7 @@ async def throughput(system: str, tasks: int, timeout: float) -> dict[str, Any]:
         enqueued = time.perf_counter()
         if len(ids) != tasks:
             return {"ok": False, "error": f"{len(ids)} ids for {tasks} tasks"}
-        deadline = started + timeout
+        deadline = started + limit
         pending = ids
         while pending:
             if time.perf_counter() > deadline:
@@ -83,7 +83,7 @@ async def throughput(system: str, tasks: int, timeout: float) -> dict[str, Any]:
             "enqueue_per_s": round(tasks / (enqueued - started), 1),
             "total_s": round(elapsed, 3),
             "per_s": round(done / elapsed, 1),
-            **({"error": f"{len(pending)} results missing after {timeout:.0f} s"} if pending else {}),
+            **({"error": f"{len(pending)} results missing after {limit:.0f} s"} if pending else {}),
         }
     finally:
         await client.close()

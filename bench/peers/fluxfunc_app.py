@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
-from common import redis_url
 
+from common import redis_url
 from fluxfunc_common.keys import Keys
 
 SCRIPT_ID = "bench__noop"

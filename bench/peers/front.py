@@ -19,6 +19,7 @@ import sys
 
 import uvloop
 from aiohttp import web
+
 from common import load_client
 
 

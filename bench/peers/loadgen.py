@@ -44,7 +44,7 @@ async def run(url: str, connections: int, seconds: float, body: bytes) -> dict[s
                         await resp.read()
                         if resp.status >= 400:
                             errors["status"] += 1
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     errors["timeout"] += 1
                     continue
                 except aiohttp.ClientConnectionError:

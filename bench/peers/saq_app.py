@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from common import CALL_TIMEOUT, concurrency, redis_url
 from saq import Queue
 from saq.job import Status
+
+from common import CALL_TIMEOUT, concurrency, redis_url
 
 POLL_DELAY = 0.01
 
@@ -42,7 +43,7 @@ class Client:
     async def enqueue(self, x: Any) -> str:
         job = await self.queue.enqueue("noop", x=x)
         assert job is not None
-        return job.key
+        return str(job.key)
 
     async def enqueue_many(self, xs: list[Any]) -> list[str]:
         ids: list[str] = []

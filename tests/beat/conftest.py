@@ -80,14 +80,19 @@ async def seed(store: Store, jobs: int, expr: str = "* * * * * *", **job_extra: 
     return ids
 
 
-class BeatProcess:
-    """A `fluxfunc-beat --config file` subprocess."""
+WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
 
-    def __init__(self, config: Path, log: Path) -> None:
+
+class BeatProcess:
+    """A `fluxfunc-beat --config file` subprocess (or another service's console script)."""
+
+    def __init__(self, config: Path, log: Path, program: str = BEAT) -> None:
         self.log = log
         self._out = log.open("wb")
-        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(config.parent)}
-        self.proc = subprocess.Popen([BEAT, "--config", str(config)], stdout=self._out,
+        state = config.parent if program == BEAT else config.parent / f"state-{config.stem}"
+        state.mkdir(exist_ok=True)
+        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(state)}
+        self.proc = subprocess.Popen([program, "--config", str(config)], stdout=self._out,
                                      stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
@@ -117,16 +122,17 @@ class BeatProcess:
 
 
 @pytest.fixture
-def beat_procs(tmp_path: Path) -> Iterator[Callable[[Settings, str], BeatProcess]]:
-    """Start Beat processes from settings; all are stopped at the end of the test."""
+def beat_procs(tmp_path: Path) -> Iterator[Callable[..., BeatProcess]]:
+    """Start Beat processes from settings (``program=WORKER`` for a worker); all are stopped at
+    the end of the test."""
     started: list[BeatProcess] = []
 
-    def start(settings: Settings, name: str) -> BeatProcess:
+    def start(settings: Settings, name: str, program: str = BEAT) -> BeatProcess:
         config = tmp_path / f"{name}.yaml"
         data = settings.model_dump(mode="json")
         data["secret"] = "test-secret"
         config.write_text(yaml.safe_dump(data))
-        proc = BeatProcess(config, tmp_path / f"{name}.log")
+        proc = BeatProcess(config, tmp_path / f"{name}.log", program)
         started.append(proc)
         return proc
 

@@ -4,6 +4,7 @@ sharing one database, `--check`, and startup failures."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -17,13 +18,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import yaml
-from tests.beat.conftest import BEAT, BeatProcess, seed, wait_for
+from tests.beat.conftest import BEAT, WORKER, BeatProcess, seed, wait_for
 
 from fluxfunc_beat.leader import current_leader
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.redisconn import RedisClients
+from fluxfunc_common.scripts import analyse
 from fluxfunc_common.settings import Settings, StoreSettings
-from fluxfunc_common.store import Store, open_store
+from fluxfunc_common.store import Entity, Store, TaskRecordQuery, open_store
 
 LEASE = 5.0
 
@@ -185,3 +187,54 @@ def test_unreachable_redis_or_store_is_one_clear_line(
         check = _run(["--config", str(config), "--check"], env)
         assert check.returncode not in (0, 1) and check.stderr.count("\n") == 1
         assert "Redis unreachable at redis://127.0.0.1:1/0" in check.stderr
+
+
+SLOW_SCRIPT = '''
+import time
+
+@DFF.API("Slow tick")
+def slow():
+    time.sleep(2.5)
+    return "done"
+'''
+
+
+async def test_a_run_outlasting_its_interval_is_skipped_with_a_real_worker(
+        store: Store, make_settings: Callable[..., Settings],
+        beat_procs: Callable[..., BeatProcess]) -> None:
+    """`overlapPolicy: skip`, a 2.5 s function on `* * * * * *`: between two runs the fires are
+    skipped and recorded as `skipped`; runs never overlap."""
+
+    settings = make_settings(beat={"lease_seconds": LEASE},
+                             worker={"lease_seconds": 5, "concurrency": 2, "record_batch_seconds": 0.2})
+    await store.create(Entity.SCRIPT_SET, {"id": "demo", "title": "demo"})
+    await store.create(Entity.SCRIPT, {"id": "demo__slow", "scriptSetId": "demo", "title": "slow",
+                                       "code": SLOW_SCRIPT})
+    await store.publish_script("demo__slow", SLOW_SCRIPT, analyse("demo__slow", SLOW_SCRIPT).funcs)
+    worker = beat_procs(settings, "worker", WORKER)
+    await store.create(Entity.CRON_JOB, {"id": "cron-slow", "funcId": "demo__slow.slow", "kwargs": {},
+                                         "cronExpr": "* * * * * *", "overlapPolicy": "skip"})
+    beat = beat_procs(settings, "beat")
+
+    async def records() -> list[dict[str, Any]]:
+        query = TaskRecordQuery(filters={"originId": "cron-slow"}, limit=500)
+        return (await store.list_task_records(query)).items
+
+    async def enough() -> bool:
+        return len([r for r in await records() if r["status"] == "success"]) >= 2
+
+    try:
+        await wait_for(enough, 30, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"records: {await records()}\nworker: {worker.log.read_text()[-3000:]}\n"
+                             f"beat: {beat.log.read_text()[-3000:]}") from None
+    assert beat.stop() == 0
+    worker.stop()
+    rows = await records()
+    ran = sorted((r["startTime"], r["endTime"]) for r in rows if r["status"] == "success")
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert len(skipped) >= 2, worker.log.read_text()[-2000:]
+    assert all("overlapPolicy skip" in (r.get("exception") or "") for r in skipped)
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(ran)), "two runs overlapped"
+    fired = Counter(round(r["triggerTime"]) for r in rows)
+    assert max(fired.values()) == 1  # each second is either run or skipped, once

@@ -223,6 +223,7 @@ async def test_a_failed_batch_is_retried_while_late(
         await beat.fire_due(due)
     assert len(beat._backlog) == 3
     await beat.fire_due(due)  # nothing new is due: only the backlog fires
+    await beat.sent()
     assert beat.counts[FireStatus.FIRED.value] == 3 and beat._backlog == []
     assert len(await fired_entries(clients.main, clients.keys)) == 3
     await beat.leadership.release()

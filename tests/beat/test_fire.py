@@ -13,12 +13,13 @@ from tests.beat.conftest import cron_row, fire_counts, fired_entries, func_row
 
 from fluxfunc_common import cron
 from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, fire_task_id
-from fluxfunc_common.envelope import TaskStatus
+from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskStatus
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings, StoreSettings
 from fluxfunc_common.store import Entity, Store, open_store
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_common.tasks import build_envelope
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
@@ -50,7 +51,15 @@ async def test_fire_enqueues_once(clients: RedisClients, store: Store,
     assert env["triggerTime"] == T0 / 1000 and env["kwargs"] == {"n": 7} and env["cronExpr"] == "* * * * * *"
     assert await clients.main.hget(clients.keys.beat_last(), "cron-a") == str(T0).encode()
     header = orjson.loads(await clients.main.get(clients.keys.enqueued(first.task_id)))
-    assert header["originId"] == "cron-a"  # the Server reports it as queued
+    assert header["originId"] == "cron-a" and header["id"] == first.task_id  # reported as queued
+    # the template-rendered body is exactly the envelope a producer would build for this fire
+    [(_, fields)] = await clients.main.xrange(clients.keys.queue("cron"))
+    settings = make_settings()
+    expected = build_envelope(func_row(), {"n": 7}, origin=Origin.CRON_JOB, now=T0 / 1000,
+                              settings=settings.tasks, origin_id="cron-a", task_id=first.task_id,
+                              cron_expr="* * * * * *")
+    assert TaskEnvelope.model_validate_json(fields[b"body"]) == expected
+    assert fields[b"task"].decode() == first.task_id and fields[b"origin"] == b"cronJob"
     # a second firer of the same deployment (another Beat) names the fire the same way
     other = firer_for(clients, store, make_settings())
     [third] = await other.fire_many(requests([job], T0), epoch=None)
@@ -179,7 +188,7 @@ async def test_store_claims_batch_and_prune(any_store: Store) -> None:
 
 async def test_fixed_cron_func_fires_as_its_implicit_job(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
-    func = func_row("demo__basic.nightly", fixedCronExpr="0 0 3 * * *", queue="slow")
+    func = func_row("demo__basic.nightly", fixedCronExpr="0 0 3 * * *", queue="slow", expires=60, timeout=5)
     await store.create(Entity.FUNC, func)
     job = cron.fixed_job(func)
     assert job is not None
@@ -188,6 +197,7 @@ async def test_fixed_cron_func_fires_as_its_implicit_job(
     assert out.status is FireStatus.FIRED and out.queue == "slow"
     [env] = await fired_entries(clients.main, clients.keys, "slow")
     assert env["originId"] == "cron-fixed-demo__basic.nightly" and env["funcId"] == "demo__basic.nightly"
+    assert env["expires"] == T0 / 1000 + 60 and env["timeout"] == 5  # the queue deadline of this fire
 
 
 async def test_fires_after_redis_lost_its_scripts(clients: RedisClients, store: Store,

@@ -130,3 +130,23 @@ def test_graceful_shutdown_finishes_in_flight_calls(deployment: tuple[Path, int]
     assert results == [(200, "done")] * 5
     assert code == 0 and refused
     assert '"stopped"' in service.output() or "stopped" in service.output()
+
+
+def test_admin_access_key_signs_requests(served: tuple[Path, str]) -> None:
+    """``fluxfunc admin create-access-key`` → id and secret a DataFlux Func SDK client signs with."""
+    config, base = served
+    done = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-access-key",
+                           "--config", str(config), "--name", "sdk"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    ak_id, secret = done.stdout.strip().splitlines()[-2:]
+    assert ak_id.startswith("ak-") and secret and secret not in (config.read_text())
+
+    async def use() -> int:
+        from fluxfunc_server.adminauth import sign_request
+
+        async with aiohttp.ClientSession(base) as http:
+            headers = sign_request(ak_id, secret, "GET", "/api/v1/funcs")
+            resp = await http.get("/api/v1/funcs", headers=headers)
+            return resp.status
+
+    assert asyncio.run(use()) == 200

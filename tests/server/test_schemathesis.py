@@ -26,8 +26,8 @@ from tests.conftest import RedisServer, free_port
 from tests.server.conftest import DEMO_SCRIPT
 from tests.server.processes import create_token, running, server, write_config
 
-BUDGET_SECONDS = 50  # the whole run, generation included
-EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 12}
+BUDGET_SECONDS = 45  # negative cases stop here; the positive pass always runs in full
+EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 12}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 
@@ -63,7 +63,7 @@ def test_schemathesis(target: tuple[str, str]) -> None:
     statuses: dict[int, int] = {}
     for mode, examples in EXAMPLES.items():
         for operation in operations:
-            if time.monotonic() > deadline:
+            if mode is GenerationMode.NEGATIVE and time.monotonic() > deadline:
                 break
             if operation.path.startswith(("/api/v1/sync", "/api/v1/al", "/api/v1/func/")) \
                     and mode is GenerationMode.POSITIVE and operation.method.upper() == "POST":

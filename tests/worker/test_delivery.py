@@ -103,12 +103,12 @@ async def test_lost_lease_stops_the_run_and_writes_nothing(
     out = tmp_path / "effects.txt"
     a = workers("a", concurrency=1)
     await a.ready(bench)
-    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 3})
+    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 2})
     await wait_for(lambda: _has(out, "start", task_id), 15, what="task started")
     stream = bench.keys.queue("default")
     entry = (await bench.redis.xpending_range(stream, GROUP, "-", "+", 10))[0]["message_id"]
     await bench.redis.xclaim(stream, GROUP, "thief", 0, [entry])
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline:  # the thief renews its lease like a live worker
         await bench.redis.xclaim(stream, GROUP, "thief", 0, [entry], justid=True)
         await asyncio.sleep(0.3)

@@ -31,7 +31,7 @@ from fluxfunc_worker.lease import Inflight
 from fluxfunc_worker.pool import Outcome, RpcError
 from fluxfunc_worker.published import PublishedScripts
 from fluxfunc_worker.records import RecordBatcher
-from fluxfunc_worker.worker import Slots, run_message
+from fluxfunc_worker.runs import Slots, run_message
 
 
 def env(**fields: Any) -> TaskEnvelope:

@@ -113,6 +113,30 @@ def _result_ttl_ms(env: TaskEnvelope) -> int:
     return (env.result_ttl or DEFAULT_RESULT_TTL_S) * 1000
 
 
+class EnvelopeTemplate:
+    """Stream bodies for many envelopes that differ from ``env`` only in id, trigger time and
+    deadline (a cron job's fires): the envelope JSON and the ``enq`` header JSON, as
+    ``enqueue`` writes them, without building and serialising a model per envelope. For a
+    script that enqueues by itself (the Beat's ``cron_fire.lua``)."""
+
+    def __init__(self, env: TaskEnvelope) -> None:
+        self.envelope = env
+        self._body = env.model_dump(by_alias=True, mode="json")
+        self._header = orjson.loads(_header(env))
+        self.result_ttl_ms = _result_ttl_ms(env)
+
+    def render(self, task_id: str, trigger_time: float, expires: float | None) -> tuple[bytes, bytes]:
+        """(envelope JSON, header JSON) of one envelope."""
+        body = {**self._body, "id": task_id, "triggerTime": trigger_time, "expires": expires}
+        header = {**self._header, "id": task_id, "triggerTime": trigger_time}
+        return orjson.dumps(body), orjson.dumps(header)
+
+    def envelope_for(self, task_id: str, trigger_time: float, expires: float | None) -> TaskEnvelope:
+        """The same envelope as a model (for the rare fire that needs one)."""
+        return self.envelope.model_copy(update={"id": task_id, "trigger_time": trigger_time,
+                                                "expires": expires})
+
+
 class StreamProtocol:
     """Producer and consumer operations on the task streams of one namespace."""
 
@@ -205,12 +229,6 @@ class StreamProtocol:
         args = [env.id, env.func_id, env.origin.value, env.to_json(), max_len, _header(env), eta,
                 _result_ttl_ms(env), idem_ttl_ms, int(bool(env.idempotency_key))]
         return keys, args
-
-    @staticmethod
-    def encode(env: TaskEnvelope) -> tuple[str, bytes, int]:
-        """(envelope JSON, ``enq`` header JSON, result TTL ms) of ``env``, exactly as ``enqueue``
-        writes them: for a script that enqueues by itself (the Beat's ``cron_fire.lua``)."""
-        return env.to_json(), _header(env), _result_ttl_ms(env)
 
     @staticmethod
     def _enqueued(env: TaskEnvelope, reply: list[Any]) -> Enqueued | None:

@@ -37,7 +37,7 @@ from fluxfunc_beat.jobs import JobTable
 from fluxfunc_beat.leader import Leadership
 from fluxfunc_common import ids
 from fluxfunc_common.clock import Clock, SystemClock
-from fluxfunc_common.cron import FIXED_PREFIX, CronFirer, FireRequest, FireStatus, fixed_job
+from fluxfunc_common.cron import FIXED_PREFIX, CronFirer, FireRequest, FireStatus, PreparedFires, fixed_job
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
@@ -87,6 +87,7 @@ class Beat:
         self._scripts_version: bytes | str | None = None
         self._changes_id = "0-0"  # last applied entry of the cron:changed stream
         self._prepare_s = 0.0  # recent time to prepare one due moment's fires (EWMA)
+        self._sending: asyncio.Task[None] | None = None  # the batch being sent
 
     def _new_table(self) -> JobTable:
         return JobTable(self.settings.beat.timezone, late_ms=self.late_ms)
@@ -207,24 +208,28 @@ class Beat:
     # --- firing -------------------------------------------------------------------------------
     async def _schedule(self, halt: asyncio.Event) -> None:
         """Sleep until shortly before the next due moment (or a change), prepare its fires,
-        then send them the moment they are due."""
-        while not halt.is_set() and self.leadership.valid():
-            self.loop_time = self.clock.time()
-            now = self.now_ms()
-            nxt = now if self._backlog else self.table.next_due_ms()
-            wait_ms = 1000 if nxt is None else min(nxt - now - self._lead_ms(), 1000)
-            if wait_ms > 0:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=wait_ms / 1000)
-                continue
-            try:
-                await self.fire_due(max(nxt or now, now))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep leading; the backlog is retried next tick
-                log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
-                await _wait(halt, 0.2)
+        then send them the moment they are due. A send runs on while the next moment is
+        prepared; sends stay in order."""
+        try:
+            while not halt.is_set() and self.leadership.valid():
+                self.loop_time = self.clock.time()
+                now = self.now_ms()
+                nxt = now if self._backlog else self.table.next_due_ms()
+                wait_ms = 1000 if nxt is None else min(nxt - now - self._lead_ms(), 1000)
+                if wait_ms > 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=wait_ms / 1000)
+                    continue
+                try:
+                    await self.fire_due(max(nxt or now, now))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # keep leading; the backlog is retried next tick
+                    log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
+                    await _wait(halt, 0.2)
+        finally:
+            await self.sent()
 
     def _lead_ms(self) -> float:
         """How early to prepare a due moment: twice the recent preparation time, 20–700 ms."""
@@ -232,7 +237,8 @@ class Beat:
 
     async def fire_due(self, at_ms: int) -> None:
         """Fire every job due at ``at_ms`` (and a failed batch's fires) in one batch: claims
-        and encoding now, the enqueue not before ``at_ms`` (Redis time)."""
+        and encoding now, the enqueue not before ``at_ms`` (Redis time), in a task that runs
+        on after this returns (:meth:`sent` waits for it)."""
         requests, self._backlog = self._backlog, []
         for due in self.table.pop_due(at_ms):
             if due.func is None:
@@ -248,22 +254,42 @@ class Beat:
             started = time.monotonic()
             prepared = await self.firer.prepare(requests)
             self._prepare_s = 0.7 * self._prepare_s + 0.3 * (time.monotonic() - started)
-            while (early := at_ms - self.now_ms()) > 0:
-                await self.clock.sleep(early / 1000)
-            if not self.leadership.valid():
-                return  # the claims are this deployment's: the next leader fires them
+        except Exception:
+            self._retry_later(requests)
+            raise
+        await self.sent()  # the previous moment's fires go first
+        while (early := at_ms - self.now_ms()) > 0:
+            await self.clock.sleep(early / 1000)
+        self._sending = asyncio.create_task(self._send(prepared, requests))
+
+    async def _send(self, prepared: PreparedFires, requests: list[FireRequest]) -> None:
+        if not self.leadership.valid():
+            return  # the claims are this deployment's: the next leader fires them
+        try:
             with _no_gc_pause():
                 outcomes = await self.firer.send(prepared, epoch=self.leadership.epoch)
-        except Exception:
-            floor = self.now_ms() - self.late_ms  # older than this would be a misfire by now
-            self._backlog = [r for r in requests if r.fire_ms >= floor]
-            raise
+        except Exception as exc:
+            self._retry_later(requests)
+            log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
+            self._wakeup.set()
+            return
         for o in outcomes:
             self.counts[o.status.value] += 1
         self.fired += sum(o.status is FireStatus.FIRED for o in outcomes)
         if any(o.status is FireStatus.FENCED for o in outcomes):
             log.warning("fenced: another Beat holds a newer epoch", epoch=self.leadership.epoch)
             self.leadership.drop()
+
+    def _retry_later(self, requests: list[FireRequest]) -> None:
+        """Keep a failed batch's fires for the next tick while they are late, not missed."""
+        floor = self.now_ms() - self.late_ms
+        self._backlog = [r for r in requests if r.fire_ms >= floor] + self._backlog
+
+    async def sent(self) -> None:
+        """Wait until the batch being sent (if any) is done."""
+        if self._sending is not None:
+            task, self._sending = self._sending, None
+            await task
 
     async def _summary(self) -> None:
         """One line a minute instead of one per fire."""

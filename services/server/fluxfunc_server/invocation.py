@@ -2,7 +2,8 @@
 the caller-options allow-list, merging fixed and caller kwargs, and checking them against the
 func's signature before anything is enqueued (SPEC §4.1).
 
-Caller options (anything else → 400):
+Caller options are the fields of the models in :mod:`fluxfunc_server.schemas_invoke`
+(anything else → 400):
 
 =================  =========================================  ==============================
 option             meaning                                    where
@@ -20,28 +21,22 @@ option             meaning                                    where
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 from multidict import MultiMapping
+from pydantic import BaseModel
 
 from fluxfunc_common.errors import BadRequest
+from fluxfunc_server import schemas
 from fluxfunc_server.apiauth import AuthInput
+from fluxfunc_server.schemas_invoke import OptionsModel, option_names
 
 PLACEHOLDERS = frozenset({"INPUT_BY_CALLER", "FROM_PARAMETER"})
-SYNC_OPTIONS = frozenset({"maxWait", "idempotencyKey", "returnType", "unbox"})
-ASYNC_OPTIONS = frozenset({"idempotencyKey"})
-DIRECT_OPTIONS = frozenset({"async", "eta", "delay", "idempotencyKey", "maxWait", "queue",
-                            "returnType", "unbox"})
-MANY_OPTIONS = frozenset({"eta", "delay", "idempotencyKey", "queue"})
 FORMATS = {"normal": "normal", "s": "simplified", "simplified": "simplified"}
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MAX_IDEMPOTENCY_KEY = 200
 
 
 @dataclass
@@ -183,61 +178,27 @@ def expect_dict(value: Any, what: str) -> dict[str, Any]:
 
 
 # --- options ------------------------------------------------------------------------------
-def parse_options(raw: Mapping[str, Any], allowed: frozenset[str], now: float) -> CallOptions:
-    """Validate caller options against ``allowed`` (anything else → 400)."""
-    unknown = set(raw) - allowed
+def parse_options(raw: Mapping[str, Any], model: OptionsModel, now: float) -> CallOptions:
+    """Validate caller options with ``model`` (its fields are the allow-list: anything else →
+    400 naming what is allowed)."""
+    allowed = option_names(model)
+    unknown = set(raw) - set(allowed)
     if unknown:
         raise BadRequest(f"Option(s) not allowed here: {', '.join(sorted(unknown))}",
-                         {"allowed": sorted(allowed)})
-    opts = CallOptions()
-    if raw.get("maxWait") is not None:
-        opts.max_wait = _number(raw["maxWait"], "maxWait", minimum=0)
-    if raw.get("idempotencyKey") is not None:
-        key = raw["idempotencyKey"]
-        if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise BadRequest(f"options.idempotencyKey must be a string of 1–{MAX_IDEMPOTENCY_KEY} chars")
-        opts.idempotency_key = key
-    if raw.get("returnType") is not None:
-        if raw["returnType"] not in ("raw", "jsonDumps"):
-            raise BadRequest("options.returnType must be raw or jsonDumps")
-        opts.return_type = raw["returnType"]
-    opts.unbox = _bool(raw, "unbox")
-    opts.run_async = bool(_bool(raw, "async"))
-    if raw.get("eta") is not None:
-        opts.eta = parse_eta(raw["eta"])
-    if raw.get("delay") is not None:
-        opts.eta = now + _number(raw["delay"], "delay", minimum=0)
-    if raw.get("queue") is not None:
-        if not isinstance(raw["queue"], str) or not _QUEUE_NAME.match(raw["queue"]):
-            raise BadRequest("options.queue must be a queue name ([A-Za-z0-9_.-], ≤ 64 chars)")
-        opts.queue = raw["queue"]
+                         {"allowed": allowed})
+    return options_from(schemas.parse(model, dict(raw), what="options"), now)
+
+
+def options_from(parsed: BaseModel | None, now: float) -> CallOptions:
+    """:class:`CallOptions` from validated options (``delay`` becomes an ``eta``)."""
+    given = parsed.model_dump() if parsed is not None else {}
+    opts = CallOptions(max_wait=given.get("max_wait"), idempotency_key=given.get("idempotency_key"),
+                       return_type=given.get("return_type") or "raw", unbox=given.get("unbox"),
+                       run_async=bool(given.get("run_async")), eta=given.get("eta"),
+                       queue=given.get("queue"))
+    if given.get("delay") is not None:
+        opts.eta = now + given["delay"]
     return opts
-
-
-def _number(value: Any, name: str, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise BadRequest(f"options.{name} must be a number ≥ {minimum:g}")
-    return float(value)
-
-
-def _bool(raw: Mapping[str, Any], name: str) -> bool | None:
-    value = raw.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise BadRequest(f"options.{name} must be true or false")
-    return value
-
-
-def parse_eta(value: Any) -> float:
-    """ISO 8601 (``Z`` or offset; naive = UTC) → epoch seconds."""
-    if not isinstance(value, str):
-        raise BadRequest("options.eta must be an ISO 8601 date-time string")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"options.eta is not an ISO 8601 date-time: {value!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 # --- kwargs ---------------------------------------------------------------------------------

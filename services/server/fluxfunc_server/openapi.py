@@ -1,9 +1,10 @@
 """``GET /api/openapi.json``: an OpenAPI 3.1 document of every route of SPEC §4.
 
-Request bodies and query strings of the management and ops routes come from the very
-pydantic models that validate them (:mod:`fluxfunc_server.schemas`); the invocation and task
-routes, whose inputs are read by hand (two call formats, JSON-in-query), are described with
-generic shapes. Every answer is the DataFlux Func envelope; errors share one schema.
+Request bodies and query strings come from the very pydantic models that validate them
+(:mod:`fluxfunc_server.schemas` for management and ops, :mod:`fluxfunc_server.schemas_invoke`
+for the invocation bodies and caller options). The ``simplified`` call format, whose body is
+any object (or a form, or text), is described as such. Every answer is the DataFlux Func
+envelope; errors share one schema.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from fluxfunc_common import __version__
 from fluxfunc_server import schemas
+from fluxfunc_server import schemas_invoke as call
 from fluxfunc_server import schemas_out as out
 from fluxfunc_server.responses import json_response
 
@@ -26,37 +28,10 @@ Security = list[dict[str, list[str]]]
 ADMIN: Security = [{"bearerAuth": []}, {"accessKey": []}]
 
 
-# --- generic models of the invocation routes (server-A reads these bodies by hand) ----------
-
-
-class CallBody(BaseModel):
-    """``normal`` format: kwargs and caller options (the ``simplified`` format takes the whole
-    body as kwargs)."""
+class AnyKwargs(BaseModel):
+    """``simplified`` format: the whole JSON body (or form, or text) is the kwargs."""
 
     model_config = ConfigDict(extra="allow")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict, description=(
-        "allow-list: maxWait, idempotencyKey, returnType, unbox (sync); idempotencyKey (async)"))
-
-
-class FuncCallBody(BaseModel):
-    """``POST /api/v1/func/{func_id}``."""
-
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict, description=(
-        "async, eta (ISO 8601), delay (s), idempotencyKey, maxWait, queue, returnType, unbox"))
-
-
-class FuncManyCall(BaseModel):
-    func_id: str = Field(alias="funcId")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class FuncManyBody(BaseModel):
-    """``POST /api/v1/func-many``: enqueued in one pipeline."""
-
-    calls: list[FuncManyCall]
 
 
 # --- the route table -----------------------------------------------------------------------------
@@ -121,15 +96,16 @@ def _invocation() -> list[Op]:
             raw = {"application/json": _ANY} if sync else None
             data = None if sync else _ref(out.TaskId)
             auth: list[dict[str, list[str]]] = [{}, {"apiFixedField": []}, {"apiBasic": []}]
+            body = (call.SyncCallBody if sync else call.AsyncCallBody) if not suffix else AnyKwargs
             ops.append(Op("get", path, summary, "invocation", data, auth=auth, raw=raw,
                           extra_query=_JSON_QUERY))
-            ops.append(Op("post", path, summary, "invocation", data, body=CallBody, auth=auth, raw=raw))
+            ops.append(Op("post", path, summary, "invocation", data, body=body, auth=auth, raw=raw))
     ops += [
         Op("post", "/api/v1/func/{func_id}", "Call a func directly: data.result or data.id",
-           "invocation", {"type": "object"}, body=FuncCallBody),
+           "invocation", {"type": "object"}, body=call.FuncCallBody),
         Op("post", "/api/v1/func-many", "Enqueue many calls: data.ids", "invocation",
            {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
-           body=FuncManyBody),
+           body=call.FuncManyBody),
         Op("post", "/api/v1/cron/{id}", "Run a cron job now", "invocation", _ref(out.CronRun)),
         Op("get", "/api/v1/tasks/{task_id}", "A task's status and result (?wait=N long-polls, max 60)",
            "tasks", _ref(out.TaskRecord),
@@ -282,7 +258,8 @@ def build_document() -> dict[str, Any]:
         }
         if op.body is not None:
             item["requestBody"] = {"required": op.method == "post" and op.body not in
-                                   (schemas.PublishBody, CallBody),
+                                   (schemas.PublishBody, call.SyncCallBody, call.AsyncCallBody,
+                                    AnyKwargs, call.FuncCallBody),
                                    "content": {"application/json": {"schema": _ref(op.body)}}}
         paths.setdefault(op.path, {})[op.method] = item
     return {

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import psutil
 
+from fluxfunc_common.errors import FatalError
 from fluxfunc_common.logs import get_logger
 from fluxfunc_worker.ipc import FrameReader, encode
 
@@ -155,8 +156,20 @@ class Pool:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start every child and wait until all are ready."""
-        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        """Start every child and wait until all are ready; FatalError when they cannot start
+        (a broken interpreter or environment must fail the worker at once, not loop)."""
+        started = await asyncio.gather(*(self._start_child() for _ in range(self.size)),
+                                       return_exceptions=True)
+        failed = [r for r in started if isinstance(r, BaseException)]
+        if failed:
+            for child in started:
+                if isinstance(child, Child):
+                    child.kill()
+            self._closing = True
+            raise FatalError(f"cannot start the worker's child processes: {failed[0]}")
+        for child in started:
+            assert isinstance(child, Child)
+            self._idle.put_nowait(child)
         self._watcher = asyncio.create_task(self._watch_memory(), name="pool-memory")
 
     async def close(self) -> None:

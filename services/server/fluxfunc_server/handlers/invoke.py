@@ -24,17 +24,13 @@ from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
 from fluxfunc_server.catalog import Catalog
 from fluxfunc_server.context import CTX, AppContext
 from fluxfunc_server.invocation import (
-    ASYNC_OPTIONS,
-    DIRECT_OPTIONS,
     FORMATS,
-    MANY_OPTIONS,
-    SYNC_OPTIONS,
     CallOptions,
     caller_input,
     check_signature,
-    expect_dict,
     http_request_info,
     merge_kwargs,
+    options_from,
     parse_options,
     query_dict,
     read_body,
@@ -42,10 +38,17 @@ from fluxfunc_server.invocation import (
 )
 from fluxfunc_server.outcome import raise_for_status, result_value, success_response
 from fluxfunc_server.responses import TRACE_KEY, ok
+from fluxfunc_server.schemas import parse
+from fluxfunc_server.schemas_invoke import (
+    AsyncCallOptions,
+    DirectCallOptions,
+    FuncManyBody,
+    ManyCall,
+    SyncCallOptions,
+)
 
 CATALOG: web.AppKey[Catalog] = web.AppKey("fluxfunc_catalog", Catalog)
 CALLER: web.AppKey[Caller] = web.AppKey("fluxfunc_caller", Caller)
-MAX_MANY = 1000
 _FORMAT = "{format:normal|s|simplified}"
 
 
@@ -114,7 +117,7 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
     caller_kwargs, raw_options = caller_input(fmt, request.method, query, body,
                                               auth.strip_query, auth.strip_body)
     sync = origin is Origin.SYNC_API
-    options = parse_options(raw_options, SYNC_OPTIONS if sync else ASYNC_OPTIONS, now)
+    options = parse_options(raw_options, SyncCallOptions if sync else AsyncCallOptions, now)
     func = await catalog.get(Entity.FUNC, entry["funcId"], "func")
     kwargs = merge_kwargs(entry.get("kwargs"), caller_kwargs)
     check_signature(func, kwargs)
@@ -153,7 +156,7 @@ async def call_func(request: web.Request) -> web.Response:
     await require_admin(request)
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
     kwargs, raw_options = split_call_body(await _json_object(request))
-    options = parse_options(raw_options, DIRECT_OPTIONS, ctx.clock.time())
+    options = parse_options(raw_options, DirectCallOptions, ctx.clock.time())
     func = await catalog.get(Entity.FUNC, request.match_info["func_id"], "func")
     check_signature(func, kwargs)
     spec = CallSpec(Origin.DIRECT, func["id"], request[TRACE_KEY])
@@ -169,15 +172,10 @@ async def call_func_many(request: web.Request) -> web.Response:
     every call is checked first, then all are enqueued in one pipeline."""
     await require_admin(request)
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
-    data = await _json_object(request)
-    if set(data) - {"calls"}:
-        raise BadRequest(f"Unknown field(s): {', '.join(sorted(set(data) - {'calls'}))}")
-    calls = data.get("calls")
-    if not isinstance(calls, list) or not 0 < len(calls) <= MAX_MANY:
-        raise BadRequest(f"`calls` must be a list of 1–{MAX_MANY} calls")
+    body = parse(FuncManyBody, await _json_object(request))
     now = ctx.clock.time()
     envs: list[TaskEnvelope] = []
-    for i, call in enumerate(calls):
+    for i, call in enumerate(body.calls):
         try:
             envs.append(await _many_envelope(request, catalog, caller, call, now))
         except BadRequest as exc:
@@ -188,20 +186,13 @@ async def call_func_many(request: web.Request) -> web.Response:
     return ok(request, {"ids": [e.task_id for e in enqueued]})
 
 
-async def _many_envelope(request: web.Request, catalog: Catalog, caller: Caller, call: Any,
+async def _many_envelope(request: web.Request, catalog: Catalog, caller: Caller, call: ManyCall,
                          now: float) -> TaskEnvelope:
-    call = expect_dict(call, "call")
-    unknown = set(call) - {"funcId", "kwargs", "options"}
-    if unknown:
-        raise BadRequest(f"Unknown field(s): {', '.join(sorted(unknown))}")
-    func_id = call.get("funcId")
-    if not isinstance(func_id, str) or not func_id:
-        raise BadRequest("`funcId` must be a non-empty string")
-    kwargs = expect_dict(call.get("kwargs") or {}, "kwargs")
-    options = parse_options(expect_dict(call.get("options") or {}, "options"), MANY_OPTIONS, now)
-    func = await catalog.get(Entity.FUNC, func_id, "func")
+    options = options_from(call.options, now)
+    func = await catalog.get(Entity.FUNC, call.func_id, "func")
+    kwargs = call.kwargs or {}
     check_signature(func, kwargs)
-    return caller.envelope(func, kwargs, CallSpec(Origin.DIRECT, func_id, request[TRACE_KEY]),
+    return caller.envelope(func, kwargs, CallSpec(Origin.DIRECT, call.func_id, request[TRACE_KEY]),
                            options, now=now)
 
 

@@ -1,0 +1,267 @@
+"""Runs of held entries: each one started on a child, ended the way its outcome says.
+
+Given a started entry (its start check done, see ``StreamProtocol.claim``), :class:`Runs`
+runs it on the pool (``run`` frame, the task's timeout), or ends it without running (already
+completed → ack; cancelled / expired → that status). The outcome becomes a
+:class:`~fluxfunc_common.envelope.TaskResult`: a failure or timeout with attempts left goes
+back to the delayed set with exponential backoff and jitter (``retry``); everything else is
+completed through the batching :class:`~fluxfunc_worker.completion.Completer`, recorded by the
+:class:`~fluxfunc_worker.records.RecordBatcher`, and logged in one line. Every write is
+owner-checked: a run whose entry is no longer ours (lost lease, released at shutdown) writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from fluxfunc_common.envelope import TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.logs import get_logger
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.streams import Delivery, Start, StreamProtocol
+from fluxfunc_worker.completion import (
+    Completer,
+    backoff_seconds,
+    next_attempt,
+    result_from_outcome,
+    result_ttl_ms,
+    should_retry,
+    skipped_result,
+)
+from fluxfunc_worker.lease import Inflight, Running
+from fluxfunc_worker.pool import Outcome, Pool
+from fluxfunc_worker.records import RecordBatcher
+
+log = get_logger("worker")
+
+STOPPED = frozenset({"shutdown", "released", "lost"})  # outcomes of runs stopped by the worker itself
+
+
+class Slots:
+    """Free children: the fetch loop reads no more entries than this."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._event = asyncio.Event()
+        self._event.set()
+
+    def take(self, n: int) -> None:
+        self.free -= n
+        if self.free <= 0:
+            self._event.clear()
+
+    def give(self, n: int = 1) -> None:
+        self.free += n
+        self._event.set()
+
+    def wake(self) -> None:
+        """Let a waiting fetch loop look at its stop flag."""
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+def run_message(env: TaskEnvelope) -> dict[str, Any]:
+    """The ``run`` frame a child executes."""
+    return {"t": "run", "id": env.id, "func": env.func_id, "kwargs": env.kwargs,
+            "origin": env.origin.value, "originId": env.origin_id, "triggerTime": env.trigger_time,
+            "cronExpr": env.cron_expr, "httpRequest": env.http_request, "callChain": env.call_chain,
+            "traceId": env.trace_id, "queue": env.queue, "attempt": env.attempt}
+
+
+class Runs:
+    """Starts held entries on the pool and ends them (see the module docstring)."""
+
+    def __init__(self, settings: Settings, streams: StreamProtocol, pool: Pool, *, consumer: str,
+                 inflight: Inflight, slots: Slots, completer: Completer, records: RecordBatcher) -> None:
+        self.settings = settings
+        self.ws = settings.worker
+        self.streams = streams
+        self.pool = pool
+        self.consumer = consumer
+        self.inflight = inflight
+        self.slots = slots
+        self.completer = completer
+        self.records = records
+        self.counts: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def dispatch(self, runs: Sequence[tuple[Running, Start]]) -> None:
+        """Run, ack or end each started entry according to its start check."""
+        now = time.time()
+        for r, start in runs:
+            env = r.delivery.envelope
+            if start is Start.DONE:
+                self.spawn(self._duplicate(r))
+            elif start is Start.CANCELLED:
+                self.spawn(self._skip(r, TaskStatus.CANCELLED,
+                                      "FuncCancelled: the task was cancelled before it started"))
+            elif env.expires is not None and env.expires < now and env.attempt == 1:
+                self.spawn(self._skip(r, TaskStatus.EXPIRED,
+                                      "FuncExpired: the task expired before it started"))
+            else:
+                self.spawn(self._execute(r))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # --- running --------------------------------------------------------------------------------
+    async def _execute(self, r: Running) -> None:
+        env = r.delivery.envelope
+        try:
+            if r.cancel_requested:
+                outcome = Outcome("cancelled", {"exception": "FuncCancelled: the task was cancelled "
+                                                             "before it started"})
+            else:
+                outcome = await self.pool.run(run_message(env), env.timeout, abort=lambda: self._abort(r))
+        except Exception as exc:  # a pool bug must not strand the entry: it is reclaimed later
+            log.error("run failed in the worker", task_id=env.id, error=repr(exc))
+            self.inflight.remove(r)
+            return
+        finally:
+            self.slots.give()
+        if r.lost or (r.released and outcome.status in STOPPED):
+            self._forget(r)  # a run that finished just as it was released still completes below
+            return
+        result = result_from_outcome(env, outcome, r.start_time)
+        if should_retry(env, result):
+            await self._retry(r, result)
+        else:
+            await self._finish(r, result)
+
+    def _abort(self, r: Running) -> str | None:
+        if r.cancel_requested:
+            return "cancelled"
+        if r.abandoned:
+            return "lost" if r.lost else "released"
+        return None
+
+    def _forget(self, r: Running) -> None:
+        """A run whose entry is no longer ours: write nothing."""
+        self.inflight.remove(r)
+        self.counts["lost" if r.lost else "released"] += 1
+        if r.lost:
+            log.warning("lease lost: another worker owns the task now; result discarded",
+                        task_id=r.task_id, func_id=r.delivery.envelope.func_id)
+
+    async def _finish(self, r: Running, result: TaskResult) -> None:
+        ttl = result_ttl_ms(r.delivery.envelope, self.settings.tasks.result_ttl)
+        ok = await self._persist(r, lambda: self.completer.complete(r.delivery, result, ttl))
+        if ok is False and await self._written_anyway(result):
+            ok = True
+        self.inflight.remove(r)
+        if ok:
+            self.records.add(result)
+            self.log(r, result)
+        elif ok is False and not r.released:
+            self.counts["stale"] += 1
+            log.warning("entry no longer ours at completion; result discarded", task_id=r.task_id)
+
+    async def _written_anyway(self, result: TaskResult) -> bool:
+        """After an ambiguous failure (a reply lost after Redis applied the write), a second
+        try finds the entry already acked: the stored result tells whether it was ours."""
+        with contextlib.suppress(Exception):
+            stored = await self.streams.get_result(result.id)
+            return stored is not None and stored.end_time == result.end_time and \
+                stored.attempt == result.attempt
+        return False
+
+    async def _retry(self, r: Running, result: TaskResult) -> None:
+        env = r.delivery.envelope
+        delay = backoff_seconds(env.attempt)
+        nxt = next_attempt(env, result, delay)
+        due_ms = int((nxt.eta or time.time()) * 1000)
+        ok = await self._persist(r, lambda: self.streams.retry(self.consumer, r.delivery, nxt, due_ms))
+        self.inflight.remove(r)
+        if ok:
+            self.log(r, result, retry_in_ms=int(delay * 1000))
+
+    async def _persist(self, r: Running, write: Callable[[], Awaitable[bool]]) -> bool | None:
+        """Run an owner-checked write, trying again on Redis errors while the lease holds.
+        None when it could not be written (the entry is reclaimed and run again later)."""
+        delay = 0.05
+        give_up = time.monotonic() + self.ws.lease_seconds
+        while True:
+            try:
+                return await write()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if r.abandoned or time.monotonic() + delay > give_up:
+                    log.error("cannot write the task outcome; it will run again elsewhere",
+                              task_id=r.task_id, error=str(exc))
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _skip(self, r: Running, status: TaskStatus, exception: str) -> None:
+        """End a task that never started (expired, cancelled)."""
+        self.slots.give()
+        await self._finish(r, skipped_result(r.delivery.envelope, status, exception))
+
+    async def _duplicate(self, r: Running) -> None:
+        """The task already has a result: ack the entry, never run it again."""
+        self.slots.give()
+        try:
+            await self.streams.ack_duplicate(self.consumer, r.delivery)
+        except Exception as exc:
+            log.warning("cannot ack a duplicate entry", task_id=r.task_id, error=str(exc))
+        self.inflight.remove(r)
+        self.counts["duplicate"] += 1
+        log.info("duplicate delivery acked; task already completed", task_id=r.task_id,
+                 func_id=r.delivery.envelope.func_id)
+
+    async def dead_letter(self, d: Delivery) -> None:
+        """An entry delivered too often (it keeps killing workers): dead-letter it."""
+        env = d.envelope
+        limit = self.ws.max_deliveries
+        result = skipped_result(env, TaskStatus.DEAD,
+                                f"FuncDead: delivered {d.count} times without completing "
+                                f"(max_deliveries={limit}); moved to the dead-letter stream")
+        ttl = result_ttl_ms(env, self.settings.tasks.result_ttl)
+        try:
+            ok = await self.streams.dead(self.consumer, d, result, result_ttl_ms=ttl,
+                                         reason=f"max deliveries exceeded ({d.count} > {limit})")
+        except Exception as exc:
+            log.error("cannot dead-letter an entry", task_id=env.id, error=str(exc))
+            return
+        if ok:
+            self.records.add(result)
+            self.log(Running(d), result)
+
+    # --- signals from outside --------------------------------------------------------------------
+    def cancel(self, r: Running) -> None:
+        if r.cancel_requested or r.abandoned:
+            return
+        r.cancel_requested = True
+        self.pool.stop_task(r.task_id, "cancelled")
+        log.info("cancel requested", task_id=r.task_id)
+
+    def lost(self, r: Running) -> None:
+        self.pool.stop_task(r.task_id, "lost")
+
+    # --- the task line ------------------------------------------------------------------------------
+    def log(self, r: Running, result: TaskResult, **extra: Any) -> None:
+        """The one log line of a task attempt."""
+        env = r.delivery.envelope
+        status = result.status.value
+        self.counts[status] += 1
+        if result.start_time and result.end_time:
+            duration_ms = round((result.end_time - result.start_time) * 1000, 1)
+        else:
+            duration_ms = round((time.monotonic() - r.started) * 1000, 1)
+        if result.status is TaskStatus.SUCCESS:
+            log.info("task", task_id=env.id, func_id=env.func_id, origin=env.origin.value, status=status,
+                     duration_ms=duration_ms, attempt=env.attempt, **extra)
+        else:
+            log.info("task", task_id=env.id, func_id=env.func_id, origin=env.origin.value, status=status,
+                     duration_ms=duration_ms, attempt=env.attempt, error=(result.exception or "")[:300],
+                     **extra)
