@@ -1,6 +1,6 @@
 """Side-by-side benchmark: fluxfunc against arq, saq and Celery, in one run on one machine.
 
-    .venv/bin/python bench/compare.py [--systems fluxfunc,arq,saq,celery] [--tasks 5000]
+    .venv/bin/python bench/compare.py [--systems fluxfunc,arq,saq,celery,arq-default] [--tasks 5000]
         [--http-seconds 15] [--async-seconds 5] [--callers 64] [--concurrency 4] [--profile]
 
 Run it with the project's venv (fluxfunc runs from there). The peers run from a separate venv,
@@ -47,6 +47,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ PEERS = BENCH / "peers"
 PEERS_VENV = BENCH / ".venv-peers"
 RESULTS = BENCH / "results"
 PROJECT_BIN = Path(sys.executable).parent
-PEER_SYSTEMS = ("arq", "saq", "celery")
+PEER_SYSTEMS = ("arq", "saq", "celery", "arq-default")
 ALL_SYSTEMS = ("fluxfunc", *PEER_SYSTEMS)
 # The request body of every HTTP call: the peers' fronts read {"x": …}; fluxfunc's sync and
 # async APIs take the DataFlux Func "normal" format {"kwargs": {…}}.
@@ -185,8 +186,7 @@ def private_redis(procs: Processes, workdir: Path) -> Iterator[tuple[str, int]]:
     if not binary:
         sys.exit("redis-server not on PATH: install it (apt-get install redis-server)")
     port = free_port()
-    data = workdir / f"redis-{port}"
-    data.mkdir()
+    data = Path(tempfile.mkdtemp(prefix=f"redis-{port}-", dir=workdir))
     proc = procs.start(f"redis-{port}", [binary, "--port", str(port), "--bind", "127.0.0.1",
                                          "--save", "", "--appendonly", "no", "--dir", str(data)],
                        env=dict(os.environ))
@@ -286,6 +286,7 @@ class Run:
     load: Load
     workdir: Path
     peers_py: Path | None
+    profile: bool = False
 
     def driver(self, python: Path | str, env: dict[str, str], mode: str, system: str,
                timeout: float, *extra: str) -> dict[str, Any]:
@@ -353,8 +354,10 @@ class Run:
         bin_dir = self.peers_py.parent
         with private_redis(self.procs, self.workdir) as (redis_url, redis_pid):
             env = self.env(redis_url)
+            if system == "arq-default":
+                env["BENCH_ARQ_POLL"] = "0.5"  # arq's own default poll delay
             c = str(self.args.concurrency)
-            if system == "arq":
+            if system in ("arq", "arq-default"):
                 argv = [str(bin_dir / "arq"), "arq_app.WorkerSettings"]
             elif system == "saq":
                 argv = [str(bin_dir / "saq"), "saq_app.settings"]
@@ -381,8 +384,7 @@ class Run:
         import fluxfunc_app
 
         with private_redis(self.procs, self.workdir) as (redis_url, redis_pid):
-            home = self.workdir / "fluxfunc"
-            home.mkdir()
+            home = Path(tempfile.mkdtemp(prefix="fluxfunc-", dir=self.workdir))
             port = free_port()
             namespace = f"bench{secrets.token_hex(3)}"
             store = self.args.store_url or f"sqlite:///{home / 'fluxfunc.db'}"
@@ -413,7 +415,7 @@ class Run:
                 if fluxfunc_app.FUNC_ID not in funcs:
                     raise RuntimeError(f"publish did not export {fluxfunc_app.FUNC_ID}: {published}")
                 profile = Profiler(self.procs, self.workdir, {"server": server.pid, "worker": worker.pid}) \
-                    if self.args.profile else None
+                    if self.profile else None
                 roles = {"worker": worker.pid, "server": server.pid, "redis": redis_pid}
                 out = self.workloads(
                     "fluxfunc", sys.executable, env, roles,
@@ -546,6 +548,32 @@ def metrics(result: dict[str, Any]) -> dict[str, float | None]:
             "async_rps": get("async", "req_per_s")}
 
 
+def cpu_metrics(result: dict[str, Any]) -> dict[str, float | None]:
+    """CPU ms per operation: the worker per queued task, every process per sync call, the
+    front/Server per async enqueue (from ``cpu_ms_per_op``)."""
+    def cpu(phase: str, roles: tuple[str, ...]) -> float | None:
+        part = result.get(phase)
+        per_op = part.get("cpu_ms_per_op") if isinstance(part, dict) else None
+        if not per_op:
+            return None
+        return round(sum(float(v) for role, v in per_op.items() if role in roles), 3)
+
+    return {"throughput_worker": cpu("throughput", ("worker",)),
+            "sync_all": cpu("sync", ("worker", "front", "server", "redis")),
+            "sync_worker": cpu("sync", ("worker",)),
+            "sync_http": cpu("sync", ("front", "server")),
+            "async_http": cpu("async", ("front", "server"))}
+
+
+def median_metrics(rounds: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Per metric, the median over the rounds that produced it (None if none did)."""
+    out: dict[str, float | None] = {}
+    for key in rounds[0]:
+        values = [v for r in rounds if (v := r[key]) is not None]
+        out[key] = round(statistics.median(values), 3) if values else None
+    return out
+
+
 def advantage(ff: dict[str, float | None], peer: dict[str, float | None]) -> dict[str, float | None]:
     """How many times better fluxfunc is: rates ff/peer, latencies peer/ff."""
     def ratio(a: float | None, b: float | None) -> float | None:
@@ -569,7 +597,7 @@ def checks(figures: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
         met = None if value is None else (value >= target if higher else value <= target)
         out.append({"check": name, "value": value, "target": target, "met": met, "unit": unit})
 
-    for peer in ("arq", "celery"):
+    for peer in ("arq", "arq-default", "celery"):
         if peer in figures:
             adv = advantage(ff, figures[peer])["throughput"]
             add(f"worker throughput ≥ 5× {peer}", adv, 5, unit="×")
@@ -582,6 +610,14 @@ def checks(figures: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
     return out
 
 
+def markdown(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return lines
+
+
 def table(report: dict[str, Any]) -> str:
     figures: dict[str, dict[str, float | None]] = report["figures"]
     head = ["system", "throughput (tasks/s)", "sync req/s", "sync p50 ms", "sync p99 ms", "async req/s"]
@@ -592,10 +628,13 @@ def table(report: dict[str, Any]) -> str:
     for name, adv in report["advantage"].items():
         keys = ("throughput", "sync_rps", "sync_p50", "sync_p99", "async_rps")
         rows.append([f"fluxfunc vs {name}", *(fig(adv[k], "{:.2f}×") for k in keys)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                               for i, c in enumerate(r)) + " |" for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines = markdown(rows)
+    cpu_head = ["CPU ms per op", "worker / task (throughput)", "sync call: all", "worker",
+                "front or server", "async enqueue: front or server"]
+    cpu_rows = [cpu_head] + [[name, *(fig(c[k], "{:.2f}") for k in
+                                       ("throughput_worker", "sync_all", "sync_worker", "sync_http",
+                                        "async_http"))] for name, c in report["cpu"].items()]
+    lines += ["", *markdown(cpu_rows)]
     m = report["machine"]
     s = report["settings"]
     notes = [
@@ -603,7 +642,8 @@ def table(report: dict[str, Any]) -> str:
         f"machine: {m['cores']} cores ({m.get('cpu', '?')}), Python {m['python']}, "
         f"Redis {m.get('redis', '?')}, load average {m['loadavg_start'][0]} at start, "
         f"{m.get('loadavg_end', ['?'])[0]} at end",
-        f"settings: {s['tasks']} tasks; {s['load']}, sync {s['http_seconds']:g} s, "
+        f"settings: {s['rounds']} round(s), medians; {s['tasks']} tasks; {s['load']}, "
+        f"sync {s['http_seconds']:g} s, "
         f"async {s['async_seconds']:g} s; one worker process, concurrency {s['concurrency']}; "
         f"Celery pool {s['celery_pool']}",
         "advantage rows: how many times better fluxfunc is "
@@ -613,14 +653,15 @@ def table(report: dict[str, Any]) -> str:
         state = {True: "MET ", False: "MISS", None: "n/a "}[c["met"]]
         value = "—" if c["value"] is None else f"{c['value']:,}{c['unit']}"
         notes.append(f"  [{state}] {c['check']}: {value}")
-    for name, r in report["results"].items():
-        if "error" in r:
-            notes.append(f"  {name}: FAILED: {r['error']}")
+    for name, rounds in report["results"].items():
+        for i, r in enumerate(rounds, 1):
+            if "error" in r:
+                notes.append(f"  {name} (round {i}): FAILED: {r['error']}")
     return "\n".join(lines + notes)
 
 
 def print_profile(report: dict[str, Any]) -> None:
-    profile = report["results"].get("fluxfunc", {}).get("profile")
+    profile = next((r["profile"] for r in report["results"].get("fluxfunc", []) if "profile" in r), None)
     if not profile:
         return
     print("\npy-spy --gil profiles of fluxfunc (share of the samples holding the GIL):")
@@ -638,12 +679,15 @@ def print_profile(report: dict[str, Any]) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
-                        help=f"comma-separated subset of {','.join(ALL_SYSTEMS)}")
+                        help=f"comma-separated subset of {','.join(ALL_SYSTEMS)} (arq: polling every "
+                             "10 ms; arq-default: arq's own 0.5 s polling)")
     parser.add_argument("--tasks", type=int, default=5000, help="tasks of the throughput workload")
     parser.add_argument("--task-timeout", type=float, default=60, help="give up the throughput run after (s)")
     parser.add_argument("--http-seconds", type=float, default=15, help="duration of the sync HTTP load")
     parser.add_argument("--async-seconds", type=float, default=5, help="duration of the async HTTP load")
     parser.add_argument("--callers", type=int, default=64, help="concurrent HTTP callers")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every system this many times, round robin; figures are medians")
     parser.add_argument("--concurrency", type=int, default=4, help="tasks one worker runs at a time")
     parser.add_argument("--celery-pool", default="prefork", choices=("prefork", "threads", "solo"),
                         help="Celery worker pool (threads stalls under 64 concurrent sync callers)")
@@ -684,7 +728,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(peers_py),
-        "settings": {"tasks": args.tasks, "http_seconds": args.http_seconds,
+        "settings": {"rounds": args.rounds, "tasks": args.tasks, "http_seconds": args.http_seconds,
                      "async_seconds": args.async_seconds, "callers": args.callers,
                      "concurrency": args.concurrency, "celery_pool": args.celery_pool,
                      "load": load.name, "store": args.store_url or "sqlite (temp file)",
@@ -694,19 +738,21 @@ def main() -> int:
     run = Run(args, procs, load, workdir, peers_py)
     interrupted = False
     try:
-        for system in args.systems:
-            log(f"=== {system}")
-            t0 = time.monotonic()
-            try:
-                result = run.fluxfunc() if system == "fluxfunc" else run.peer(system)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                log(f"{system} failed: {type(exc).__name__}: {exc} (logs in {workdir})")
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-                args.keep_logs = True
-            result["wall_s"] = round(time.monotonic() - t0, 1)
-            report["results"][system] = result
+        for round_no in range(1, args.rounds + 1):
+            for system in args.systems:
+                log(f"=== {system}" + (f", round {round_no} of {args.rounds}" if args.rounds > 1 else ""))
+                t0 = time.monotonic()
+                run.profile = args.profile and round_no == 1
+                try:
+                    result = run.fluxfunc() if system == "fluxfunc" else run.peer(system)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    log(f"{system} failed: {type(exc).__name__}: {exc} (logs in {workdir})")
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                    args.keep_logs = True
+                result["wall_s"] = round(time.monotonic() - t0, 1)
+                report["results"].setdefault(system, []).append(result)
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: stopping every process of this run; the report covers the systems done")
@@ -718,7 +764,10 @@ def main() -> int:
             log("processes left behind: " + "; ".join(leftovers))
     report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     report["wall_s"] = round(time.monotonic() - started, 1)
-    report["figures"] = {name: metrics(r) for name, r in report["results"].items()}
+    report["figures"] = {name: median_metrics([metrics(r) for r in rounds])
+                         for name, rounds in report["results"].items()}
+    report["cpu"] = {name: median_metrics([cpu_metrics(r) for r in rounds])
+                     for name, rounds in report["results"].items()}
     ff = report["figures"].get("fluxfunc")
     report["advantage"] = {name: advantage(ff, f) for name, f in report["figures"].items()
                            if ff and name != "fluxfunc"}
@@ -736,7 +785,8 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     if interrupted:
         return 130
-    return 0 if not leftovers and all("error" not in r for r in report["results"].values()) else 1
+    failed = any("error" in r for rounds in report["results"].values() for r in rounds)
+    return 0 if not leftovers and not failed else 1
 
 
 if __name__ == "__main__":

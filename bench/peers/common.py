@@ -6,6 +6,7 @@ peer front and inside the throughput driver:
 
 - ``BENCH_REDIS_URL``: the private Redis of this run;
 - ``BENCH_CONCURRENCY``: tasks one worker process runs at a time (same for every system);
+- ``BENCH_ARQ_POLL``: arq's poll delay in seconds (``arq-default``: 0.5, else 0.01);
 - ``BENCH_FF_URL`` / ``BENCH_FF_TOKEN`` / ``BENCH_FF_NS``: fluxfunc's Server, admin token and
   Redis namespace (fluxfunc only).
 """
@@ -16,7 +17,9 @@ import importlib
 import os
 from typing import Any, Protocol
 
-SYSTEMS = ("fluxfunc", "arq", "saq", "celery")
+SYSTEMS = ("fluxfunc", "arq", "saq", "celery", "arq-default")
+# Systems that are another configuration of an adapter.
+MODULES = {"arq-default": "arq"}
 
 # The per-call timeout every client waits for one result, far above any sane latency.
 CALL_TIMEOUT = 30.0
@@ -54,6 +57,6 @@ def load_client(system: str) -> Client:
     """The ``Client`` of ``system`` (its module is imported only now)."""
     if system not in SYSTEMS:
         raise SystemExit(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
-    module = importlib.import_module(f"{system}_app")
+    module = importlib.import_module(f"{MODULES.get(system, system)}_app")
     client: Client = module.Client()
     return client

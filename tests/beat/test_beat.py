@@ -106,14 +106,14 @@ async def test_a_change_costs_the_same_with_ten_thousand_jobs(
     beat = Beat(settings, clients, store)
     func = func_row()
     await store.create(Entity.FUNC, func)
-    beat.funcs = {func["id"]: func}
+    beat.catalog.funcs = {func["id"]: func}
     now = beat.now_ms()
     for i in range(10_000):
         beat.table.upsert(cron_row(f"cron-{i:05d}", "0 * * * *", updateTime=now / 1000), func,
                           last_ms=None, now_ms=now)
     await store.create(Entity.CRON_JOB, cron_row("cron-x"))
     started = time.perf_counter()
-    await beat.apply_changes(["cron-x"])
+    await beat.catalog.apply_changes(["cron-x"])
     took = time.perf_counter() - started
     assert "cron-x" in beat.table.jobs and len(beat.table) == 10_001
     assert took < 0.2, f"applying one change took {took:.3f}s"
@@ -204,7 +204,7 @@ async def test_a_failed_batch_is_retried_while_late(
     beat = Beat(settings, clients, store)
     await seed(store, 3)
     await beat.sync_time()
-    await beat.load_all()
+    await beat.catalog.load_all()
     assert await beat.leadership.try_acquire()
     real = store.claim_cron_fires
     calls = 0

@@ -129,7 +129,7 @@ async def test_the_leader_runs_the_janitor_with_its_jobs(
     beat = Beat(make_settings(), clients, store)
     await seed(store, 2, taskRecordLimit=1)
     await beat.sync_time()
-    await beat.load_all()
+    await beat.catalog.load_all()
     await beat.discover_queues()
     await clients.main.hset(clients.keys.beat_last(), mapping={"cron-t0000": 1, "cron-gone": 1})
     await store.insert_task_records([

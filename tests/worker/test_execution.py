@@ -140,3 +140,35 @@ async def test_expired_task_is_not_run(bench: Bench, workers: Callable[..., Work
 
 async def _started(path: Path, task_id: str) -> bool:
     return any(w == "start" and t == task_id for w, t, _ in marks(path))
+
+
+async def test_sync_caller_gets_a_reply_note_and_one_log_line(bench: Bench,
+                                                               workers: Callable[..., WorkerProcess],
+                                                               tmp_path: Path) -> None:
+    """What the Server waits on: the reply note in its own stream, with the result inline."""
+    await bench.publish(WORK, WORK_CODE)
+    reply = await bench.streams.open_reply_stream("srv-test")
+    w = workers("w")
+    task_id = await bench.enqueue(f"{WORK}.aplus", {"x": 1, "y": 2}, reply_to=reply)
+    notes: list = []
+
+    async def noted() -> bool:
+        _, got = await bench.streams.read_replies(reply, "0", block_ms=100)
+        notes[:] = got
+        return bool(got)
+
+    await wait_for(noted, 15, what="reply note")
+    [note] = notes
+    assert (note.task_id, note.status) == (task_id, "success")
+    assert note.result is not None and note.result.result == 3
+    await wait_for(lambda: _line(w, task_id), 5, what="task log line")
+    line = await _line(w, task_id)
+    assert {k: line[k] for k in ("func_id", "origin", "status", "attempt")} == {
+        "func_id": f"{WORK}.aplus", "origin": "direct", "status": "success", "attempt": 1}
+    assert isinstance(line["duration_ms"], float) and line["level"] == "info"
+    assert w.stop() == 0
+
+
+async def _line(proc: WorkerProcess, task_id: str) -> dict | None:
+    found = [ln for ln in proc.task_lines() if ln.get("task_id") == task_id]
+    return found[0] if found else None

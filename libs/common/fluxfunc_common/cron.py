@@ -145,7 +145,8 @@ class JobTemplate:
     func: dict[str, Any]
     stream: EnvelopeTemplate
     wait_s: float | None  # the func's ``expires``: queue deadline = fire time + this
-    running_ttl_ms: int
+    keys: tuple[str, str]  # the job's running marker and its queue's stream
+    fields: tuple[str, str, str, str]  # overlap policy, running-marker ttl, func id, result ttl
 
 
 @dataclass
@@ -265,8 +266,11 @@ class CronFirer:
             func, dict(job.get("kwargs") or {}), origin=Origin.CRON_JOB, now=0.0,
             settings=self.settings.tasks, origin_id=job["id"], queue=job.get("queue") or None,
             task_id="task-template", cron_expr=job.get("cronExpr"), record_limit=job.get("taskRecordLimit"))
-        template = JobTemplate(job, func, EnvelopeTemplate(env), env.expires,  # built at now = 0
-                               self.running_ttl_ms(func))
+        stream = EnvelopeTemplate(env)
+        template = JobTemplate(job, func, stream, env.expires,  # built at now = 0: expires = wait
+                               (self.keys.cron_running(job["id"]), self.keys.queue(env.queue)),
+                               (overlap_policy(job), str(self.running_ttl_ms(func)), env.func_id,
+                                str(stream.result_ttl_ms)))
         self._templates[job["id"]] = template
         return template
 
@@ -289,11 +293,10 @@ class CronFirer:
             return [k.beat_fired(cron_id, r.fire_ms), "", "", "", cron_id, str(r.fire_ms),
                     str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0"], b"", b""
         body, header = t.stream.render(tid, *self._times(r, t))
-        env = t.stream.envelope
         guard = k.beat_fired(cron_id + (MANUAL_SUFFIX if manual else ""), r.fire_ms)
-        return [guard, k.cron_running(cron_id), k.queue(env.queue), k.enqueued(tid), cron_id,
-                "" if manual else str(r.fire_ms), str(r.dedup_ttl_ms), tid, overlap_policy(r.job),
-                str(t.running_ttl_ms), env.func_id, str(t.stream.result_ttl_ms)], body, header
+        policy, running_ttl, func_id, result_ttl = t.fields
+        return [guard, *t.keys, k.enqueued(tid), cron_id, "" if manual else str(r.fire_ms),
+                str(r.dedup_ttl_ms), tid, policy, running_ttl, func_id, result_ttl], body, header
 
     async def _run(self, chunks: list[list[Any]], epoch: int | None) -> list[tuple[str, str]]:
         """The ``cron_fire`` script once per chunk; one reply per fire, in order. Chunks go out

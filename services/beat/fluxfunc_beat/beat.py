@@ -2,20 +2,15 @@
 
 Every Beat process is a candidate polling for the lease (:mod:`leader`). The one holding it:
 
-1. loads every cron job (paged ``store.list``) and the funcs catalogue (implicit
-   ``cron-fixed-<funcId>`` jobs from ``fixedCronExpr``), plus each job's last fire from
-   ``beat:last``, into a :class:`JobTable`;
-2. follows the ``cron:changed`` stream (``XREAD BLOCK`` from the id read *before* the load,
-   so no change is missed) and re-reads only the changed ids, and watches
-   ``scripts:version`` (one GET a second) to refresh the funcs after a publish; a full
-   resync every 5 minutes is the safety net;
-3. each due moment fires every due job in one batch (:class:`CronFirer`, fenced by the
+1. loads every cron job and func and keeps them current (:mod:`catalog`: the
+   ``cron:changed`` stream, ``scripts:version``, a full reload every 5 minutes);
+2. each due moment fires every due job in one batch (:class:`CronFirer`, fenced by the
    epoch), with fire times taken from Redis ``TIME`` (offset refreshed every minute). The
    batch is *prepared* shortly before it is due (store claims, envelopes, script arguments:
    twice the recent preparation time ahead) and *sent* the moment it is due, so lateness is
-   the send alone; a batch that failed (Redis or the store unreachable) is retried while
-   its fires are still late rather than missed;
-4. runs the delayed-task promoter and the janitor.
+   the send alone; the next moment is prepared while a send runs. A batch that failed
+   (Redis or the store unreachable) is retried while its fires are still late, not missed;
+3. runs the delayed-task promoter and the janitor.
 
 Leadership is checked before every batch; when a renew fails for longer than the lease
 minus a margin, the leader stops at once (the helper loops end on a flag, never by
@@ -29,19 +24,20 @@ import contextlib
 import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from fluxfunc_beat import janitor, promoter
+from fluxfunc_beat.catalog import JobCatalog
 from fluxfunc_beat.jobs import JobTable
 from fluxfunc_beat.leader import Leadership
 from fluxfunc_common import ids
 from fluxfunc_common.clock import Clock, SystemClock
-from fluxfunc_common.cron import FIXED_PREFIX, CronFirer, FireRequest, FireStatus, PreparedFires, fixed_job
+from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, PreparedFires
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
-from fluxfunc_common.store import Entity, Store
+from fluxfunc_common.store import Store
 from fluxfunc_common.streams import StreamProtocol
 
 TIME_SYNC_SECONDS = 60.0
@@ -49,8 +45,6 @@ RESYNC_SECONDS = 300.0
 QUEUE_DISCOVERY_SECONDS = 60.0
 SUMMARY_SECONDS = 60.0
 FUNCS_POLL_SECONDS = 1.0
-PAGE = 500
-CHANGES_BLOCK_MS = 1000
 LATE_EXTRA_SECONDS = 10.0  # late window = lease + this: longer than any leader change
 STOP_GRACE_SECONDS = 3.0
 
@@ -73,9 +67,8 @@ class Beat:
                                      clock=self.clock)
         self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings)
         self.late_ms = int((settings.beat.lease_seconds + LATE_EXTRA_SECONDS) * 1000)
-        self.table = self._new_table()
-        self.funcs: dict[str, dict[str, Any]] = {}
         self.queues: set[str] = set(settings.worker.queues)
+        self.catalog = self._new_catalog()
         self.offset = 0.0  # Redis TIME − local clock, seconds
         self.fired = 0
         self.counts: Counter[str] = Counter()  # fire outcomes since the last summary line
@@ -84,13 +77,21 @@ class Beat:
         self._wakeup = asyncio.Event()
         self._missing_func: set[str] = set()
         self._backlog: list[FireRequest] = []  # fires of a failed batch, retried next tick
-        self._scripts_version: bytes | str | None = None
-        self._changes_id = "0-0"  # last applied entry of the cron:changed stream
         self._prepare_s = 0.0  # recent time to prepare one due moment's fires (EWMA)
         self._sending: asyncio.Task[None] | None = None  # the batch being sent
 
-    def _new_table(self) -> JobTable:
-        return JobTable(self.settings.beat.timezone, late_ms=self.late_ms)
+    def _new_catalog(self) -> JobCatalog:
+        return JobCatalog(self.store, self.redis, self.clients.blocking, self.keys,
+                          JobTable(self.settings.beat.timezone, late_ms=self.late_ms), self.queues,
+                          now_ms=self.now_ms, changed=self._changed)
+
+    @property
+    def table(self) -> JobTable:
+        return self.catalog.table
+
+    def _changed(self) -> None:
+        self._missing_func.clear()  # warn again about a job whose func is still missing
+        self._wakeup.set()
 
     # --- time ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -147,11 +148,11 @@ class Beat:
             raise
         steps: list[Step] = [
             lambda: self._schedule(halt),
-            lambda: self._follow_changes(halt),
+            lambda: self.catalog.follow(halt),
             lambda: promoter.run_promoter(self.streams, lambda: self.queues, self.now_ms, halt),
             lambda: self._every(TIME_SYNC_SECONDS, self.sync_time, halt, first=False),
-            lambda: self._every(FUNCS_POLL_SECONDS, self._watch_funcs, halt, first=False),
-            lambda: self._every(RESYNC_SECONDS, self.load_all, halt, first=False),
+            lambda: self._every(FUNCS_POLL_SECONDS, self.catalog.watch_funcs, halt, first=False),
+            lambda: self._every(RESYNC_SECONDS, self.catalog.load_all, halt, first=False),
             lambda: self._every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
             lambda: self._every(SUMMARY_SECONDS, self._summary, halt, first=False),
             lambda: self._every(janitor.INTERVAL, self.run_janitor, halt, first=False),
@@ -180,12 +181,10 @@ class Beat:
             self.leadership.drop()
 
     async def _start_leading(self) -> None:
-        self.table = self._new_table()
+        self.catalog = self._new_catalog()
         self._backlog = []
         await self.sync_time()
-        self._changes_id = await self._changes_tail()
-        self._scripts_version = await self.redis.get(self.keys.scripts_version())
-        await self.load_all()
+        await self.catalog.start()
         log.info("jobs loaded", jobs=len(self.table), invalid=len(self.table.invalid))
 
     async def _keep_lease(self, lost: asyncio.Event, halt: asyncio.Event) -> None:
@@ -297,131 +296,6 @@ class Beat:
             log.info("cron fires", **dict(self.counts), jobs=len(self.table))
             self.counts.clear()
 
-    # --- loading and following changes ----------------------------------------------------------
-    async def _changes_tail(self) -> str:
-        last = await self.redis.xrevrange(self.keys.cron_changed(), count=1)
-        return _text(last[0][0]) if last else "0-0"
-
-    async def load_all(self) -> None:
-        """(Re)load every job and func; unchanged jobs keep their place in the table."""
-        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
-        jobs = [j async for j in self._all(Entity.CRON_JOB)]
-        jobs += [j for f in funcs.values() if (j := fixed_job(f)) is not None]
-        last = await self._last_fires([j["id"] for j in jobs])
-        self.funcs = funcs
-        self._queues_of_funcs(funcs.values())
-        now, seen = self.now_ms(), set()
-        for job in jobs:
-            seen.add(job["id"])
-            self._upsert(job, last.get(job["id"]), now)
-        for cron_id in set(self.table.jobs) - seen:
-            self.table.remove(cron_id)
-        self._wakeup.set()
-
-    async def _all(self, entity: Entity, filters: dict[str, Any] | None = None) -> Any:
-        cursor = None
-        while True:
-            page = await self.store.list(entity, filters=filters, limit=PAGE, cursor=cursor)
-            for item in page.items:
-                yield item
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
-
-    async def _last_fires(self, cron_ids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i in range(0, len(cron_ids), 1000):
-            chunk = cron_ids[i:i + 1000]
-            values = await self.redis.hmget(self.keys.beat_last(), chunk)
-            out.update({c: int(v) for c, v in zip(chunk, values, strict=True) if v is not None})
-        return out
-
-    def _upsert(self, job: dict[str, Any], last_ms: int | None, now_ms: int) -> None:
-        func = self.funcs.get(job.get("funcId") or "")
-        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.get("queue"):
-            self.queues.add(str(job["queue"]))
-        if job["id"] in self.table.invalid:
-            log.warning("cron job not scheduled", cron_id=job["id"], reason=self.table.invalid[job["id"]])
-
-    def _queues_of_funcs(self, funcs: Iterable[dict[str, Any]]) -> None:
-        for func in funcs:
-            queue = (func.get("extraConfig") or {}).get("queue")
-            if queue:
-                self.queues.add(str(queue))
-
-    async def _follow_changes(self, halt: asyncio.Event) -> None:
-        """Apply ``cron:changed`` entries as they come (≤ 1 s)."""
-        key = self.keys.cron_changed()
-        while not halt.is_set():
-            try:
-                reply: Any = await self.clients.blocking.xread({key: self._changes_id}, count=500,
-                                                               block=CHANGES_BLOCK_MS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reading cron changes failed", error=str(exc))
-                await _wait(halt, 1.0)
-                continue
-            if halt.is_set():
-                return
-            for _stream, entries in reply or []:
-                cron_ids = {_text(fields.get(b"id", fields.get("id", ""))) for _, fields in entries}
-                try:
-                    await self.apply_changes(cron_ids - {""})
-                except Exception as exc:  # the store is unreachable: read the same entries again
-                    log.warning("applying cron changes failed", error=str(exc))
-                    await _wait(halt, 1.0)
-                    break
-                self._changes_id = _text(entries[-1][0])
-
-    async def apply_changes(self, cron_ids: Iterable[str]) -> None:
-        """Re-read the changed jobs from the store (a missing job is removed)."""
-        cron_ids = set(cron_ids)
-        now = self.now_ms()
-        last = await self._last_fires(sorted(cron_ids))
-        for cron_id in cron_ids:
-            job = await self._read_job(cron_id)
-            if job is None:
-                self.table.remove(cron_id)
-                log.info("cron job removed", cron_id=cron_id)
-                continue
-            if job.get("funcId") and job["funcId"] not in self.funcs:
-                func = await self.store.find(Entity.FUNC, job["funcId"])
-                if func is not None:
-                    self.funcs[func["id"]] = func
-                    self._queues_of_funcs([func])
-            self._missing_func.discard(cron_id)
-            self._upsert(job, last.get(cron_id), now)
-            log.info("cron job loaded", cron_id=cron_id, scheduled=cron_id in self.table.jobs)
-        self._wakeup.set()
-
-    async def _read_job(self, cron_id: str) -> dict[str, Any] | None:
-        if cron_id.startswith(FIXED_PREFIX):
-            func = await self.store.find(Entity.FUNC, cron_id[len(FIXED_PREFIX):])
-            if func is None:
-                return None
-            self._set_func(func)
-            return fixed_job(func)
-        return await self.store.find(Entity.CRON_JOB, cron_id)
-
-    def _set_func(self, func: dict[str, Any]) -> None:
-        self.funcs[func["id"]] = func
-        self.table.update_func(func)
-        self._queues_of_funcs([func])
-
-    async def _watch_funcs(self) -> None:
-        """After a publish (``scripts:version`` moved), re-read the funcs the jobs use, so a
-        fire carries the func's current timeout, queue and retries."""
-        version = await self.redis.get(self.keys.scripts_version())
-        if version == self._scripts_version:
-            return
-        self._scripts_version = version
-        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
-        self.funcs = funcs
-        self._queues_of_funcs(funcs.values())
-        for state in self.table.jobs.values():  # a func removed from its script: None, refused
-            state.func = funcs.get(state.job.get("funcId") or "")
-
     # --- chores ---------------------------------------------------------------------------------
     async def discover_queues(self) -> None:
         """Add queues that have a stream or a delayed set (e.g. named by one call's options)."""
@@ -469,6 +343,3 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=seconds)
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

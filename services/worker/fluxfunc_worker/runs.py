@@ -109,6 +109,7 @@ class Runs:
                 self.spawn(self._execute(r))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a tracked task (the drain waits for these)."""
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -239,6 +240,7 @@ class Runs:
 
     # --- signals from outside --------------------------------------------------------------------
     def cancel(self, r: Running) -> None:
+        """Stop the run (or never start it): it ends ``cancelled``."""
         if r.cancel_requested or r.abandoned:
             return
         r.cancel_requested = True
@@ -246,6 +248,7 @@ class Runs:
         log.info("cancel requested", task_id=r.task_id)
 
     def lost(self, r: Running) -> None:
+        """Another worker owns the entry now: stop the child running it (nothing is written)."""
         self.pool.stop_task(r.task_id, "lost")
 
     # --- the task line ------------------------------------------------------------------------------

@@ -217,6 +217,8 @@ class Worker:
                     continue
                 if self._backlog:
                     await self._gather_slots()
+                    if stop.is_set():
+                        break
                 await self._claim()
                 failures = 0
             except asyncio.CancelledError:

@@ -1,0 +1,182 @@
+"""What the leader knows about cron jobs and funcs, and how it stays current.
+
+- **Load** (on taking the lease, then every 5 minutes as a safety net): every cron job
+  (paged ``store.list``), every func (implicit ``cron-fixed-<funcId>`` jobs from
+  ``fixedCronExpr``) and each job's last fire (``beat:last``) into the :class:`JobTable`.
+- **Follow** the ``cron:changed`` stream the Server appends to (``XREAD BLOCK`` from the id
+  read *before* the load, so no change is missed) and re-read only the changed ids: a change
+  takes effect within a second whatever the number of jobs.
+- **Watch** ``scripts:version`` (one GET a second): after a publish, re-read the funcs so
+  fires carry the func's current timeout, queue and retries.
+
+Also collects the queues named by jobs and funcs (the promoter's and janitor's work list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from fluxfunc_beat.jobs import JobTable
+from fluxfunc_common.cron import FIXED_PREFIX, fixed_job
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.logs import get_logger
+from fluxfunc_common.store import Entity, Store
+
+PAGE = 500
+CHANGES_BLOCK_MS = 1000
+
+log = get_logger("beat.catalog")
+
+
+class JobCatalog:
+    """The job table plus the funcs and queues it refers to, kept in step with the store."""
+
+    def __init__(self, store: Store, redis: aioredis.Redis, blocking: aioredis.Redis, keys: Keys,
+                 table: JobTable, queues: set[str], *, now_ms: Callable[[], int],
+                 changed: Callable[[], None]) -> None:
+        self.store, self.redis, self.blocking, self.keys = store, redis, blocking, keys
+        self.table = table
+        self.queues = queues
+        self.funcs: dict[str, dict[str, Any]] = {}
+        self.now_ms = now_ms
+        self.changed = changed  # wakes the scheduler: the next due moment may have moved
+        self.changes_id = "0-0"  # last applied entry of the cron:changed stream
+        self._scripts_version: bytes | str | None = None
+
+    async def start(self) -> None:
+        """Remember where the change stream and the scripts version are, then load all."""
+        last = await self.redis.xrevrange(self.keys.cron_changed(), count=1)
+        self.changes_id = _text(last[0][0]) if last else "0-0"
+        self._scripts_version = await self.redis.get(self.keys.scripts_version())
+        await self.load_all()
+
+    async def load_all(self) -> None:
+        """(Re)load every job and func; unchanged jobs keep their place in the table."""
+        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
+        jobs = [j async for j in self._all(Entity.CRON_JOB)]
+        jobs += [j for f in funcs.values() if (j := fixed_job(f)) is not None]
+        last = await self._last_fires([j["id"] for j in jobs])
+        self.funcs = funcs
+        self._queues_of_funcs(funcs.values())
+        now, seen = self.now_ms(), set()
+        for job in jobs:
+            seen.add(job["id"])
+            self._upsert(job, last.get(job["id"]), now)
+        for cron_id in set(self.table.jobs) - seen:
+            self.table.remove(cron_id)
+        self.changed()
+
+    async def apply_changes(self, cron_ids: Iterable[str]) -> None:
+        """Re-read the changed jobs from the store (a missing job is removed)."""
+        cron_ids = set(cron_ids)
+        now = self.now_ms()
+        last = await self._last_fires(sorted(cron_ids))
+        for cron_id in cron_ids:
+            job = await self._read_job(cron_id)
+            if job is None:
+                self.table.remove(cron_id)
+                log.info("cron job removed", cron_id=cron_id)
+                continue
+            if job.get("funcId") and job["funcId"] not in self.funcs:
+                func = await self.store.find(Entity.FUNC, job["funcId"])
+                if func is not None:
+                    self.funcs[func["id"]] = func
+                    self._queues_of_funcs([func])
+            self._upsert(job, last.get(cron_id), now)
+            log.info("cron job loaded", cron_id=cron_id, scheduled=cron_id in self.table.jobs)
+        self.changed()
+
+    async def follow(self, halt: asyncio.Event) -> None:
+        """Apply ``cron:changed`` entries as they come, until ``halt`` (checked at least every
+        BLOCK: a blocked read is never cancelled)."""
+        key = self.keys.cron_changed()
+        while not halt.is_set():
+            try:
+                reply: Any = await self.blocking.xread({key: self.changes_id}, count=500,
+                                                       block=CHANGES_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading cron changes failed", error=str(exc))
+                await _wait(halt, 1.0)
+                continue
+            if halt.is_set():
+                return
+            for _stream, entries in reply or []:
+                cron_ids = {_text(fields.get(b"id", fields.get("id", ""))) for _, fields in entries}
+                try:
+                    await self.apply_changes(cron_ids - {""})
+                except Exception as exc:  # the store is unreachable: read the same entries again
+                    log.warning("applying cron changes failed", error=str(exc))
+                    await _wait(halt, 1.0)
+                    break
+                self.changes_id = _text(entries[-1][0])
+
+    async def watch_funcs(self) -> None:
+        """After a publish (``scripts:version`` moved), re-read the funcs the jobs use."""
+        version = await self.redis.get(self.keys.scripts_version())
+        if version == self._scripts_version:
+            return
+        self._scripts_version = version
+        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
+        self.funcs = funcs
+        self._queues_of_funcs(funcs.values())
+        for state in self.table.jobs.values():  # a func removed from its script: None, refused
+            state.func = funcs.get(state.job.get("funcId") or "")
+
+    # --- plumbing -----------------------------------------------------------------------------
+    async def _all(self, entity: Entity) -> AsyncIterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = await self.store.list(entity, limit=PAGE, cursor=cursor)
+            for item in page.items:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def _last_fires(self, cron_ids: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(cron_ids), 1000):
+            chunk = cron_ids[i:i + 1000]
+            values = await self.redis.hmget(self.keys.beat_last(), chunk)
+            out.update({c: int(v) for c, v in zip(chunk, values, strict=True) if v is not None})
+        return out
+
+    def _upsert(self, job: dict[str, Any], last_ms: int | None, now_ms: int) -> None:
+        func = self.funcs.get(job.get("funcId") or "")
+        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.get("queue"):
+            self.queues.add(str(job["queue"]))
+        if job["id"] in self.table.invalid:
+            log.warning("cron job not scheduled", cron_id=job["id"], reason=self.table.invalid[job["id"]])
+
+    def _queues_of_funcs(self, funcs: Iterable[dict[str, Any]]) -> None:
+        for func in funcs:
+            queue = (func.get("extraConfig") or {}).get("queue")
+            if queue:
+                self.queues.add(str(queue))
+
+    async def _read_job(self, cron_id: str) -> dict[str, Any] | None:
+        if cron_id.startswith(FIXED_PREFIX):
+            func = await self.store.find(Entity.FUNC, cron_id[len(FIXED_PREFIX):])
+            if func is None:
+                return None
+            self.funcs[func["id"]] = func
+            self.table.update_func(func)
+            self._queues_of_funcs([func])
+            return fixed_job(func)
+        return await self.store.find(Entity.CRON_JOB, cron_id)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
