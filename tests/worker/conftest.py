@@ -271,6 +271,12 @@ def die():
     os._exit(1)
 
 
+@DFF.API("Segfault")
+def segfault():
+    import ctypes
+    ctypes.string_at(0)
+
+
 @DFF.API("Flaky", retries=2)
 def flaky(path):
     _mark(path, "run")

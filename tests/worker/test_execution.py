@@ -53,7 +53,7 @@ async def test_memory_limit_fails_the_task_and_the_worker_serves_on(
     assert w.stop() == 0
 
 
-async def test_a_child_that_exits_fails_its_task_and_the_worker_serves_on(
+async def test_a_child_that_exits_or_segfaults_fails_its_task_and_the_worker_serves_on(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     await bench.publish(WORK, WORK_CODE)
     w = workers("w", concurrency=1)
@@ -62,6 +62,9 @@ async def test_a_child_that_exits_fails_its_task_and_the_worker_serves_on(
     assert result.status is TaskStatus.FAILURE
     assert result.exception == ("WorkerChildDied: worker child process exited with code 1 while "
                                 "running the task")
+    crash = await bench.result(await bench.enqueue(f"{WORK}.segfault"))
+    assert crash.status is TaskStatus.FAILURE
+    assert "killed by signal SIGSEGV" in (crash.exception or "")
     nxt = await bench.result(await bench.enqueue(f"{WORK}.aplus", {"x": 41}))
     assert nxt.status is TaskStatus.SUCCESS and nxt.result == 42  # async def works too
     assert w.alive()
