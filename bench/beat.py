@@ -7,7 +7,8 @@ Measures, over a window after a warm-up:
   - CPU used by the Beat process and by Redis during the window.
 
 Starts its own private redis-server on a free port and a SQLite store in a temp directory
-(``--store mysql://…`` for MariaDB: the database must exist and be empty), seeds the jobs,
+(``--store mysql://…`` for MariaDB: the database must exist; it is reused, and a later run
+with fewer jobs than an earlier one fires them all), seeds the jobs,
 starts ``fluxfunc-beat --config …`` and reads the cron stream itself, deleting what it has
 read so memory stays flat. Nothing else runs (no worker): this measures the Beat alone.
 
@@ -80,8 +81,12 @@ def ulid_ms(task_id: str) -> int:
 
 async def seed(store_url: str, jobs: int) -> None:
     async with open_store(StoreSettings(url=store_url)) as store:
-        await store.create(Entity.FUNC, FUNC)
+        if await store.find(Entity.FUNC, FUNC["id"]) is None:
+            await store.create(Entity.FUNC, FUNC)
+        have = {j["id"] for j in (await store.list(Entity.CRON_JOB, limit=1_000_000)).items}
         for i in range(jobs):
+            if f"cron-b{i:05d}" in have:
+                continue
             await store.create(Entity.CRON_JOB, {
                 "id": f"cron-b{i:05d}", "funcId": FUNC["id"], "cronExpr": "* * * * * *", "kwargs": {},
                 "timezone": None, "misfirePolicy": "fireOnce", "overlapPolicy": "allow",
@@ -100,6 +105,10 @@ async def read_fires(redis: aioredis.Redis, stream: str, stop: asyncio.Event,
                 out.append((ulid_ms(tid), int(entry_id.split(b"-")[0]), tid))
             last = entries[-1][0].decode()
             await redis.xtrim(stream, minid=last)
+
+
+def start_beat(cmd: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -124,14 +133,15 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
             "store": {"url": url}, "log": {"level": "WARNING", "format": "json"}}))
         cmd = [BEAT, "--config", str(config)]
         if profile:
-            cmd = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "fluxfunc_beat", "--config", str(config)]
+            cmd = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "fluxfunc_beat",
+                   "--config", str(config)]
         log = (workdir / f"beat-{jobs}.log").open("wb")
         env = {**os.environ, "FLUXFUNC_STATE_DIR": str(workdir)}
         redis = aioredis.Redis.from_url(local.url)
         rows: list[tuple[int, int, str]] = []
         stop = asyncio.Event()
         reader = asyncio.create_task(read_fires(redis, Keys(ns).queue("cron"), stop, rows))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = start_beat(cmd, log, env)
         try:
             ps = psutil.Process(proc.pid)
             await asyncio.sleep(warmup)
@@ -163,7 +173,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         fires_per_s=round(len(window) / ((hi - lo) / 1000 + 1), 1),
         late_p50_ms=statistics.median(late), late_p90_ms=late[int(len(late) * 0.9)],
         late_p99_ms=late[min(len(late) - 1, int(len(late) * 0.99))], late_max_ms=late[-1],
-        beat_cpu_pct=round(100 * (beat1 - beat0) / span, 1), redis_cpu_pct=round(100 * (redis1 - redis0) / span, 1),
+        beat_cpu_pct=round(100 * (beat1 - beat0) / span, 1),
+        redis_cpu_pct=round(100 * (redis1 - redis0) / span, 1),
         load_avg_1m=round(load, 2))
 
 

@@ -1,7 +1,8 @@
-"""The worker child process: ``python -m fluxfunc_worker.child FD MEMORY_MB PARENT_PID``.
+"""The worker child process: ``python -m fluxfunc_worker.child FD MEMORY_MB PARENT_PID``, or
+forked by the :mod:`zygote` (:func:`run_child`).
 
-Started by :mod:`pool` with a fresh interpreter (no inherited Redis sockets, event loop or
-threads) and one end of a socketpair as ``FD``. It runs tasks one at a time and asks the
+Either way a fresh interpreter state (no inherited Redis sockets, event loop or threads of
+the worker) with one end of a socketpair as ``FD``. It runs tasks one at a time and asks the
 parent for anything that needs Redis or SQL (:class:`RpcClient`).
 
 Signals: SIGINT/SIGTERM are ignored (a Ctrl-C or ``kill`` sent to the whole process group
@@ -14,6 +15,7 @@ worker leaves no orphan finishing a task that another worker now owns.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -29,6 +31,8 @@ from fluxfunc_worker.ipc import BlockingChannel
 from fluxfunc_worker.runtime import Runner, ScriptCache, install_finder
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+NAME = b"fluxfunc-child"
 
 
 class Stop(BaseException):
@@ -64,14 +68,18 @@ class RpcClient:
         return reply.get("v")
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent ends; exit now if the parent is already gone."""
     with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(0)
+
+
+def set_name(name: bytes) -> None:
+    """The process name ``ps``/``top``/psutil show (``comm``, 15 bytes at most)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -104,7 +112,8 @@ def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, _stop)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
+    set_name(NAME)
     channel = BlockingChannel(socket.socket(fileno=fd))
     rpc = RpcClient(channel)
     sdk.backend = rpc
@@ -136,12 +145,18 @@ def _fetch_script(rpc: RpcClient, script_id: str) -> tuple[str, int] | None:
     return str(found[0]), int(found[1])
 
 
-def main() -> None:
-    fd, memory_mb, parent_pid = (int(a) for a in sys.argv[1:4])
+def run_child(fd: int, memory_mb: int, parent_pid: int) -> None:
+    """Serve until told to exit or the parent goes away, then end the process."""
     with contextlib.suppress(Stop, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         serve(fd, memory_mb, parent_pid)
-    sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     os._exit(0)
+
+
+def main() -> None:
+    fd, memory_mb, parent_pid = (int(a) for a in sys.argv[1:4])
+    run_child(fd, memory_mb, parent_pid)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Supervised child processes that run user code (SPEC §7).
 
-Each child is a fresh interpreter (``python -m fluxfunc_worker.child``) joined to the worker
-by a Unix socketpair carrying :mod:`ipc` frames; it inherits no Redis socket, event loop or
-thread of the worker, starts in tens of milliseconds, and is a real child of the worker
-process. The pool:
+Each child is a real child process of the worker joined to it by a Unix socketpair carrying
+:mod:`ipc` frames; it inherits no Redis socket, event loop or thread of the worker. Children
+are forked by the pool's :mod:`zygote` (about a millisecond each) or, when the zygote is not
+available, started as fresh interpreters (``python -m fluxfunc_worker.child``, tens of
+milliseconds). The pool:
 
 * hands a task to an idle child and resolves an :class:`Outcome` when it answers, dies or is
   stopped (timeout, memory, cancel, lost lease, shutdown);
 * stops a child with SIGUSR1 (``finally`` blocks run) and SIGKILL after a short grace;
 * watches the resident size of busy children (psutil) against ``max_memory_mb``;
-* recycles a child after ``max_tasks_per_child`` tasks and replaces every child that ends;
+* recycles a child after ``max_tasks_per_child`` tasks — its replacement is started as soon
+  as it retires, not when it has exited — and replaces every child that ends;
+* restarts a zygote that died, and spawns interpreters if it keeps failing;
 * serves the children's DFF calls (``rpc`` frames) with a handler given by the worker.
 """
 
@@ -23,12 +26,13 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import psutil
 
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.logs import get_logger
+from fluxfunc_worker import zygote
 from fluxfunc_worker.ipc import FrameReader, encode
 
 log = get_logger("worker.pool")
@@ -37,7 +41,26 @@ KILL_GRACE = 0.5
 SPAWN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5
 
+ZYGOTE_FAILURES = 3  # zygote deaths/refusals within ZYGOTE_WINDOW before the pool spawns instead
+ZYGOTE_WINDOW = 60.0
+
 RpcHandler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[Any]]
+
+
+class ChildProcess(Protocol):
+    """What the pool needs of a child process (asyncio's Process, or a zygote's fork)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
 
 
 class RpcError(Exception):
@@ -71,7 +94,7 @@ class Job:
 class Child:
     """One child process and its socket."""
 
-    def __init__(self, pool: Pool, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, pool: Pool, proc: ChildProcess) -> None:
         self.pool = pool
         self.proc = proc
         self.pid = proc.pid
@@ -140,6 +163,7 @@ class Pool:
         memory_mb: int,
         rpc: RpcHandler,
         gen: Callable[[], int | None] = lambda: None,
+        use_zygote: bool = True,
     ) -> None:
         self.size = size
         self.max_tasks = max_tasks
@@ -152,12 +176,24 @@ class Pool:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._zygote: zygote.Zygote | None = None
+        self._use_zygote = use_zygote and zygote.supported()
+        self._zygote_failures: list[float] = []
         self.busy = 0
+        self.spawned = 0  # children started as fresh interpreters
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Start every child and wait until all are ready; FatalError when they cannot start
         (a broken interpreter or environment must fail the worker at once, not loop)."""
+        if self._use_zygote:
+            self._zygote = zygote.Zygote(self.memory_mb, child_environ())
+            try:
+                await self._zygote.start()
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                log.warning("cannot start the zygote; children are spawned as fresh interpreters",
+                            error=str(exc) or repr(exc))
+                self._zygote = None
         started = await asyncio.gather(*(self._start_child() for _ in range(self.size)),
                                        return_exceptions=True)
         failed = [r for r in started if isinstance(r, BaseException)]
@@ -166,6 +202,8 @@ class Pool:
                 if isinstance(child, Child):
                     child.kill()
             self._closing = True
+            if self._zygote is not None:
+                await self._zygote.close()
             raise FatalError(f"cannot start the worker's child processes: {failed[0]}")
         for child in started:
             assert isinstance(child, Child)
@@ -192,6 +230,8 @@ class Pool:
                 await child.proc.wait()
         for task in list(self._background):
             task.cancel()
+        if self._zygote is not None:
+            await self._zygote.close()
 
     async def __aenter__(self) -> Pool:
         await self.start()
@@ -202,6 +242,17 @@ class Pool:
 
     def pids(self) -> list[int]:
         return [c.pid for c in self._children if c.alive]
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The zygote's pid while one runs (tests, the heartbeat)."""
+        return self._zygote.pid if self._zygote is not None and self._zygote.alive else None
+
+    def describe(self) -> dict[str, Any]:
+        """Pool figures for the heartbeat."""
+        z = self._zygote
+        return {"children": len(self._children), "forked": z.forks if z else 0, "spawned": self.spawned,
+                "zygote": z.describe() if z else None}
 
     # --- running --------------------------------------------------------------------------------
     async def run(self, message: dict[str, Any], timeout: float, *,  # noqa: ASYNC109 (the task's limit)
@@ -281,10 +332,13 @@ class Pool:
             child.send(reply)
 
     def _retire(self, child: Child, why: str) -> None:
+        """Let a child exit after its task; its replacement starts now, not at its exit."""
         child.retiring = True
         log.debug("recycling child", pid=child.pid, reason=why, tasks=child.tasks_done)
         child.send({"t": "exit"})
         child._killer = asyncio.get_running_loop().call_later(5, child.kill)
+        if not self._closing:
+            self._track(asyncio.create_task(self._spawn()))
 
     def _on_exit(self, child: Child, code: int | None) -> None:
         child.alive = False
@@ -294,7 +348,9 @@ class Pool:
         job, child.job = child.job, None
         if job is not None and not job.future.done():
             job.future.set_result(self._ended(job, code))
-        if not child.retiring and job is None and not self._closing:
+        if child.retiring:
+            return  # replaced when it retired
+        if job is None and not self._closing:
             log.warning("idle child exited", pid=child.pid, code=code)
         if not self._closing:
             self._track(asyncio.create_task(self._spawn()))
@@ -337,11 +393,10 @@ class Pool:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fluxfunc_worker.child",
-                str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
-                pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
-            )
+            proc = await self._launch(theirs)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         child = Child(self, proc)
@@ -356,6 +411,37 @@ class Pool:
         if not child.alive:
             raise RuntimeError(f"worker child exited at start (code {child.proc.returncode})")
         return child
+
+    async def _launch(self, theirs: socket.socket) -> ChildProcess:
+        """A new child process serving ``theirs``: forked by the zygote, else spawned."""
+        if self._zygote is not None:
+            try:
+                if not self._zygote.alive:
+                    log.warning("the zygote is gone; starting a new one", code=self._zygote.returncode)
+                    await self._zygote.start()
+                return await self._zygote.fork(theirs)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                self._zygote_failed(exc)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fluxfunc_worker.child",
+            str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
+            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
+        )
+        self.spawned += 1
+        return proc
+
+    def _zygote_failed(self, exc: BaseException) -> None:
+        """Count a zygote failure; after too many in a short time, spawn from now on."""
+        now = asyncio.get_running_loop().time()
+        self._zygote_failures = [t for t in self._zygote_failures if now - t < ZYGOTE_WINDOW] + [now]
+        if len(self._zygote_failures) < ZYGOTE_FAILURES:
+            log.warning("zygote failed; spawning this child", error=str(exc) or repr(exc))
+            return
+        log.error("zygote keeps failing; children are spawned as fresh interpreters from now on",
+                  error=str(exc) or repr(exc))
+        z, self._zygote = self._zygote, None
+        if z is not None:
+            self._track(asyncio.create_task(z.close()))
 
     async def _wait_exit(self, child: Child) -> None:
         code = await child.proc.wait()
