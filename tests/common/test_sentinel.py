@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port, redis_server_binary
+from tests.conftest import redis_server_binary
 
 from fluxfunc_common.envelope import Origin
+from fluxfunc_common.localredis import free_port
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol

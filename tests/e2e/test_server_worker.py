@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import requests
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 from tests.server.processes import create_token, running, server, worker, write_config
+
+from fluxfunc_common.localredis import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 from tests.server.conftest import DEMO_SCRIPT
 from tests.server.processes import create_token, running, server, write_config
+
+from fluxfunc_common.localredis import free_port
 
 BUDGET_SECONDS = 45  # negative cases stop here; the positive pass always runs in full
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 12}

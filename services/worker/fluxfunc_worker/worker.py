@@ -41,6 +41,7 @@ from fluxfunc_common.streams import Delivery, Start, StreamProtocol
 from fluxfunc_worker.completion import Completer
 from fluxfunc_worker.dffcalls import DffCalls
 from fluxfunc_worker.events import EventListener
+from fluxfunc_worker.lane import Lane
 from fluxfunc_worker.lease import Inflight, LeaseKeeper, Running
 from fluxfunc_worker.pool import Pool
 from fluxfunc_worker.published import PublishedScripts
@@ -69,7 +70,9 @@ class Worker:
         self.queues = list(ws.queues)
         self.lease_ms = int(ws.lease_seconds * 1000)
         self.block_ms = max(100, min(MAX_BLOCK_MS, int(ws.reclaim_seconds * 1000)))
-        self.streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking)
+        self.lane = Lane(clients.main)
+        self.streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking,
+                                      runner=self.lane.execute)
         self.published = PublishedScripts(store, clients.main, clients.keys)
         self.calls = DffCalls(settings, clients, store, self.streams, self.published)
         self.pool = Pool(ws.concurrency, max_tasks=ws.max_tasks_per_child, memory_mb=ws.max_memory_mb,
@@ -123,6 +126,7 @@ class Worker:
         for task in background:
             task.cancel()
         await self._flush_all()
+        await self.lane.close()
         log.info("worker stopped", consumer=self.consumer, released=self._released,
                  records_written=self.records.written, record_flushes=self.records.flushes,
                  tasks=dict(self.runs.counts))
