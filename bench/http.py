@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -51,6 +50,8 @@ from typing import Any
 import psutil
 import yaml
 
+from fluxfunc_common.localredis import free_port, private_redis
+
 CODE = '''
 @DFF.API("No-op")
 def noop(i=0):
@@ -58,40 +59,6 @@ def noop(i=0):
 '''
 BODY = '{"kwargs": {"i": 1}}'
 TARGETS = {"sync": (1500, 100.0), "async": (5000, None), "enqueue": (5000, None)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """A throwaway redis-server on a free port, no persistence."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        sys.exit("redis-server not on PATH")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="fluxfunc-bench-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit("private redis-server did not start")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextmanager
@@ -156,7 +123,7 @@ async def _fake_consumer(config: str) -> None:
 def deployment(workdir: Path, worker: str = "real") -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
     """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
     with ExitStack() as stack:
-        redis_url = stack.enter_context(private_redis())
+        redis_url = stack.enter_context(private_redis(prefix="fluxfunc-bench-redis-")).url
         port = free_port()
         config = workdir / "fluxfunc.yaml"
         config.write_text(yaml.safe_dump({

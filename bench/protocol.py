@@ -17,49 +17,15 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import redis.asyncio as aioredis
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.localredis import private_redis
 from fluxfunc_common.streams import StreamProtocol
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """A throwaway redis-server on a free port, no persistence."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        sys.exit("redis-server not on PATH: install it or pass --redis-url")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="fluxfunc-bench-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def envelopes(n: int) -> list[TaskEnvelope]:
@@ -127,8 +93,8 @@ def main() -> None:
     if opts.redis_url:
         result = asyncio.run(run(opts.redis_url, opts.tasks, opts.batch))
     else:
-        with private_redis() as url:
-            result = asyncio.run(run(url, opts.tasks, opts.batch))
+        with private_redis(prefix="fluxfunc-bench-") as server:
+            result = asyncio.run(run(server.url, opts.tasks, opts.batch))
     if opts.json:
         print(json.dumps(result))
     else:

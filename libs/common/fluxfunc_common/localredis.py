@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from fluxfunc_common.errors import FatalError
@@ -118,3 +120,16 @@ class LocalRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def private_redis(binary: str | None = None, prefix: str = "fluxfunc-redis-") -> Iterator[LocalRedis]:
+    """A throwaway redis-server (no persistence) in a temp directory removed afterwards:
+    for benchmarks and tests that must never touch a shared Redis."""
+    server = LocalRedis(Path(tempfile.mkdtemp(prefix=prefix)), binary=binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
