@@ -110,7 +110,8 @@ async def test_dead_letters_and_requeue(api: Api) -> None:
     assert body["data"] == []
     await api.call("POST", f"/api/v1/ops/dead-letters/{entry}/requeue", expect=404)
     await api.call("POST", "/api/v1/ops/dead-letters/not-an-id/requeue", expect=404)
-    for query in ("count=0", "count=x", "start=bad id"):
+    for query in ("count=0", "count=x", "start=bad id", "start=35574297264274182325",
+                  "start=1-18446744073709551616"):
         await api.call("GET", f"/api/v1/ops/dead-letters?{query}", expect=400)
 
 
@@ -177,3 +178,9 @@ async def test_unexpected_errors_never_leak_a_traceback(aiohttp_client: Any) -> 
     assert resp.status == 500 and body["reason"] == "ESys" and body["ok"] is False
     assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
     assert resp.headers["X-Trace-Id"] == body["traceId"]
+
+
+async def test_out_of_range_entry_ids_are_client_errors(api: Api) -> None:
+    """Entry ids beyond 64 bits never reach Redis (it would answer an error → 500)."""
+    await api.call("POST", "/api/v1/ops/dead-letters/99999999999999999999-0/requeue", expect=404)
+    await api.call("POST", "/api/v1/ops/dead-letters/1-99999999999999999999/requeue", expect=404)

@@ -15,7 +15,8 @@ from fluxfunc_common.envelope import TaskStatus
 
 
 def children(proc: WorkerProcess) -> set[int]:
-    return {c.pid for c in psutil.Process(proc.pid).children()}
+    """The worker's task children (not its zygote)."""
+    return {c.pid for c in psutil.Process(proc.pid).children() if c.name() == "fluxfunc-child"}
 
 
 async def test_timeout_kills_the_child_and_the_worker_serves_on(

@@ -94,6 +94,13 @@ class ReplyNote:
     result: TaskResult | None  # inline when small, else None (GET the result key)
 
 
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a complete stream entry id (``<ms>-<seq>``, both below 2^64)."""
+    ms, sep, seq = text.partition("-")
+    return bool(sep) and all(p.isascii() and p.isdigit() and len(p) <= 20 and int(p) < 2**64
+                             for p in (ms, seq))
+
+
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

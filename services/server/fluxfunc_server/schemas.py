@@ -11,11 +11,20 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from fluxfunc_common.envelope import Origin, TaskStatus
 from fluxfunc_common.errors import BadRequest
+from fluxfunc_common.streams import is_entry_id
 
 MAX_TEXT = 65_535
 MAX_CODE = 5 * 1024 * 1024
@@ -310,8 +319,17 @@ class NextFiresQuery(Query):
 
 class DeadLetterQuery(Query):
     count: Annotated[int, Field(ge=1, le=1000)] = 100
-    start: Annotated[str, Field(max_length=64, pattern=r"^(-|\(?\d+(-\d+)?)$",
+    start: Annotated[str, Field(max_length=64, pattern=r"^(-|\(?\d{1,20}(-\d{1,20})?)$",
                                 description="first entry id (`-` = oldest; `(id` = after id)")] = "-"
+
+    @field_validator("start")
+    @classmethod
+    def _fits_a_stream_id(cls, value: str) -> str:
+        """Both parts of a stream id are unsigned 64-bit integers."""
+        bare = value.lstrip("(")
+        if value != "-" and not is_entry_id(bare if "-" in bare else f"{bare}-0"):
+            raise ValueError("not a stream entry id (each part must be below 2^64)")
+        return value
 
 
 def query_of(request_query: Any, model: type[BaseModelT]) -> BaseModelT:

@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -79,12 +80,21 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+Abort = Callable[[], "Outcome | None"]
+
+
+@dataclass(eq=False)
 class Job:
+    """One task for one child: resolved (``future``) when the child answers, dies or is
+    stopped — or, while it waits for a child, when ``abort`` says it must not start."""
+
     message: dict[str, Any]
     timeout: float
     future: asyncio.Future[Outcome]
+    abort: Abort | None = None
     kill_reason: str | None = None
+    timer: asyncio.TimerHandle | None = None
+    child: Child | None = None
 
     @property
     def task_id(self) -> str:
@@ -170,7 +180,8 @@ class Pool:
         self.memory_mb = memory_mb
         self._rpc = rpc
         self._gen = gen
-        self._idle: asyncio.Queue[Child] = asyncio.Queue()
+        self._idle: deque[Child] = deque()
+        self._waiting: deque[Job] = deque()  # submitted while every child was busy
         self._children: set[Child] = set()
         self._spawning = 0
         self._closing = False
@@ -179,7 +190,6 @@ class Pool:
         self._zygote: zygote.Zygote | None = None
         self._use_zygote = use_zygote and zygote.supported()
         self._zygote_failures: list[float] = []
-        self.busy = 0
         self.spawned = 0  # children started as fresh interpreters
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -207,7 +217,7 @@ class Pool:
             raise FatalError(f"cannot start the worker's child processes: {failed[0]}")
         for child in started:
             assert isinstance(child, Child)
-            self._idle.put_nowait(child)
+            self._child_free(child)
         self._watcher = asyncio.create_task(self._watch_memory(), name="pool-memory")
 
     async def close(self) -> None:
@@ -215,6 +225,9 @@ class Pool:
         self._closing = True
         if self._watcher:
             self._watcher.cancel()
+        while self._waiting:
+            self._resolve(self._waiting.popleft(), Outcome("shutdown", {
+                "exception": "FuncCancelled: the task was shutdown before it started"}))
         for child in list(self._children):
             if child.job is not None:
                 child.stop("shutdown")
@@ -240,6 +253,11 @@ class Pool:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def busy(self) -> int:
+        """Children running a task."""
+        return sum(1 for c in self._children if c.job is not None)
+
     def pids(self) -> list[int]:
         return [c.pid for c in self._children if c.alive]
 
@@ -255,39 +273,88 @@ class Pool:
                 "zygote": z.describe() if z else None}
 
     # --- running --------------------------------------------------------------------------------
-    async def run(self, message: dict[str, Any], timeout: float, *,  # noqa: ASYNC109 (the task's limit)
-                  abort: Callable[[], str | None] | None = None) -> Outcome:
-        """Run one task message on an idle child; the outcome of the run, whatever happens.
+    def submit(self, message: dict[str, Any], timeout: float, *, abort: Abort | None = None) -> Job:
+        """Send a task to an idle child now (no event-loop turn in between), or queue it for
+        the next child that frees up. ``abort`` is asked just before it starts: an outcome
+        there ends the job unstarted (cancelled, lost, released, expired meanwhile)."""
+        job = Job(message, timeout, asyncio.get_running_loop().create_future(), abort)
+        child = self._pop_idle()
+        if child is None:
+            self._waiting.append(job)
+        elif not self._start(child, job):
+            self._child_free(child)
+        return job
 
-        ``abort`` is asked once a child is free: a reason (``cancelled``, ``lost``) ends the
-        run before it starts, with that status."""
-        child = await self._idle.get()
-        while not child.alive:
-            child = await self._idle.get()
-        reason = abort() if abort is not None else None
-        if reason is not None:
-            self._idle.put_nowait(child)
-            return Outcome(reason, {"exception": f"FuncCancelled: the task was {reason} before it started"})
-        job = Job(message, timeout, asyncio.get_running_loop().create_future())
-        child.job = job
-        self.busy += 1
-        message["gen"] = self._gen()
-        child.send(message)
-        timer = asyncio.get_running_loop().call_later(timeout, child.stop, "timeout")
+    async def run(self, message: dict[str, Any], timeout: float, *,  # noqa: ASYNC109 (the task's limit)
+                  abort: Abort | None = None) -> Outcome:
+        """:meth:`submit` then :meth:`wait`: the outcome of the run, whatever happens."""
+        return await self.wait(self.submit(message, timeout, abort=abort))
+
+    async def wait(self, job: Job) -> Outcome:
+        """The outcome of a submitted job; cancelling the wait stops its child."""
         try:
-            return await asyncio.shield(job.future)
+            return await job.future
         except asyncio.CancelledError:
-            child.stop("shutdown")
+            child = job.child
+            if child is not None and child.job is job:
+                child.stop("shutdown")
             raise
-        finally:
-            timer.cancel()
-            self.busy -= 1
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a child."""
+        return len(self._waiting)
+
+    def _pop_idle(self) -> Child | None:
+        idle = self._idle
+        while idle:
+            child = idle.popleft()
+            if child.alive and not child.retiring:
+                return child
+        return None
+
+    def _start(self, child: Child, job: Job) -> bool:
+        """Send ``job`` to ``child``; False (job resolved unstarted) when its abort says so."""
+        if job.future.done():
+            return False  # its waiter was cancelled
+        aborted = job.abort() if job.abort is not None else None
+        if aborted is not None:
+            job.future.set_result(aborted)
+            return False
+        child.job = job
+        job.child = child
+        job.message["gen"] = self._gen()
+        child.send(job.message)
+        job.timer = asyncio.get_running_loop().call_later(job.timeout, child.stop, "timeout")
+        return True
+
+    def _child_free(self, child: Child) -> None:
+        """A child can take a task: the next waiting job, else it goes idle."""
+        waiting = self._waiting
+        while waiting:
+            if self._start(child, waiting.popleft()):
+                return
+        self._idle.append(child)
+
+    def _resolve(self, job: Job, outcome: Outcome) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+        if not job.future.done():
+            job.future.set_result(outcome)
 
     def stop_task(self, task_id: str, reason: str) -> bool:
-        """Stop the child running ``task_id`` (cancel, lost lease); False when not running here."""
+        """Stop the child running ``task_id`` (cancel, lost lease), or end it unstarted if it
+        still waits for a child (its ``abort`` gives the outcome); False when not here."""
         for child in self._children:
             if child.job is not None and child.job.task_id == task_id:
                 child.stop(reason)
+                return True
+        for job in self._waiting:
+            if job.task_id == task_id and not job.future.done():
+                self._waiting.remove(job)
+                aborted = job.abort() if job.abort is not None else None
+                job.future.set_result(aborted or Outcome(reason, {
+                    "exception": f"FuncCancelled: the task was {reason} before it started"}))
                 return True
         return False
 
@@ -312,10 +379,8 @@ class Pool:
         if retire or child.tasks_done >= self.max_tasks:
             self._retire(child, retire or "max_tasks_per_child")
         else:
-            self._idle.put_nowait(child)
-        status = str(message.pop("status", "failure"))
-        if not job.future.done():
-            job.future.set_result(Outcome(status, message))
+            self._child_free(child)  # its next task goes out before this one is bookkept
+        self._resolve(job, Outcome(str(message.pop("status", "failure")), message))
 
     async def _serve_rpc(self, child: Child, message: dict[str, Any], job: Job | None) -> None:
         reply: dict[str, Any] = {"n": message.get("n")}
@@ -346,8 +411,8 @@ class Pool:
             child._killer.cancel()
         self._children.discard(child)
         job, child.job = child.job, None
-        if job is not None and not job.future.done():
-            job.future.set_result(self._ended(job, code))
+        if job is not None:
+            self._resolve(job, self._ended(job, code))
         if child.retiring:
             return  # replaced when it retired
         if job is None and not self._closing:
@@ -384,7 +449,7 @@ class Pool:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5)
                     continue
-                self._idle.put_nowait(child)
+                self._child_free(child)
                 return
         finally:
             self._spawning -= 1

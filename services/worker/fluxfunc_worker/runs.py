@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult, TaskStatus
@@ -34,7 +35,7 @@ from fluxfunc_worker.completion import (
     skipped_result,
 )
 from fluxfunc_worker.lease import Inflight, Running
-from fluxfunc_worker.pool import Outcome, Pool
+from fluxfunc_worker.pool import Job, Outcome, Pool
 from fluxfunc_worker.records import RecordBatcher
 
 log = get_logger("worker")
@@ -43,21 +44,53 @@ STOPPED = frozenset({"shutdown", "released", "lost"})  # outcomes of runs stoppe
 
 
 class Slots:
-    """Free children: the fetch loop reads no more entries than this."""
+    """How many more entries the fetch loop may read: one per child not running a task, plus
+    — while the recent runs were all short — one more per child (:meth:`observe`).
 
-    def __init__(self, size: int) -> None:
-        self.free = size
+    The extra entries wait in the worker, not in a child, for the first child that frees
+    up: a short task's child then gets its next task without waiting for a Redis round
+    trip, and each round trip carries more completions. A run that is not short ends the
+    extra at once, so an entry waits behind a long task only if it was read just before."""
+
+    def __init__(self, size: int, *, extra: int = 0, short_seconds: float = 0.0) -> None:
+        self.size = size
+        self.extra_max = extra
+        self.short_seconds = short_seconds
+        self.extra = 0
+        self.held = 0
+        self._short_runs = 0
         self._event = asyncio.Event()
         self._event.set()
 
+    @property
+    def free(self) -> int:
+        return self.size + self.extra - self.held
+
     def take(self, n: int) -> None:
-        self.free -= n
+        self.held += n
         if self.free <= 0:
             self._event.clear()
 
     def give(self, n: int = 1) -> None:
-        self.free += n
-        self._event.set()
+        self.held -= n
+        if self.free > 0:
+            self._event.set()
+
+    def observe(self, run_seconds: float) -> None:
+        """A run took ``run_seconds``: extra entries after ``2 × size`` short runs in a row,
+        none after a run that is not short."""
+        if run_seconds < self.short_seconds:
+            self._short_runs += 1
+            if self._short_runs >= 2 * self.size and self.extra != self.extra_max:
+                self.extra = self.extra_max
+                if self.free > 0:
+                    self._event.set()
+        else:
+            self._short_runs = 0
+            if self.extra:
+                self.extra = 0
+                if self.free <= 0:
+                    self._event.clear()
 
     def wake(self) -> None:
         """Let a waiting fetch loop look at its stop flag."""
@@ -93,7 +126,8 @@ class Runs:
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def dispatch(self, runs: Sequence[tuple[Running, Start]]) -> None:
-        """Run, ack or end each started entry according to its start check."""
+        """Run, ack or end each started entry according to its start check. Runs are sent to
+        idle children right here, before anything else gets the event loop."""
         now = time.time()
         for r, start in runs:
             env = r.delivery.envelope
@@ -106,7 +140,8 @@ class Runs:
                 self.spawn(self._skip(r, TaskStatus.EXPIRED,
                                       "FuncExpired: the task expired before it started"))
             else:
-                self.spawn(self._execute(r))
+                job = self.pool.submit(run_message(env), env.timeout, abort=partial(self._abort, r))
+                self.spawn(self._execute(r, job))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a tracked task (the drain waits for these)."""
@@ -115,20 +150,20 @@ class Runs:
         task.add_done_callback(self.tasks.discard)
 
     # --- running --------------------------------------------------------------------------------
-    async def _execute(self, r: Running) -> None:
+    async def _execute(self, r: Running, job: Job) -> None:
+        """Wait for the run (``job``: sent to a child, or waiting for one), then complete or
+        retry it."""
         env = r.delivery.envelope
         try:
-            if r.cancel_requested:
-                outcome = Outcome("cancelled", {"exception": "FuncCancelled: the task was cancelled "
-                                                             "before it started"})
-            else:
-                outcome = await self.pool.run(run_message(env), env.timeout, abort=lambda: self._abort(r))
+            outcome = await self.pool.wait(job)
         except Exception as exc:  # a pool bug must not strand the entry: it is reclaimed later
             log.error("run failed in the worker", task_id=env.id, error=repr(exc))
             self.inflight.remove(r)
             return
         finally:
             self.slots.give()
+        started, ended = outcome.fields.get("startTime"), outcome.fields.get("endTime")
+        self.slots.observe(ended - started if started and ended else float("inf"))
         if r.lost or (r.released and outcome.status in STOPPED):
             self._forget(r)  # a run that finished just as it was released still completes below
             return
@@ -138,11 +173,17 @@ class Runs:
         else:
             await self._finish(r, result)
 
-    def _abort(self, r: Running) -> str | None:
+    def _abort(self, r: Running) -> Outcome | None:
+        """Asked just before the run starts: why it must not (an outcome), or None."""
         if r.cancel_requested:
-            return "cancelled"
+            return Outcome("cancelled", {"exception": "FuncCancelled: the task was cancelled before it "
+                                                      "started"})
         if r.abandoned:
-            return "lost" if r.lost else "released"
+            reason = "lost" if r.lost else "released"
+            return Outcome(reason, {"exception": f"FuncCancelled: the task was {reason} before it started"})
+        env = r.delivery.envelope
+        if env.expires is not None and env.attempt == 1 and env.expires < time.time():
+            return Outcome("expired", {"exception": "FuncExpired: the task expired before it started"})
         return None
 
     def _forget(self, r: Running) -> None:

@@ -53,7 +53,8 @@ log = get_logger("worker")
 MAX_BLOCK_MS = 2000
 PROMOTE_SECONDS = 0.5
 RELEASE_STOP_SECONDS = 3.0
-GATHER_TURNS = 10  # event-loop turns a backlogged fetch waits for more children to free up
+PREFETCH_SHORT_SECONDS = 0.01  # runs shorter than this let the worker read ahead (Slots)
+LANE_TIMEOUT = 10.0  # seconds a hot-path round trip may take before the connection is dropped
 
 
 class Worker:
@@ -70,17 +71,16 @@ class Worker:
         self.queues = list(ws.queues)
         self.lease_ms = int(ws.lease_seconds * 1000)
         self.block_ms = max(100, min(MAX_BLOCK_MS, int(ws.reclaim_seconds * 1000)))
-        self.lane = Lane(clients.main)
+        self.lane = Lane(clients.main, timeout=LANE_TIMEOUT)
         self.streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking,
                                       runner=self.lane.execute)
         self.published = PublishedScripts(store, clients.main, clients.keys)
         self.calls = DffCalls(settings, clients, store, self.streams, self.published)
         self.pool = Pool(ws.concurrency, max_tasks=ws.max_tasks_per_child, memory_mb=ws.max_memory_mb,
                          rpc=self.calls, gen=lambda: self.published.gen)
-        self.slots = Slots(ws.concurrency)
+        self.slots = Slots(ws.concurrency, extra=ws.concurrency, short_seconds=PREFETCH_SHORT_SECONDS)
         self.inflight = Inflight()
-        self.completer = Completer(self.streams, instance, hold=lambda: self._carrying)
-        self._carrying = False  # a claim carrying completions (so it cannot block) is on the wire
+        self.completer = Completer(self.streams, instance)
         self.records = RecordBatcher(store, ws.record_batch_seconds)
         self.runs = Runs(settings, self.streams, self.pool, consumer=instance, inflight=self.inflight,
                          slots=self.slots, completer=self.completer, records=self.records)
@@ -91,7 +91,9 @@ class Worker:
                                     on_publish=self.published.poke)
         self._cursors: dict[str, str] = {}
         self._released = 0
-        self._backlog = False
+        self._backlog = False  # the last claim filled every slot it asked for
+        self._claims: set[asyncio.Task[None]] = set()  # pipelined claims on the wire
+        self._claim_failed: BaseException | None = None
 
     # --- the whole life ------------------------------------------------------------------------
     async def run(self, shutdown: Shutdown) -> int:
@@ -202,6 +204,7 @@ class Worker:
         try:
             await self._fetch(stop)
         finally:
+            await self._claims_landed()
             self.completer.kick()
 
     async def _fetch(self, stop: asyncio.Event) -> None:
@@ -209,6 +212,10 @@ class Worker:
         next_reclaim = 0.0
         failures = 0
         while not stop.is_set():
+            if self._claim_failed is not None:  # a pipelined claim failed
+                exc, self._claim_failed = self._claim_failed, None
+                failures = await self._recover(stop, exc, failures + 1)
+                continue
             if self.slots.free <= 0:
                 self.completer.kick()  # not coming back for them until a slot frees
                 await self.slots.wait()
@@ -220,60 +227,77 @@ class Worker:
                 if self.slots.free <= 0 or stop.is_set():
                     continue
                 if self._backlog:
-                    await self._gather_slots()
-                    if stop.is_set():
-                        break
-                await self._claim()
+                    self._pipeline_claim()
+                    continue
+                await self._claims_landed()
+                asked = self.slots.free
+                self.slots.take(asked)
+                await self._claim(asked, self.block_ms)
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                self.completer.kick()
-                log.warning("fetch failed; retrying", error=str(exc) or repr(exc), failures=failures)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(0.1 * 2 ** failures, 5.0))
-                with contextlib.suppress(Exception):
-                    if "NOGROUP" in str(exc):  # Redis lost its data (restart without persistence)
-                        await self.streams.ensure_groups(self.queues)
-                    await self._adopt_own_pending()
+                failures = await self._recover(stop, exc, failures + 1)
 
-    async def _gather_slots(self) -> None:
-        """Under backlog, give children that are just finishing a few event-loop turns to
-        report in (no timer, microseconds), so one round trip completes and refills them all
-        instead of one round trip per child. Their completions wait for that round trip."""
-        self._carrying = True
-        try:
-            for _ in range(GATHER_TURNS):
-                if self.slots.free >= self.ws.concurrency:
-                    break
-                await asyncio.sleep(0)
-        finally:
-            self._carrying = False
+    async def _recover(self, stop: asyncio.Event, exc: BaseException, failures: int) -> int:
+        """After a failed round trip: back off, then adopt what may have been delivered."""
+        self.completer.kick()
+        log.warning("fetch failed; retrying", error=str(exc) or repr(exc), failures=failures)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(0.1 * 2 ** failures, 5.0))
+        await self._claims_landed()
+        with contextlib.suppress(Exception):
+            if "NOGROUP" in str(exc):  # Redis lost its data (restart without persistence)
+                await self.streams.ensure_groups(self.queues)
+            await self._adopt_own_pending()
+        return failures
 
-    async def _claim(self) -> None:
-        """Read and start up to the free slots in one round trip; finished tasks waiting for
-        their completion ride along in the same pipeline."""
-        batch = self.completer.take()
+    def _pipeline_claim(self) -> None:
+        """Under backlog: claim for the slots free now without waiting for the reply, so a
+        child that frees up while another claim is on the wire is refilled by its own claim
+        (the lane keeps both on one connection, answered in order)."""
+        async def claim(asked: int) -> None:
+            try:
+                await self._claim(asked, 0)
+            except Exception as exc:
+                self._backlog = False
+                self._claim_failed = exc
+                self.slots.wake()
+
         asked = self.slots.free
-        self._carrying = bool(batch)
+        self.slots.take(asked)  # held by this claim; it gives back what it does not fill
+        task = asyncio.create_task(claim(asked))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claims_landed(self) -> None:
+        """Wait for the pipelined claims on the wire (their entries are held once they land)."""
+        if self._claims:
+            await asyncio.wait(list(self._claims), timeout=LANE_TIMEOUT + 1)
+
+    async def _claim(self, asked: int, block_ms: int) -> None:
+        """Read and start up to ``asked`` entries (slots the caller has taken) in one round
+        trip (``block_ms`` > 0: wait that long when nothing is there); finished tasks waiting
+        for their completion ride along in the same pipeline. The new runs are sent to
+        children before the finished tasks' bookkeeping resumes."""
+        batch = self.completer.take()
         try:
             done, claimed = await self.streams.claim(
-                self.consumer, self.queues, self.slots.free, marker_ttl_ms=2 * self.lease_ms,
-                block_ms=self.block_ms, completions=[(d, r, t) for d, r, t, _ in batch])
+                self.consumer, self.queues, asked, marker_ttl_ms=2 * self.lease_ms,
+                block_ms=block_ms, completions=[(d, r, t) for d, r, t, _ in batch])
         except BaseException as exc:
+            self.slots.give(asked)
             self.completer.fail(batch, exc)
             raise
-        finally:
-            self._carrying = False
-        self.completer.settle(batch, done)
         self._backlog = len(claimed) >= asked
         runs: list[tuple[Running, Start]] = []
         for c in claimed:
             if not self.inflight.adopt_count(c.delivery):
                 runs.append((self.inflight.add(c.delivery), c.start))
-        self.slots.take(len(runs))
+        if len(runs) < asked:
+            self.slots.give(asked - len(runs))
         self.runs.dispatch(runs)
+        self.completer.settle(batch, done)
 
     async def _adopt_own_pending(self) -> None:
         """Entries delivered to this consumer but not held (a read whose reply was lost)."""

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import re
 from contextlib import suppress
 from typing import Any
 
@@ -21,6 +20,7 @@ from fluxfunc_common.errors import FluxfuncError, NotFound, Unavailable
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import ping as redis_ping
+from fluxfunc_common.streams import is_entry_id
 from fluxfunc_server import schemas
 from fluxfunc_server.adminauth import require_admin
 from fluxfunc_server.context import CTX, AppContext
@@ -30,7 +30,6 @@ from fluxfunc_server.responses import ok
 log = get_logger("server.ops")
 
 ROLES = ("server", "worker", "beat")
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 def _text(value: Any) -> str | None:
@@ -84,7 +83,7 @@ async def requeue(request: web.Request) -> web.Response:
     await require_admin(request)
     ctx = request.app[CTX]
     entry = request.match_info["entry"]
-    if not STREAM_ID.match(entry):
+    if not is_entry_id(entry):
         raise NotFound(f"no dead letter {entry!r} (entry ids look like 1700000000000-0)")
     done = await ctx.streams.requeue_dead(entry, max_len=ctx.settings.redis.queue_max_len)
     return ok(request, {"taskId": done.task_id, "entryId": done.entry_id, "duplicate": done.duplicate})
