@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}
 
 
 @contextmanager
-def private_redis() -> Iterator[str]:
+def private_redis() -> Iterator[tuple[str, int]]:
     """A throwaway redis-server on a free port, no persistence."""
     binary = shutil.which("redis-server")
     if not binary:
@@ -85,7 +85,7 @@ def private_redis() -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -93,14 +93,22 @@ def private_redis() -> Iterator[str]:
 
 
 def worker_cpu(pid: int) -> tuple[float, float, float]:
-    """CPU seconds (user, system) of the worker process and of its live children: a figure
-    that, unlike tasks/s, hardly depends on what else the machine is doing."""
+    """CPU seconds (user, system) of the worker process and of its children, live or reaped
+    (the zygote included): figures that, unlike tasks/s, hardly depend on what else the
+    machine is doing."""
     proc = psutil.Process(pid)
     if proc.name().startswith("py-spy"):
         proc = proc.children()[0]
     own = proc.cpu_times()
-    kids = sum(sum(c.cpu_times()[:2]) for c in proc.children())
+    kids = own.children_user + own.children_system
+    for child in proc.children():
+        with suppress(psutil.Error):
+            kids += sum(child.cpu_times()[:2])
     return own.user, own.system, kids
+
+
+def cpu_seconds(pid: int) -> float:
+    return float(sum(psutil.Process(pid).cpu_times()[:2]))
 
 
 def record_stats(db: Path) -> tuple[int, float | None]:
@@ -125,8 +133,9 @@ async def prepare(settings: Settings, func_id: str, tasks: int) -> None:
             await streams.enqueue_many(envs, max_len=10**9)
 
 
-def run_scenario(redis_url: str, name: str, tasks: int, log_level: str,
+def run_scenario(redis: tuple[str, int], name: str, tasks: int, log_level: str,
                  profile: str | None = None) -> dict[str, Any]:
+    redis_url, redis_pid = redis
     func_id, concurrency = SCENARIOS[name]
     workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-worker-"))
     db = workdir / "store.db"
@@ -152,6 +161,7 @@ def run_scenario(redis_url: str, name: str, tasks: int, log_level: str,
     try:
         deadline = time.monotonic() + 60 + tasks / 100
         count, first = 0, None
+        steady: tuple[int, tuple[float, float, float], float] | None = None
         while count < tasks:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"{name}: only {count}/{tasks} records (see {workdir / 'worker.log'})")
@@ -160,19 +170,28 @@ def run_scenario(redis_url: str, name: str, tasks: int, log_level: str,
                 count, first = record_stats(db)
             except sqlite3.OperationalError:
                 continue
+            if count and steady is None:  # running: CPU from here on excludes the start-up
+                steady = count, worker_cpu(proc.pid), cpu_seconds(redis_pid)
         done = time.time()
         cpu = worker_cpu(proc.pid)
+        redis_cpu = cpu_seconds(redis_pid)
     finally:
         proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
         proc.wait(30)
         log.close()
     elapsed = done - (first or done)
     shutil.rmtree(workdir, ignore_errors=True)
+    n0, cpu0, redis0 = steady or (0, (0.0, 0.0, 0.0), 0.0)
+    n = max(1, tasks - n0)
     return {"scenario": name, "tasks": tasks, "concurrency": concurrency,
             "seconds": round(elapsed, 3), "tasks_per_second": round(tasks / elapsed, 1),
+            # whole life of the worker process (start-up included), as measured before
             "worker_cpu_us_per_task": round((cpu[0] + cpu[1]) / tasks * 1e6, 1),
             "worker_sys_us_per_task": round(cpu[1] / tasks * 1e6, 1),
-            "children_cpu_us_per_task": round(cpu[2] / tasks * 1e6, 1),
+            # while running (from the first record on): worker, its children, Redis
+            "steady_worker_us_per_task": round((cpu[0] + cpu[1] - cpu0[0] - cpu0[1]) / n * 1e6, 1),
+            "steady_children_us_per_task": round((cpu[2] - cpu0[2]) / n * 1e6, 1),
+            "steady_redis_us_per_task": round((redis_cpu - redis0) / n * 1e6, 1),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -182,23 +201,26 @@ def main() -> None:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--log-level", default="INFO", help="worker log level (INFO logs every task)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario (the machine is noisy)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="record the worker with py-spy into PREFIX.<scenario>.txt")
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
-    with private_redis() as url:
+    with private_redis() as redis:
         for name in names:
             tasks = args.tasks if name == "noop" else max(1, args.tasks // 4)
-            results.append(run_scenario(url, name, tasks, args.log_level, args.profile))
+            for _ in range(args.repeat):
+                results.append(run_scenario(redis, name, tasks, args.log_level, args.profile))
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for r in results:
         print(f"{r['scenario']:8} concurrency {r['concurrency']}: {r['tasks']} tasks in {r['seconds']} s "
               f"= {r['tasks_per_second']:,.0f} tasks/s; worker CPU {r['worker_cpu_us_per_task']} µs/task "
-              f"({r['worker_sys_us_per_task']} system), "
-              f"children {r['children_cpu_us_per_task']} µs/task (load average {r['load_average']})")
+              f"({r['worker_sys_us_per_task']} system); while running: worker "
+              f"{r['steady_worker_us_per_task']}, children {r['steady_children_us_per_task']}, "
+              f"Redis {r['steady_redis_us_per_task']} µs/task (load average {r['load_average']})")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,15 @@ class WorkerProcess:
 
         await wait_for(beating, within, interval=0.1, what="worker heartbeat")
 
+    async def heartbeat(self, bench: Bench) -> dict[str, Any]:
+        """This worker's current heartbeat body (pool figures, counts …)."""
+        async for key in bench.redis.scan_iter(match=bench.keys.svc_pattern("worker"), count=100):
+            raw = await bench.redis.get(key)
+            if raw and orjson.loads(raw).get("pid") == self.pid:
+                found: dict[str, Any] = orjson.loads(raw)
+                return found
+        raise AssertionError("no heartbeat for this worker")
+
 
 @pytest.fixture
 def workers(bench: Bench, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:

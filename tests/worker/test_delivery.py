@@ -205,3 +205,24 @@ async def _has(path: Path, what: str, task_id: str) -> bool:
 
 async def _logged(proc: WorkerProcess, event: str) -> bool:
     return any(line.get("event", "").startswith(event) for line in proc.lines())
+
+
+async def test_short_tasks_read_ahead_at_most_one_entry_per_child(
+        bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    await bench.publish(WORK, WORK_CODE)
+    out = tmp_path / "effects.txt"
+    ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(600)])
+    w = workers("w", concurrency=2)
+    await w.ready(bench)
+    stream = bench.keys.queue("default")
+    seen = []
+    while not await bench.streams.get_result(ids[-1]):
+        seen.append(int((await bench.redis.xpending(stream, GROUP))["pending"]))
+        await asyncio.sleep(0.002)
+    assert max(seen) <= 4, "two running, at most one more per child waiting in the worker"
+    assert max(seen) > 2, "short tasks are read ahead"
+    for task_id in ids:
+        await bench.result(task_id)
+    runs = Counter(task for what, task, _ in marks(out) if what == "run")
+    assert set(runs) == set(ids) and set(runs.values()) == {1}
+    assert w.stop() == 0

@@ -104,6 +104,66 @@ async def test_slots_wait_and_wake() -> None:
     assert slots.free == 1
 
 
+async def test_slots_read_ahead_only_after_a_streak_of_short_runs() -> None:
+    slots = Slots(2, extra=2, short_seconds=0.01)
+    assert slots.free == 2
+    for _ in range(3):
+        slots.observe(0.001)
+    assert slots.free == 2, "not before 2 × size short runs in a row"
+    slots.observe(0.001)
+    assert slots.free == 4
+    slots.take(4)
+    slots.observe(0.5)  # one long run: no more read-ahead
+    assert slots.free == -2 and slots.extra == 0
+    waiter = asyncio.create_task(slots.wait())
+    slots.give(2)
+    await asyncio.sleep(0.01)
+    assert not waiter.done(), "still no free child"
+    slots.give()
+    await asyncio.wait_for(waiter, 1)
+    assert slots.free == 1
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:], root.level = handlers, level
+
+
+def test_the_fast_task_line_is_the_structlog_line(restore_logging: None) -> None:
+    import io
+
+    import structlog
+
+    from fluxfunc_common.logs import configure_logging, get_logger
+    from fluxfunc_common.settings import LogSettings
+
+    out = io.StringIO()
+    logs = configure_logging(LogSettings(level="INFO", format="json"), stream=out)
+    fields = {"task_id": "task-1", "func_id": "demo__basic.plus", "origin": "direct", "status": "failure",
+              "duration_ms": 1.5, "attempt": 2, "error": "ValueError: é", "retry_in_ms": 800}
+    structlog.contextvars.bind_contextvars(request="r1")
+    try:
+        get_logger("worker").info("task", **fields)
+        logs.info_line("worker")("task", **fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    slow, fast = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert slow.pop("timestamp")[:19] == fast.pop("timestamp")[:19]
+    assert list(slow.items()) == list(fast.items())  # same keys, same order, same values
+    assert fast["request"] == "r1" and fast["level"] == "info" and fast["component"] == "worker"
+    quiet = configure_logging(LogSettings(level="WARNING", format="json"), stream=out)
+    quiet.info_line("worker")("task", **fields)
+    assert len(out.getvalue().splitlines()) == 2
+
+
 def delivery(entry: str = "1-0", count: int = 1) -> Delivery:
     return Delivery("default", entry, env(), count)
 

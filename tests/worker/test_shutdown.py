@@ -117,3 +117,24 @@ async def test_bad_flags_are_one_clear_line(tmp_path: Path, bench: Bench) -> Non
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "concurrency" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_sigterm_while_short_tasks_are_read_ahead_loses_and_repeats_nothing(
+        bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    await bench.publish(WORK, WORK_CODE)
+    out = tmp_path / "e.txt"
+    ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(800)])
+    a = workers("a", concurrency=2)
+    await wait_for(lambda: _ran(out, 150), 30, interval=0.01, what="150 tasks run")
+    a.signal(signal.SIGTERM)
+    assert a.wait(20) == 0
+    b = workers("b", concurrency=2)
+    for task_id in ids:
+        await bench.result(task_id, within=30)
+    runs = [t for what, t, _ in marks(out) if what == "run"]
+    assert sorted(runs) == sorted(ids), "every task ran exactly once"
+    assert b.stop() == 0
+
+
+async def _ran(path: Path, n: int) -> bool:
+    return sum(1 for what, _, _ in marks(path) if what == "run") >= n

@@ -23,7 +23,7 @@ from fluxfunc_common import ids
 from fluxfunc_common.errors import ConfigError, FluxfuncError
 from fluxfunc_common.heartbeat import heartbeat, is_fresh
 from fluxfunc_common.lifecycle import Shutdown, fail, run_service
-from fluxfunc_common.logs import configure_logging
+from fluxfunc_common.logs import CoalescingStream, LogOutput, configure_logging
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_common.store import open_store
@@ -57,14 +57,15 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid command-line option: {problems}") from None
 
-async def serve(settings: Settings, shutdown: Shutdown) -> int:
+async def serve(settings: Settings, shutdown: Shutdown, logs: LogOutput | None = None) -> int:
     """Open the resources in order, run the worker, close them in reverse."""
     instance = ids.instance_id()
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_redis(settings.redis))
         store = await stack.enter_async_context(open_store(settings.store))
         await store.ping()
-        worker = Worker(settings, clients, store, instance=instance)
+        worker = Worker(settings, clients, store, instance=instance,
+                        task_line=logs.info_line("worker") if logs is not None else None)
         await stack.enter_async_context(worker.pool)
         await stack.enter_async_context(
             heartbeat(clients.main, clients.keys, "worker", instance, extra=worker.describe)
@@ -80,12 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.message)
     if args.check:
         return 0 if asyncio.run(is_fresh(settings, "worker")) else 1
-    configure_logging(settings.log)
+    stream = CoalescingStream(sys.stderr)  # one log line per task: one write per loop turn
+    logs = configure_logging(settings.log, stream=stream)
 
     async def service(shutdown: Shutdown) -> int:
-        return await serve(settings, shutdown)
+        return await serve(settings, shutdown, logs)
 
-    return run_service(service)
+    try:
+        return run_service(service)
+    finally:
+        stream.drain()
 
 
 if __name__ == "__main__":

@@ -23,14 +23,15 @@ RETRY_CAP_SECONDS = 300.0
 RETRYABLE = frozenset({TaskStatus.FAILURE, TaskStatus.TIMEOUT})
 
 _STATUSES = {s.value: s for s in TaskStatus}
+_FAILURE = TaskStatus.FAILURE
 
 
 def result_from_outcome(env: TaskEnvelope, outcome: Outcome, start_time: float) -> TaskResult:
     """The task result of a run as the pool reported it."""
     f = outcome.fields
-    status = _STATUSES.get(outcome.status, TaskStatus.FAILURE)
+    status = _STATUSES.get(outcome.status, _FAILURE)
     exception = f.get("exception")
-    if status is TaskStatus.FAILURE and not exception:
+    if status is _FAILURE and not exception:
         exception = f"WorkerError: the run ended with status {outcome.status!r}"
     response = f.get("response")
     return TaskResult.for_envelope(

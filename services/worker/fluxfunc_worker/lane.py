@@ -14,7 +14,9 @@ the URL, TLS, AUTH, database and Sentinel master discovery are handled exactly a
 other connection; the lane then reads and writes its streams directly. Errors are the same
 as redis-py's (``ResponseError`` and its ``NoScriptError``, ``ConnectionError``,
 ``TimeoutError``), returned in place for replies and raised for connection failures; after a
-failure the next batch reconnects. Script replies read the same in RESP2 and RESP3 (arrays,
+failure the next batch reconnects, and so does the batch after a ``READONLY`` reply (a
+Sentinel failover turned the server into a replica: connecting again finds the new
+master). Script replies read the same in RESP2 and RESP3 (arrays,
 integers, bulk strings, nulls; this connection never subscribes or tracks, so no push
 message can arrive). When the connection is not of a kind the lane understands, it falls
 back to redis-py pipelines (:meth:`Lane.usable`).
@@ -59,6 +61,11 @@ def _reply(value: Any) -> Any:
     return value
 
 
+def _wrong_server(value: Any) -> bool:
+    """An error that means this connection no longer reaches the master (a failover)."""
+    return isinstance(value, ResponseError) and str(value).startswith(("READONLY", "MASTERDOWN"))
+
+
 class Lane:
     """One dedicated connection; :meth:`execute` sends a batch and returns its replies."""
 
@@ -73,6 +80,7 @@ class Lane:
         self._connecting: asyncio.Lock = asyncio.Lock()
         self._fallback = False
         self._broken: list[Any] = []
+        self._drop = False  # reconnect before the next batch (the last one met a replica)
         self.batches = 0
         self.connects = 0
 
@@ -88,6 +96,9 @@ class Lane:
         if self._fallback:
             return await self._pipeline(commands)
         writer = self._writer
+        if self._drop and not self._waiting:  # a failover: find the master again
+            self._fail(RedisConnectionError("the connection reached a replica"))
+            writer = None
         if writer is None or writer.is_closing():
             writer = await self._connect()
             if writer is None:
@@ -124,6 +135,7 @@ class Lane:
                 await conn.disconnect()
                 return None
             self._conn, self._reader, self._writer = conn, reader, writer
+            self._drop = False
             self.connects += 1
             self._pump = asyncio.create_task(self._read_replies(reader), name="redis-lane")
             return self._writer
@@ -141,6 +153,8 @@ class Lane:
                     if not waiting:
                         raise RedisConnectionError("reply from Redis without a request")
                     batch = waiting[0]
+                    if _wrong_server(value):
+                        self._drop = True
                     batch.replies.append(_reply(value))
                     if len(batch.replies) == batch.size:
                         waiting.popleft()

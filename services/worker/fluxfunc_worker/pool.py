@@ -113,6 +113,7 @@ class Child:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.alive = True
+        self.started = False  # ready once: its end is the pool's to replace (else the starter's)
         self.retiring = False
         self._killer: asyncio.TimerHandle | None = None
         self._ps: psutil.Process | None = None
@@ -182,6 +183,7 @@ class Pool:
         self._gen = gen
         self._idle: deque[Child] = deque()
         self._waiting: deque[Job] = deque()  # submitted while every child was busy
+        self._holding = False
         self._children: set[Child] = set()
         self._spawning = 0
         self._closing = False
@@ -278,7 +280,7 @@ class Pool:
         the next child that frees up. ``abort`` is asked just before it starts: an outcome
         there ends the job unstarted (cancelled, lost, released, expired meanwhile)."""
         job = Job(message, timeout, asyncio.get_running_loop().create_future(), abort)
-        child = self._pop_idle()
+        child = None if self._holding else self._pop_idle()
         if child is None:
             self._waiting.append(job)
         elif not self._start(child, job):
@@ -305,6 +307,10 @@ class Pool:
         """Jobs waiting for a child."""
         return len(self._waiting)
 
+    def is_waiting(self, task_id: str) -> bool:
+        """``task_id`` is submitted but not started (every child was busy)."""
+        return any(job.task_id == task_id for job in self._waiting)
+
     def _pop_idle(self) -> Child | None:
         idle = self._idle
         while idle:
@@ -328,10 +334,15 @@ class Pool:
         job.timer = asyncio.get_running_loop().call_later(job.timeout, child.stop, "timeout")
         return True
 
+    def hold(self) -> None:
+        """Start no more jobs (shutdown): what is submitted from now on, and what waits,
+        stays unstarted until the worker ends it (``stop_task``)."""
+        self._holding = True
+
     def _child_free(self, child: Child) -> None:
         """A child can take a task: the next waiting job, else it goes idle."""
         waiting = self._waiting
-        while waiting:
+        while waiting and not self._holding:
             if self._start(child, waiting.popleft()):
                 return
         self._idle.append(child)
@@ -413,8 +424,8 @@ class Pool:
         job, child.job = child.job, None
         if job is not None:
             self._resolve(job, self._ended(job, code))
-        if child.retiring:
-            return  # replaced when it retired
+        if child.retiring or not child.started:
+            return  # replaced when it retired / its starter tries again
         if job is None and not self._closing:
             log.warning("idle child exited", pid=child.pid, code=code)
         if not self._closing:
@@ -455,10 +466,20 @@ class Pool:
             self._spawning -= 1
 
     async def _start_child(self) -> Child:
+        """A new ready child: forked by the zygote, else (or if that child fails to start)
+        spawned as a fresh interpreter."""
+        if self._zygote is not None:
+            try:
+                return await self._start_one(forked=True)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                self._zygote_failed(exc)
+        return await self._start_one(forked=False)
+
+    async def _start_one(self, *, forked: bool) -> Child:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         try:
-            proc = await self._launch(theirs)
+            proc = await (self._fork(theirs) if forked else self._spawn_interpreter(theirs))
         except BaseException:
             ours.close()
             raise
@@ -475,18 +496,18 @@ class Pool:
             raise
         if not child.alive:
             raise RuntimeError(f"worker child exited at start (code {child.proc.returncode})")
+        child.started = True
         return child
 
-    async def _launch(self, theirs: socket.socket) -> ChildProcess:
-        """A new child process serving ``theirs``: forked by the zygote, else spawned."""
-        if self._zygote is not None:
-            try:
-                if not self._zygote.alive:
-                    log.warning("the zygote is gone; starting a new one", code=self._zygote.returncode)
-                    await self._zygote.start()
-                return await self._zygote.fork(theirs)
-            except (OSError, RuntimeError, TimeoutError) as exc:
-                self._zygote_failed(exc)
+    async def _fork(self, theirs: socket.socket) -> ChildProcess:
+        """A child forked by the zygote (a new zygote first if the last one is gone)."""
+        assert self._zygote is not None
+        if not self._zygote.alive:
+            log.warning("the zygote is gone; starting a new one", code=self._zygote.returncode)
+            await self._zygote.start()
+        return await self._zygote.fork(theirs)
+
+    async def _spawn_interpreter(self, theirs: socket.socket) -> ChildProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "fluxfunc_worker.child",
             str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
@@ -500,9 +521,9 @@ class Pool:
         now = asyncio.get_running_loop().time()
         self._zygote_failures = [t for t in self._zygote_failures if now - t < ZYGOTE_WINDOW] + [now]
         if len(self._zygote_failures) < ZYGOTE_FAILURES:
-            log.warning("zygote failed; spawning this child", error=str(exc) or repr(exc))
+            log.warning("the zygote failed; spawning this child", error=str(exc) or repr(exc))
             return
-        log.error("zygote keeps failing; children are spawned as fresh interpreters from now on",
+        log.error("the zygote keeps failing; children are spawned as fresh interpreters from now on",
                   error=str(exc) or repr(exc))
         z, self._zygote = self._zygote, None
         if z is not None:

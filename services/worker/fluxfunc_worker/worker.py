@@ -4,17 +4,21 @@ One :class:`Worker` is one consumer (``{host}-{pid}-{rand}``) of the group ``wor
 each of its queues, with a pool of ``worker.concurrency`` child processes.
 
 Fetching. The loop reads only as many entries as there are free slots (a slot is a child
-that is not running a task), probing the queues in priority order (the order of
-``worker.queues``) before one blocking read over all of them; reading and each entry's start
-check (already completed? cancelled? running marker) are one script call
-(``StreamProtocol.claim``), and completions of finished tasks ride in the same round trip.
+that is not running a task, plus one entry per child read ahead while the recent runs were
+short: :class:`~fluxfunc_worker.runs.Slots`), probing the queues in priority order (the order
+of ``worker.queues``) before one blocking read over all of them; reading and each entry's
+start check (already completed? cancelled? running marker) are one script call
+(``StreamProtocol.claim``) on the hot-path connection (:mod:`~fluxfunc_worker.lane`), and
+completions of finished tasks ride in the same round trip. Under backlog a claim goes out for
+every slot that frees up, without waiting for the one on the wire.
 Every ``worker.reclaim_seconds`` it first reclaims entries idle past the lease (their consumer
 died); an entry delivered more than ``worker.max_deliveries`` times is dead-lettered instead
 of run. At start, and after any read error, the consumer's own pending entries are adopted (a
 lost read reply must not strand them). What happens to an entry once held is
 :mod:`fluxfunc_worker.runs`.
 
-Shutdown (first SIGTERM/SIGINT): stop fetching; let running tasks finish within
+Shutdown (first SIGTERM/SIGINT): stop fetching and starting (entries read ahead are released
+at once); let running tasks finish within
 ``worker.drain_seconds`` (leases keep being renewed); release what is left (owner-checked
 ``XCLAIM … IDLE``) so any other worker reclaims it at once, and stop those children; flush
 completions and records. A second signal skips the rest of the drain.
@@ -26,7 +30,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -53,14 +57,15 @@ log = get_logger("worker")
 MAX_BLOCK_MS = 2000
 PROMOTE_SECONDS = 0.5
 RELEASE_STOP_SECONDS = 3.0
-PREFETCH_SHORT_SECONDS = 0.01  # runs shorter than this let the worker read ahead (Slots)
+PREFETCH_SHORT_SECONDS = 0.02  # runs shorter than this let the worker read ahead (Slots)
 LANE_TIMEOUT = 10.0  # seconds a hot-path round trip may take before the connection is dropped
 
 
 class Worker:
     """One worker process's consumer (see the module docstring)."""
 
-    def __init__(self, settings: Settings, clients: RedisClients, store: Store, *, instance: str) -> None:
+    def __init__(self, settings: Settings, clients: RedisClients, store: Store, *, instance: str,
+                 task_line: Callable[..., None] | None = None) -> None:
         ws = settings.worker
         self.settings = settings
         self.ws = ws
@@ -83,7 +88,8 @@ class Worker:
         self.completer = Completer(self.streams, instance)
         self.records = RecordBatcher(store, ws.record_batch_seconds)
         self.runs = Runs(settings, self.streams, self.pool, consumer=instance, inflight=self.inflight,
-                         slots=self.slots, completer=self.completer, records=self.records)
+                         slots=self.slots, completer=self.completer, records=self.records,
+                         task_line=task_line)
         self.leases = LeaseKeeper(self.streams, clients.main, clients.keys, instance, self.inflight,
                                   marker_ttl_ms=2 * self.lease_ms, on_lost=self.runs.lost,
                                   on_cancel=self.runs.cancel)
@@ -141,9 +147,12 @@ class Worker:
         log.info("stopping: draining running tasks", running=len(self.inflight),
                  drain_seconds=self.ws.drain_seconds)
         forced = asyncio.create_task(shutdown.forced.wait())
+        self.pool.hold()  # stop fetching, and stop starting what was read ahead
+        held_back = self._hold_back()
         try:
             await asyncio.wait([fetcher, forced], timeout=max(0.0, deadline - loop.time()),
                                return_when=asyncio.FIRST_COMPLETED)
+            await self._release(held_back + self._hold_back())
             while self.runs.tasks and not forced.done() and loop.time() < deadline:
                 await asyncio.wait([*self.runs.tasks, forced], timeout=deadline - loop.time(),
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -153,28 +162,39 @@ class Worker:
             log.warning("second signal: drain cut short")
         if not fetcher.done():
             fetcher.cancel()
-        await self._release_left()
+        await self._release([r for r in self.inflight if not r.abandoned])
+        if self.runs.tasks:
+            await asyncio.wait(self.runs.tasks, timeout=RELEASE_STOP_SECONDS)
 
-    async def _release_left(self) -> None:
-        """Hand back every entry still held, then stop the children running them."""
-        left = [r for r in self.inflight if not r.abandoned]
+    def _hold_back(self) -> list[Running]:
+        """Entries read ahead (or brought by a claim on the wire at the signal) that no child
+        has started: they never start now; handed back by :meth:`_release`."""
+        waiting = [r for r in self.inflight if not r.abandoned and self.pool.is_waiting(r.task_id)]
+        for r in waiting:
+            r.released = True
+            self.pool.stop_task(r.task_id, "shutdown")
+        return waiting
+
+    async def _release(self, left: list[Running]) -> None:
+        """Hand back entries still held — read ahead and never started (at the start of the
+        drain), or still running when it ends — then stop the children running them."""
         if not left:
             return
         for r in left:
             r.released = True
+        released = 0
         try:
-            self._released = await self.streams.release(self.consumer, [r.delivery for r in left],
-                                                        lease_ms=self.lease_ms)
+            released = await self.streams.release(self.consumer, [r.delivery for r in left],
+                                                  lease_ms=self.lease_ms)
+            self._released += released
             await self.redis.delete(*[self.keys.running(r.task_id) for r in left])
         except Exception as exc:  # not lost: the entries come back after the lease
             log.warning("cannot release entries; they will be reclaimed after the lease",
                         error=str(exc), entries=len(left))
-        log.info("released unfinished tasks for immediate reclaim", released=self._released,
+        log.info("released unfinished tasks for immediate reclaim", released=released,
                  tasks=[r.task_id for r in left])
         for r in left:
             self.pool.stop_task(r.task_id, "shutdown")
-        if self.runs.tasks:
-            await asyncio.wait(self.runs.tasks, timeout=RELEASE_STOP_SECONDS)
 
     async def _flush_all(self) -> None:
         with contextlib.suppress(Exception):
@@ -197,7 +217,8 @@ class Worker:
                 "busy": self.pool.busy, "inflight": len(self.inflight), "tasks": dict(self.runs.counts),
                 "records": {"written": self.records.written, "flushes": self.records.flushes,
                             "buffered": self.records.buffered},
-                "completions": {"done": self.completer.completed, "batches": self.completer.batches}}
+                "completions": {"done": self.completer.completed, "batches": self.completer.batches},
+                "pool": self.pool.describe(), "readAhead": self.slots.extra}
 
     # --- fetching ----------------------------------------------------------------------------
     async def _fetch_loop(self, stop: asyncio.Event) -> None:

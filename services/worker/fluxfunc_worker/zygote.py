@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import os
 import platform
 import signal
@@ -40,7 +41,8 @@ from fluxfunc_worker import child
 CLONE_PARENT = 0x00008000
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 REPLY = struct.Struct("!q")  # the child's pid, or -errno
-START_TIMEOUT = 30.0
+START_TIMEOUT = 30.0  # the zygote's imports
+FORK_TIMEOUT = 5.0  # one fork takes milliseconds: a zygote this slow is abandoned
 NAME = b"fluxfunc-zygote"
 
 
@@ -112,6 +114,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child.die_with_parent(worker_pid)
     child.set_name(NAME)
+    gc.collect()
+    gc.freeze()  # what is imported now is never traversed by a child's collector: fewer page copies
     control = socket.socket(fileno=fd)
     with contextlib.suppress(ConnectionError, OSError):
         serve(control, memory_mb, worker_pid)
@@ -224,7 +228,7 @@ class Zygote:
             loop = asyncio.get_running_loop()
             try:
                 socket.send_fds(control, [b"F"], [child_socket.fileno()])
-                reply = await asyncio.wait_for(loop.sock_recv(control, REPLY.size), START_TIMEOUT)
+                reply = await asyncio.wait_for(loop.sock_recv(control, REPLY.size), FORK_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 await self._abandon()
                 raise RuntimeError(f"the zygote did not answer: {exc!r}") from None

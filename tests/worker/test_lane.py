@@ -1,0 +1,95 @@
+"""The hot-path Redis lane against a real Redis: batches from concurrent callers answered in
+order, error replies in place (NOSCRIPT as redis-py's NoScriptError), a dropped connection
+failing what is on the wire and the next batch reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from fluxfunc_common.redisconn import open_redis
+from fluxfunc_common.settings import Settings
+from fluxfunc_worker.lane import Lane
+
+
+async def test_concurrent_batches_get_their_own_replies_in_order(
+        make_settings: Callable[..., Settings]) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        lane = Lane(clients.main)
+        try:
+            async def batch(i: int) -> list[object]:
+                return await lane.execute([("SET", f"lane:{i}", i), ("GET", f"lane:{i}"),
+                                           ("INCRBY", "lane:n", i)])
+
+            replies = await asyncio.gather(*(batch(i) for i in range(50)))
+            for i, (ok, value, _) in enumerate(replies):
+                assert ok is not None and value == str(i).encode()
+            assert int(await clients.main.get("lane:n")) == sum(range(50))
+            assert lane.connects == 1 and lane.usable
+        finally:
+            await lane.close()
+
+
+async def test_error_replies_stay_in_place(make_settings: Callable[..., Settings]) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        lane = Lane(clients.main)
+        try:
+            sha = await clients.main.script_load("return {1, 'two', {3}}")
+            missing, bad, good, nested = await lane.execute([
+                ("EVALSHA", "0" * 40, 0), ("LPUSH",), ("EVALSHA", sha, 0), ("EVAL", "return 7", 0)])
+            assert isinstance(missing, NoScriptError)
+            assert isinstance(bad, ResponseError) and not isinstance(bad, NoScriptError)
+            assert good == [1, b"two", [3]] and nested == 7
+        finally:
+            await lane.close()
+
+
+async def test_a_dropped_connection_fails_the_batch_and_the_next_one_reconnects(
+        make_settings: Callable[..., Settings]) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        lane = Lane(clients.main)
+        try:
+            await lane.execute([("CLIENT", "SETNAME", "fluxfunc-lane")])
+            blocked = asyncio.create_task(lane.execute([("BLPOP", "lane:never", 5)]))
+            await asyncio.sleep(0.1)
+            await clients.main.client_kill_filter(_type="normal", skipme=True)  # every other client
+            with pytest.raises(RedisConnectionError):
+                await blocked
+            assert await lane.execute([("PING",)]) == [b"PONG"]
+            assert lane.connects == 2
+        finally:
+            await lane.close()
+
+
+async def test_a_batch_without_reply_times_out(make_settings: Callable[..., Settings]) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        lane = Lane(clients.main, timeout=0.2)
+        try:
+            with pytest.raises(Exception, match="no reply from Redis"):
+                await lane.execute([("BLPOP", "lane:never", 2)])
+            assert await lane.execute([("PING",)]) == [b"PONG"]
+        finally:
+            await lane.close()
+
+
+async def test_a_readonly_reply_makes_the_next_batch_reconnect(
+        make_settings: Callable[..., Settings]) -> None:
+    """After a failover the old master answers READONLY: connect again (Sentinel then finds
+    the new master) instead of failing on the same connection for ever."""
+    async with open_redis(make_settings().redis) as clients:
+        lane = Lane(clients.main)
+        try:
+            await clients.main.execute_command("REPLICAOF", "127.0.0.1", "1")  # a replica now
+            try:
+                (refused,) = await lane.execute([("SET", "lane:ro", 1)])
+                assert isinstance(refused, ResponseError) and str(refused).startswith("READONLY")
+            finally:
+                await clients.main.execute_command("REPLICAOF", "NO", "ONE")
+            assert await lane.execute([("SET", "lane:ro", 1)]) == [b"OK"]
+            assert lane.connects == 2
+        finally:
+            await lane.close()
