@@ -25,14 +25,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import psutil
 import yaml
 
 from fluxfunc_common.envelope import Origin
+from fluxfunc_common.localredis import private_redis
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.scripts import analyse
 from fluxfunc_common.settings import Settings
@@ -64,34 +63,6 @@ WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
 PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-@contextmanager
-def private_redis() -> Iterator[tuple[str, int]]:
-    """A throwaway redis-server on a free port, no persistence."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        sys.exit("redis-server not on PATH")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="fluxfunc-bench-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def worker_cpu(pid: int) -> tuple[float, float, float]:
     """CPU seconds (user, system) of the worker process and of its children, live or reaped
     (the zygote included): figures that, unlike tasks/s, hardly depend on what else the
@@ -111,8 +82,17 @@ def cpu_seconds(pid: int) -> float:
     return float(sum(psutil.Process(pid).cpu_times()[:2]))
 
 
+def record_count(db: Path) -> int:
+    """Records so far, straight from the SQLite file: ``max(rowid)``, which a fresh table of
+    inserts keeps equal to the count (``COUNT(*)`` scans the table: polled every 20 ms it would
+    take a good part of a core from the worker being measured)."""
+    with sqlite3.connect(db, timeout=10) as conn:
+        (last,) = conn.execute("SELECT MAX(rowid) FROM task_records").fetchone()
+    return int(last or 0)
+
+
 def record_stats(db: Path) -> tuple[int, float | None]:
-    """(records, earliest startTime) straight from the SQLite file."""
+    """(records, earliest startTime)."""
     with sqlite3.connect(db, timeout=10) as conn:
         count, first = conn.execute("SELECT COUNT(*), MIN(start_time) FROM task_records").fetchone()
     return int(count), first
@@ -167,7 +147,7 @@ def run_scenario(redis: tuple[str, int], name: str, tasks: int, log_level: str,
                 raise SystemExit(f"{name}: only {count}/{tasks} records (see {workdir / 'worker.log'})")
             time.sleep(0.02)
             try:
-                count, first = record_stats(db)
+                count = record_count(db)
             except sqlite3.OperationalError:
                 continue
             if count and steady is None:  # running: CPU from here on excludes the start-up
@@ -175,6 +155,9 @@ def run_scenario(redis: tuple[str, int], name: str, tasks: int, log_level: str,
         done = time.time()
         cpu = worker_cpu(proc.pid)
         redis_cpu = cpu_seconds(redis_pid)
+        count, first = record_stats(db)
+        if count != tasks:
+            raise SystemExit(f"{name}: {count} records for {tasks} tasks")
     finally:
         proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
         proc.wait(30)
@@ -207,7 +190,9 @@ def main() -> None:
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
-    with private_redis() as redis:
+    with private_redis(prefix="fluxfunc-bench-redis-") as server:
+        assert server.proc is not None
+        redis = (server.url, server.proc.pid)
         for name in names:
             tasks = args.tasks if name == "noop" else max(1, args.tasks // 4)
             for _ in range(args.repeat):

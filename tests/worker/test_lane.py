@@ -1,15 +1,19 @@
 """The hot-path Redis lane against a real Redis: batches from concurrent callers answered in
 order, error replies in place (NOSCRIPT as redis-py's NoScriptError), a dropped connection
-failing what is on the wire and the next batch reconnecting."""
+failing what is on the wire and the next batch reconnecting, READONLY and a Sentinel failover
+(the Sentinel set-up is the one of tests/common/test_sentinel.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from tests.common.test_sentinel import SERVICE, Node, _wait_replicated, sentinel_setup  # noqa: F401
+from tests.common.test_sentinel import _settings as sentinel_settings
 
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
@@ -91,5 +95,44 @@ async def test_a_readonly_reply_makes_the_next_batch_reconnect(
                 await clients.main.execute_command("REPLICAOF", "NO", "ONE")
             assert await lane.execute([("SET", "lane:ro", 1)]) == [b"OK"]
             assert lane.connects == 2
+        finally:
+            await lane.close()
+
+
+async def test_the_lane_follows_a_sentinel_failover(
+        sentinel_setup: tuple[Node, Node, Node]) -> None:  # noqa: F811 (the imported fixture)
+    """Through Sentinel the lane's connection reaches the primary; after a failover it ends up
+    on the new one (a READONLY reply or a dropped connection makes it connect again)."""
+    import redis.asyncio as aioredis
+
+    primary, replica, sentinel = sentinel_setup
+    async with open_redis(sentinel_settings(sentinel.port).redis) as clients:
+        lane = Lane(clients.main)
+        try:
+            assert await lane.execute([("SET", "lane:f", 1)]) == [b"OK"]
+            assert f"tcp_port:{primary.port}" in (await lane.execute([("INFO", "server")]))[0].decode()
+            await _wait_replicated(replica.port, "lane:f")
+            admin = aioredis.Redis(port=sentinel.port)
+            old = aioredis.Redis(port=primary.port)
+            try:
+                await admin.execute_command("SENTINEL", "FAILOVER", SERVICE)
+                deadline = time.monotonic() + 30
+                while (await old.info("replication"))["role"] != "slave":
+                    assert time.monotonic() < deadline, "Sentinel never demoted the old primary"
+                    await asyncio.sleep(0.2)
+            finally:
+                await admin.aclose()
+                await old.aclose()
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    (reply,) = await lane.execute([("SET", "lane:f", 2)])
+                except RedisConnectionError:
+                    reply = None
+                if reply == b"OK":
+                    break
+                assert time.monotonic() < deadline, f"still no primary: {reply!r}"
+                await asyncio.sleep(0.2)
+            assert f"tcp_port:{replica.port}" in (await lane.execute([("INFO", "server")]))[0].decode()
         finally:
             await lane.close()

@@ -20,21 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import psutil
 
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.logs import get_logger
-from fluxfunc_worker import zygote
 from fluxfunc_worker.ipc import FrameReader, encode
+from fluxfunc_worker.launcher import ChildProcess, Launcher
 
 log = get_logger("worker.pool")
 
@@ -42,26 +40,7 @@ KILL_GRACE = 0.5
 SPAWN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5
 
-ZYGOTE_FAILURES = 3  # zygote deaths/refusals within ZYGOTE_WINDOW before the pool spawns instead
-ZYGOTE_WINDOW = 60.0
-
 RpcHandler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[Any]]
-
-
-class ChildProcess(Protocol):
-    """What the pool needs of a child process (asyncio's Process, or a zygote's fork)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    def send_signal(self, sig: int) -> None: ...
-
-    def kill(self) -> None: ...
-
-    async def wait(self) -> int: ...
 
 
 class RpcError(Exception):
@@ -189,23 +168,13 @@ class Pool:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self._zygote: zygote.Zygote | None = None
-        self._use_zygote = use_zygote and zygote.supported()
-        self._zygote_failures: list[float] = []
-        self.spawned = 0  # children started as fresh interpreters
+        self.launcher = Launcher(memory_mb, use_zygote=use_zygote)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Start every child and wait until all are ready; FatalError when they cannot start
         (a broken interpreter or environment must fail the worker at once, not loop)."""
-        if self._use_zygote:
-            self._zygote = zygote.Zygote(self.memory_mb, child_environ())
-            try:
-                await self._zygote.start()
-            except (OSError, RuntimeError, TimeoutError) as exc:
-                log.warning("cannot start the zygote; children are spawned as fresh interpreters",
-                            error=str(exc) or repr(exc))
-                self._zygote = None
+        await self.launcher.start()
         started = await asyncio.gather(*(self._start_child() for _ in range(self.size)),
                                        return_exceptions=True)
         failed = [r for r in started if isinstance(r, BaseException)]
@@ -214,8 +183,7 @@ class Pool:
                 if isinstance(child, Child):
                     child.kill()
             self._closing = True
-            if self._zygote is not None:
-                await self._zygote.close()
+            await self.launcher.close()
             raise FatalError(f"cannot start the worker's child processes: {failed[0]}")
         for child in started:
             assert isinstance(child, Child)
@@ -245,8 +213,7 @@ class Pool:
                 await child.proc.wait()
         for task in list(self._background):
             task.cancel()
-        if self._zygote is not None:
-            await self._zygote.close()
+        await self.launcher.close()
 
     async def __aenter__(self) -> Pool:
         await self.start()
@@ -264,15 +231,13 @@ class Pool:
         return [c.pid for c in self._children if c.alive]
 
     @property
-    def zygote_pid(self) -> int | None:
-        """The zygote's pid while one runs (tests, the heartbeat)."""
-        return self._zygote.pid if self._zygote is not None and self._zygote.alive else None
+    def spawned(self) -> int:
+        """Children started as fresh interpreters (not forked by the zygote)."""
+        return self.launcher.spawned
 
     def describe(self) -> dict[str, Any]:
         """Pool figures for the heartbeat."""
-        z = self._zygote
-        return {"children": len(self._children), "forked": z.forks if z else 0, "spawned": self.spawned,
-                "zygote": z.describe() if z else None}
+        return {"children": len(self._children), "waiting": len(self._waiting), **self.launcher.describe()}
 
     # --- running --------------------------------------------------------------------------------
     def submit(self, message: dict[str, Any], timeout: float, *, abort: Abort | None = None) -> Job:
@@ -468,18 +433,18 @@ class Pool:
     async def _start_child(self) -> Child:
         """A new ready child: forked by the zygote, else (or if that child fails to start)
         spawned as a fresh interpreter."""
-        if self._zygote is not None:
+        if self.launcher.forking:
             try:
-                return await self._start_one(forked=True)
+                return await self._start_one(fork=True)
             except (OSError, RuntimeError, TimeoutError) as exc:
-                self._zygote_failed(exc)
-        return await self._start_one(forked=False)
+                self.launcher.failed(exc)
+        return await self._start_one(fork=False)
 
-    async def _start_one(self, *, forked: bool) -> Child:
+    async def _start_one(self, *, fork: bool) -> Child:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         try:
-            proc = await (self._fork(theirs) if forked else self._spawn_interpreter(theirs))
+            proc = await self.launcher.launch(theirs, fork=fork)
         except BaseException:
             ours.close()
             raise
@@ -498,36 +463,6 @@ class Pool:
             raise RuntimeError(f"worker child exited at start (code {child.proc.returncode})")
         child.started = True
         return child
-
-    async def _fork(self, theirs: socket.socket) -> ChildProcess:
-        """A child forked by the zygote (a new zygote first if the last one is gone)."""
-        assert self._zygote is not None
-        if not self._zygote.alive:
-            log.warning("the zygote is gone; starting a new one", code=self._zygote.returncode)
-            await self._zygote.start()
-        return await self._zygote.fork(theirs)
-
-    async def _spawn_interpreter(self, theirs: socket.socket) -> ChildProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fluxfunc_worker.child",
-            str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
-            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
-        )
-        self.spawned += 1
-        return proc
-
-    def _zygote_failed(self, exc: BaseException) -> None:
-        """Count a zygote failure; after too many in a short time, spawn from now on."""
-        now = asyncio.get_running_loop().time()
-        self._zygote_failures = [t for t in self._zygote_failures if now - t < ZYGOTE_WINDOW] + [now]
-        if len(self._zygote_failures) < ZYGOTE_FAILURES:
-            log.warning("the zygote failed; spawning this child", error=str(exc) or repr(exc))
-            return
-        log.error("the zygote keeps failing; children are spawned as fresh interpreters from now on",
-                  error=str(exc) or repr(exc))
-        z, self._zygote = self._zygote, None
-        if z is not None:
-            self._track(asyncio.create_task(z.close()))
 
     async def _wait_exit(self, child: Child) -> None:
         code = await child.proc.wait()
@@ -560,10 +495,3 @@ def describe_exit(code: int | None) -> str:
             name = str(-code)
         return f"worker child process was killed by signal {name} (exit code {code})"
     return f"worker child process exited with code {code}"
-
-
-def child_environ() -> dict[str, str]:
-    """The worker's environment minus fluxfunc's own settings (the deployment secret)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXFUNC_")}
-    env.setdefault("MALLOC_ARENA_MAX", "2")  # keep thread arenas from eating the RLIMIT_AS budget
-    return env
