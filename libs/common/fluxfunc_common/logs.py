@@ -1,14 +1,12 @@
 """Logging: structlog configured once per process, JSON off a TTY, console on a TTY.
 
 The JSON lines are rendered with orjson and time-stamped from a per-second cache: a worker
-writes one line per task, so the cost of a line is on its hot path. A service with many
-lines per second can also pass a :class:`CoalescingStream`: the lines written during one
-turn of its event loop leave in one ``write``.
+writes one line per task, so the cost of a line is on its hot path (:meth:`LogOutput.info_line`
+renders such a line without structlog's processor chain).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -58,61 +56,6 @@ class IsoTimeStamper:
         return event_dict
 
 
-class CoalescingStream:
-    """A text stream for log lines: lines written on a running event loop are collected and
-    written together once the loop has finished its current turn (one system call instead of
-    one per line, microseconds later); anywhere else (another thread, no loop) a line is
-    written at once. :meth:`drain` writes what is collected (call it before exiting)."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self._parts: list[str] = []
-        self._scheduled = False
-
-    def write(self, text: str) -> int:
-        loop = asyncio._get_running_loop()
-        if loop is None:
-            self.out.write(text)
-            self.out.flush()
-            return len(text)
-        self._parts.append(text)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self.drain)
-        return len(text)
-
-    def flush(self) -> None:
-        """Nothing to do: lines written on the loop leave at the end of its turn, the others
-        have left already."""
-
-    def drain(self) -> None:
-        """Write the collected lines now (the loop's callback, and at exit)."""
-        self._scheduled = False
-        if self._parts:
-            text, self._parts = "".join(self._parts), []
-            self.out.write(text)
-            self.out.flush()
-
-    def isatty(self) -> bool:
-        return bool(getattr(self.out, "isatty", lambda: False)())
-
-
-class LineLogger:
-    """A structlog logger that hands each rendered line to its stream in one ``write``
-    (structlog's PrintLogger goes through ``print`` with a lock and a flush per line)."""
-
-    def __init__(self, out: Any) -> None:
-        self._write = out.write
-        self._flush = out.flush
-
-    def msg(self, message: str) -> None:
-        self._write(message + "\n")
-        self._flush()
-
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
-
-
 @dataclass(frozen=True)
 class LogOutput:
     """Where and how this process logs, as :func:`configure_logging` set it up."""
@@ -132,8 +75,8 @@ class LogOutput:
             return lambda event, **fields: logger.info(event, **fields)
         if self.level > logging.INFO:
             return lambda event, **fields: None
-        write, flush, stamp = self.stream.write, self.stream.flush, self.stamper
-        bound_vars = structlog.contextvars.get_contextvars
+        printer = structlog.PrintLogger(self.stream)  # the same per-stream lock as structlog's
+        emit, stamp, bound_vars = printer.msg, self.stamper, structlog.contextvars.get_contextvars
 
         def line(event: str, **fields: Any) -> None:
             event_dict = {"component": component, **fields, "event": event}
@@ -141,8 +84,7 @@ class LogOutput:
                 event_dict.setdefault(key, value)
             event_dict["level"] = "info"
             stamp(None, "info", event_dict)
-            write(render_json(None, "info", event_dict) + "\n")
-            flush()
+            emit(render_json(None, "info", event_dict))
 
         return line
 
@@ -168,7 +110,7 @@ def configure_logging(settings: LogSettings, *, stream: Any = None) -> LogOutput
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_args: LineLogger(out),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)

@@ -23,7 +23,7 @@ from fluxfunc_common import ids
 from fluxfunc_common.errors import ConfigError, FluxfuncError
 from fluxfunc_common.heartbeat import heartbeat, is_fresh
 from fluxfunc_common.lifecycle import Shutdown, fail, run_service
-from fluxfunc_common.logs import CoalescingStream, LogOutput, configure_logging
+from fluxfunc_common.logs import LogOutput, configure_logging
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_common.store import open_store
@@ -81,16 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.message)
     if args.check:
         return 0 if asyncio.run(is_fresh(settings, "worker")) else 1
-    stream = CoalescingStream(sys.stderr)  # one log line per task: one write per loop turn
-    logs = configure_logging(settings.log, stream=stream)
+    logs = configure_logging(settings.log)
 
     async def service(shutdown: Shutdown) -> int:
         return await serve(settings, shutdown, logs)
 
-    try:
-        return run_service(service)
-    finally:
-        stream.drain()
+    return run_service(service)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,10 @@ def serve(control: socket.socket, memory_mb: int, worker_pid: int) -> None:
     control.send(b"R")
     while True:
         try:
-            _msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
+            msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
         except (ConnectionError, OSError):
             return
-        if not _msg:
+        if not msg:
             return
         if len(fds) != 1:
             for extra in fds:
