@@ -212,7 +212,7 @@ async def test_short_tasks_read_ahead_at_most_one_entry_per_child(
     await bench.publish(WORK, WORK_CODE)
     out = tmp_path / "effects.txt"
     ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(600)])
-    w = workers("w", concurrency=2)
+    w = workers("w", concurrency=2, read_ahead=True)
     await w.ready(bench)
     stream = bench.keys.queue("default")
     seen = []

@@ -124,7 +124,7 @@ async def test_sigterm_while_short_tasks_are_read_ahead_loses_and_repeats_nothin
     await bench.publish(WORK, WORK_CODE)
     out = tmp_path / "e.txt"
     ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(800)])
-    a = workers("a", concurrency=2)
+    a = workers("a", concurrency=2, read_ahead=True)
     await wait_for(lambda: _ran(out, 150), 30, interval=0.01, what="150 tasks run")
     a.signal(signal.SIGTERM)
     assert a.wait(20) == 0

@@ -90,6 +90,10 @@ class WorkerSettings(Section):
     max_memory_mb: int = Field(default=1024, ge=16)
     max_deliveries: int = Field(default=5, ge=1)
     record_batch_seconds: float = Field(default=0.5, gt=0)
+    read_ahead: bool = Field(default=False, description=(
+        "while the recent runs were all short (< 20 ms), read one extra entry per child so a "
+        "freed child starts its next task without waiting for Redis; off = read only as many "
+        "entries as there are free children"))
 
     @field_validator("queues", mode="before")
     @classmethod

@@ -4,8 +4,8 @@ One :class:`Worker` is one consumer (``{host}-{pid}-{rand}``) of the group ``wor
 each of its queues, with a pool of ``worker.concurrency`` child processes.
 
 Fetching. The loop reads only as many entries as there are free slots (a slot is a child
-that is not running a task, plus one entry per child read ahead while the recent runs were
-short: :class:`~fluxfunc_worker.runs.Slots`), probing the queues in priority order (the order
+that is not running a task; with the opt-in ``worker.read_ahead``, plus one entry per child
+read ahead while the recent runs were short: :class:`~fluxfunc_worker.runs.Slots`), probing the queues in priority order (the order
 of ``worker.queues``) before one blocking read over all of them; reading and each entry's
 start check (already completed? cancelled? running marker) are one script call
 (``StreamProtocol.claim``) on the hot-path connection (:mod:`~fluxfunc_worker.lane`), and
@@ -83,7 +83,8 @@ class Worker:
         self.calls = DffCalls(settings, clients, store, self.streams, self.published)
         self.pool = Pool(ws.concurrency, max_tasks=ws.max_tasks_per_child, memory_mb=ws.max_memory_mb,
                          rpc=self.calls, gen=lambda: self.published.gen)
-        self.slots = Slots(ws.concurrency, extra=ws.concurrency, short_seconds=PREFETCH_SHORT_SECONDS)
+        self.slots = Slots(ws.concurrency, extra=ws.concurrency if ws.read_ahead else 0,
+                           short_seconds=PREFETCH_SHORT_SECONDS)
         self.inflight = Inflight()
         self.completer = Completer(self.streams, instance)
         self.records = RecordBatcher(store, ws.record_batch_seconds)
