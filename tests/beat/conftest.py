@@ -3,11 +3,7 @@ subprocesses for the acceptance tests, and small helpers to read what was fired.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,6 +13,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import yaml
+from tests.processes import LoggedProcess
 
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.redisconn import RedisClients, open_redis
@@ -83,42 +80,12 @@ async def seed(store: Store, jobs: int, expr: str = "* * * * * *", **job_extra: 
 WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
 
 
-class BeatProcess:
+class BeatProcess(LoggedProcess):
     """A `fluxfunc-beat --config file` subprocess (or another service's console script)."""
 
     def __init__(self, config: Path, log: Path, program: str = BEAT) -> None:
-        self.log = log
-        self._out = log.open("wb")
         state = config.parent if program == BEAT else config.parent / f"state-{config.stem}"
-        state.mkdir(exist_ok=True)
-        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(state)}
-        self.proc = subprocess.Popen([program, "--config", str(config)], stdout=self._out,
-                                     stderr=subprocess.STDOUT, env=env)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._out.close()
-        return int(self.proc.returncode)
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in self.log.read_bytes().splitlines():
-            try:
-                out.append(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                out.append({"raw": raw.decode(errors="replace")})
-        return out
+        super().__init__([program, "--config", str(config)], log, state)
 
 
 @pytest.fixture
@@ -139,20 +106,6 @@ def beat_procs(tmp_path: Path) -> Iterator[Callable[..., BeatProcess]]:
     yield start
     for proc in started:
         proc.stop(5)
-
-
-async def wait_for(predicate: Callable[[], Any], within: float, interval: float = 0.05) -> Any:
-    """Poll an async predicate until truthy (returns its value) or fail after ``within`` s."""
-    import asyncio
-
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
 
 
 class RunningBeat:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import yaml
-from tests.beat.conftest import BEAT, WORKER, BeatProcess, seed, wait_for
+from tests.beat.conftest import BEAT, WORKER, BeatProcess, seed
+from tests.processes import wait_for
 
 from fluxfunc_beat.leader import current_leader
 from fluxfunc_common.keys import Keys

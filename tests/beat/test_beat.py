@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.beat.conftest import cron_row, fire_counts, fired_entries, func_row, seed, wait_for
+from tests.beat.conftest import cron_row, fire_counts, fired_entries, func_row, seed
+from tests.processes import wait_for
 
 from fluxfunc_beat.beat import Beat
 from fluxfunc_common.clock import FakeClock

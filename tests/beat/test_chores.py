@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.beat.conftest import fired_entries, func_row, seed, wait_for
+from tests.beat.conftest import fired_entries, func_row, seed
+from tests.processes import wait_for
 
 from fluxfunc_beat import janitor, promoter
 from fluxfunc_beat.beat import Beat

@@ -5,7 +5,6 @@ test, and ``fluxfunc-server`` / ``fluxfunc-worker`` started the way a user start
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.processes import terminate
 
 
 def write_config(path: Path, *, redis_url: str, namespace: str, store_url: str, port: int = 0,
@@ -62,16 +62,7 @@ class Service:
 
     def stop(self, timeout: float = 15) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc, timeout)
 
     def output(self) -> str:
         try:

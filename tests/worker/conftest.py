@@ -7,13 +7,9 @@ the funcs found by ``fluxfunc_common.scripts.analyse``, then ``INCR scripts_vers
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from tests.processes import LoggedProcess, wait_for
 
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult
 from fluxfunc_common.keys import Keys
@@ -36,19 +33,6 @@ WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
 # Fast settings for process tests: short lease, frequent reclaim, quick record flushes.
 FAST = {"lease_seconds": 2, "reclaim_seconds": 0.3, "record_batch_seconds": 0.2,
         "drain_seconds": 10, "concurrency": 2}
-
-
-async def wait_for(predicate: Callable[[], Awaitable[Any]], within: float, interval: float = 0.05,
-                   what: str = "condition") -> Any:
-    """Poll an async predicate until truthy (its value) or fail after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within}s")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -136,57 +120,12 @@ async def bench(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
         yield Bench(settings, clients, store, tmp_path)
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """A ``fluxfunc-worker --config FILE`` subprocess with its log in a file."""
 
     def __init__(self, config: Path, log: Path, *args: str) -> None:
-        self.log = log
-        self._out = log.open("wb")
-        state = config.parent / f"state-{config.stem}"
-        state.mkdir(exist_ok=True)
-        env = {**os.environ, "FLUXFUNC_STATE_DIR": str(state)}
-        self.proc = subprocess.Popen([WORKER, "--config", str(config), *args], stdout=self._out,
-                                     stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def wait(self, timeout: float) -> int:
-        return int(self.proc.wait(timeout))
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self._out.closed:
-            self._out.close()
-        return int(self.proc.returncode)
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in self.log.read_bytes().splitlines():
-            try:
-                out.append(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                out.append({"raw": raw.decode(errors="replace")})
-        return out
+        super().__init__([WORKER, "--config", str(config), *args], log,
+                         config.parent / f"state-{config.stem}")
 
     def task_lines(self) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line.get("event") == "task"]
@@ -230,8 +169,6 @@ def workers(bench: Bench, tmp_path: Path) -> Iterator[Callable[..., WorkerProces
     yield start
     for proc in started:
         proc.kill()
-        if not proc._out.closed:
-            proc._out.close()
 
 
 # A script with one function per behaviour the tests need. Side effects go to the file

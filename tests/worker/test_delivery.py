@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks, wait_for
+from tests.processes import wait_for
+from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks
 
 from fluxfunc_common.envelope import TaskResult, TaskStatus
 from fluxfunc_common.keys import GROUP

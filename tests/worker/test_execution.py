@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 import psutil
-from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks, wait_for
+from tests.processes import wait_for
+from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks
 
 from fluxfunc_common.envelope import TaskStatus
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.worker.conftest import Bench, wait_for
+from tests.processes import wait_for
+from tests.worker.conftest import Bench
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, wait_for
+from tests.processes import wait_for
+from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess
 
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings

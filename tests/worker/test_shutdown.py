@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from tests.worker.conftest import WORK, WORK_CODE, WORKER, Bench, WorkerProcess, marks, wait_for
+from tests.processes import wait_for
+from tests.worker.conftest import WORK, WORK_CODE, WORKER, Bench, WorkerProcess, marks
 
 from fluxfunc_common.envelope import TaskStatus
 from fluxfunc_common.keys import GROUP
