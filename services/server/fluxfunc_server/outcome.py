@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from fluxfunc_common.contenttypes import mime_type
 from fluxfunc_common.envelope import TaskResult, TaskStatus
 from fluxfunc_common.errors import (
     FuncCancelled,
@@ -22,25 +23,6 @@ from fluxfunc_common.errors import (
     TaskError,
 )
 
-# DFF.RESP short content types (DataFlux Func spellings) → MIME type
-CONTENT_TYPES = {
-    "json": "application/json",
-    "html": "text/html",
-    "htm": "text/html",
-    "text": "text/plain",
-    "txt": "text/plain",
-    "xml": "application/xml",
-    "csv": "text/csv",
-    "js": "application/javascript",
-    "javascript": "application/javascript",
-    "css": "text/css",
-    "md": "text/markdown",
-    "markdown": "text/markdown",
-    "yaml": "application/yaml",
-    "yml": "application/yaml",
-    "svg": "image/svg+xml",
-}
-
 _ERRORS: dict[TaskStatus, type[TaskError]] = {
     TaskStatus.FAILURE: FuncFailed,
     TaskStatus.TIMEOUT: FuncTimeout,
@@ -49,13 +31,6 @@ _ERRORS: dict[TaskStatus, type[TaskError]] = {
     TaskStatus.CANCELLED: FuncCancelled,
     TaskStatus.SKIPPED: FuncFailed,
 }
-
-
-def mime_type(content_type: str | None) -> str | None:
-    """``json`` → ``application/json``; a full MIME type passes through."""
-    if not content_type:
-        return None
-    return CONTENT_TYPES.get(content_type.lower(), content_type)
 
 
 def raise_for_status(result: TaskResult) -> None:

@@ -19,35 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from fluxfunc_common.contenttypes import mime_type
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 API_MARK = "__dff_api__"
 MAX_CALL_CHAIN = 5
 
-CONTENT_TYPES = {
-    "json": "application/json",
-    "html": "text/html",
-    "htm": "text/html",
-    "text": "text/plain",
-    "txt": "text/plain",
-    "xml": "application/xml",
-    "csv": "text/csv",
-    "js": "application/javascript",
-    "javascript": "application/javascript",
-    "css": "text/css",
-    "yaml": "application/x-yaml",
-    "yml": "application/x-yaml",
-    "md": "text/markdown",
-    "markdown": "text/markdown",
-    "svg": "image/svg+xml",
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "pdf": "application/pdf",
-    "zip": "application/zip",
-    "bin": "application/octet-stream",
-}
 
 
 class DFFError(Exception):
@@ -111,7 +89,7 @@ class FuncResponse:
                 raise DFFError("DFF.RESP: binary data is not supported; return text or base64") from None
         self.data = data
         self.status_code = int(status_code)
-        self.content_type = CONTENT_TYPES.get(content_type or "", content_type)
+        self.content_type = mime_type(content_type)
         self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,12 +5,13 @@ each of its queues, with a pool of ``worker.concurrency`` child processes.
 
 Fetching. The loop reads only as many entries as there are free slots (a slot is a child
 that is not running a task; with the opt-in ``worker.read_ahead``, plus one entry per child
-read ahead while the recent runs were short: :class:`~fluxfunc_worker.runs.Slots`), probing the queues in priority order (the order
-of ``worker.queues``) before one blocking read over all of them; reading and each entry's
-start check (already completed? cancelled? running marker) are one script call
-(``StreamProtocol.claim``) on the hot-path connection (:mod:`~fluxfunc_worker.lane`), and
-completions of finished tasks ride in the same round trip. Under backlog a claim goes out for
-every slot that frees up, without waiting for the one on the wire.
+read ahead while the recent runs were short: :class:`~fluxfunc_worker.runs.Slots`), probing
+the queues in priority order (the order of ``worker.queues``) before one blocking read over
+all of them; reading and each entry's start check (already completed? cancelled? running
+marker) are one script call (``StreamProtocol.claim``) on the hot-path connection
+(:mod:`~fluxfunc_worker.lane`), and completions of finished tasks ride in the same round
+trip. Under backlog a claim goes out for every slot that frees up, without waiting for the
+one on the wire.
 Every ``worker.reclaim_seconds`` it first reclaims entries idle past the lease (their consumer
 died); an entry delivered more than ``worker.max_deliveries`` times is dead-lettered instead
 of run. At start, and after any read error, the consumer's own pending entries are adopted (a
