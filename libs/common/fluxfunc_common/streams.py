@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult
 from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import GROUP, Keys
+from fluxfunc_common.taskstats import bucket_label
 
 LUA_DIR = Path(__file__).parent / "lua"
 SCRIPTS = ("enqueue", "promote", "touch", "complete", "ack", "retry", "reclaim", "dead",
@@ -452,11 +453,14 @@ class StreamProtocol:
         env, k = d.envelope, self.keys
         blob = result.to_json().encode()
         keys = [k.queue(d.queue), k.result(env.id), k.running(env.id), k.stats(d.queue, minute),
-                k.enqueued(env.id)]
+                k.enqueued(env.id), k.task_counts(), k.task_durations()]
         if env.reply_to:
             keys.append(env.reply_to)
+        ran = result.start_time is not None and result.end_time is not None
+        seconds = max(0.0, result.end_time - result.start_time) if ran else 0.0  # type: ignore[operator]
         args = [self.group, consumer, d.entry_id, d.count, blob, ttl_ms, env.id, result.status.value,
-                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN]
+                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, env.func_id,
+                bucket_label(seconds) if ran else "", repr(seconds)]
         return "complete", keys, args
 
     async def complete(self, consumer: str, delivery: Delivery, result: TaskResult, *,
@@ -506,7 +510,7 @@ class StreamProtocol:
                    body: Any, reply_to: str | None = None) -> tuple[str, list[Any], list[Any]]:
         k = self.keys
         blob = result.to_json().encode() if result else b""
-        keys = [k.queue(queue), k.dead(), k.result(task), k.running(task)]
+        keys = [k.queue(queue), k.dead(), k.result(task), k.running(task), k.task_counts()]
         if reply_to and result:
             keys.append(reply_to)
         status = result.status.value if result else ""

@@ -4,14 +4,14 @@ What a Server can honestly report:
 
 - HTTP requests by route, method and status, and their latency (the error middleware
   counts every request it renders);
-- tasks by func and final status, and their duration, **as seen by this process**: the
-  outcomes of the sync and direct calls it waited for (``observe_task``). Async and cron
-  tasks finish in workers and never pass through a Server;
-- queue figures for the whole deployment, read from Redis at scrape time: stream length,
-  pending, lag, consumers, delayed, dead letters and tasks completed in the last full minute.
+- for the whole deployment, read from Redis at scrape time: tasks by func and final status
+  and their run-time histogram (every task, whichever its origin: the workers count them in
+  the script that completes the task, see :mod:`fluxfunc_common.taskstats`), and the queue
+  figures: stream length, pending, lag, consumers, delayed, dead letters and tasks completed
+  in the last full minute.
 
-Counters are per process; sum them over the Server replicas in PromQL. Queue gauges are the
-same on every replica (take ``max``).
+HTTP counters are per process; sum them over the Server replicas in PromQL. Task and queue
+figures are the same on every replica (take ``max``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from fluxfunc_common.taskstats import TaskStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -51,13 +53,33 @@ def _gauge_value(field: str, value: Any) -> float | None:
 
 
 class QueueCollector(Collector):
-    """Yields the queue snapshot taken just before the scrape (see :meth:`Metrics.refresh`)."""
+    """Yields the deployment-wide snapshot taken just before the scrape (``set_queues``,
+    ``set_tasks``)."""
 
     def __init__(self) -> None:
         self.snapshot: list[dict[str, Any]] = []
         self.dead_total: int | None = None
+        self.tasks: TaskStats | None = None
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._tasks()
+        yield from self._queues()
+
+    def _tasks(self) -> Iterator[Metric]:
+        if self.tasks is None:
+            return
+        counts = CounterMetricFamily("fluxfunc_tasks", "Tasks that ended, by func and final status",
+                                     labels=["func", "status"])
+        for (func, status), n in sorted(self.tasks.counts.items()):
+            counts.add_metric([func, status], float(n))
+        yield counts
+        durations = HistogramMetricFamily("fluxfunc_task_duration_seconds",
+                                          "Run time of tasks that ran, by func", labels=["func"])
+        for func, hist in sorted(self.tasks.durations.items()):
+            durations.add_metric([func], hist.cumulative(), hist.total)
+        yield durations
+
+    def _queues(self) -> Iterator[Metric]:
         for field, (name, doc) in _QUEUE_GAUGES.items():
             family = GaugeMetricFamily(name, doc, labels=["queue"])
             for q in self.snapshot:
@@ -81,17 +103,9 @@ class Metrics:
         self.http_latency = Histogram(
             "fluxfunc_http_request_duration_seconds", "HTTP request latency by route",
             ["route"], registry=self.registry)
-        self.tasks = Counter(
-            "fluxfunc_tasks", "Final task statuses observed by this Server (sync/direct calls)",
-            ["func", "status"], registry=self.registry)
-        self.task_duration = Histogram(
-            "fluxfunc_task_duration_seconds", "Run time of tasks observed by this Server",
-            ["func"], registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
         self.queues = QueueCollector()
         self.registry.register(self.queues)
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._task_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one HTTP request (called by the error middleware for every request)."""
@@ -104,21 +118,14 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observe_task(self, func_id: str, status: str, seconds: float | None = None) -> None:
-        """Count one finished task this Server saw the end of."""
-        key = (func_id, status)
-        children = self._task_children.get(key)
-        if children is None:
-            children = (self.tasks.labels(func_id, status), self.task_duration.labels(func_id))
-            self._task_children[key] = children
-        children[0].inc()
-        if seconds is not None and seconds >= 0:
-            children[1].observe(seconds)
-
     def set_queues(self, stats: dict[str, Any]) -> None:
         """Keep the queue figures (``handlers.ops.queue_stats``) for the scrape that follows."""
         self.queues.snapshot = stats["queues"]
         self.queues.dead_total = stats["deadLetters"]
+
+    def set_tasks(self, stats: TaskStats) -> None:
+        """Keep the task figures (``taskstats.read_task_stats``) for the scrape that follows."""
+        self.queues.tasks = stats
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -42,3 +42,13 @@ local function start_task(result, cancel, running, consumer, attempt, ttl_ms)
   redis.call('SET', running, marker, 'PX', ttl_ms)
   return 0
 end
+
+-- Deployment-wide task statistics (taskstats.py): one count per (func, final status), and the
+-- run time into its histogram bucket plus the sum ('' bucket = no run time to record).
+local function count_task(counts, durations, func, status, bucket, seconds)
+  redis.call('HINCRBY', counts, func .. '\31' .. status, 1)
+  if bucket ~= '' then
+    redis.call('HINCRBY', durations, func .. '\31' .. bucket, 1)
+    redis.call('HINCRBYFLOAT', durations, func .. '\31sum', seconds)
+  end
+end

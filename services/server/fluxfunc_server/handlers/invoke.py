@@ -22,7 +22,7 @@ from fluxfunc_server import apiauth, throttle
 from fluxfunc_server.adminauth import require_admin
 from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
 from fluxfunc_server.catalog import Catalog
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.context import CTX
 from fluxfunc_server.invocation import (
     FORMATS,
     CallOptions,
@@ -81,15 +81,12 @@ def accepted(request: web.Request, task_id: str) -> web.Response:
               headers={"Location": location})
 
 
-def sync_answer(request: web.Request, ctx: AppContext, outcome: SyncOutcome,
+def sync_answer(request: web.Request, outcome: SyncOutcome,
                 options: CallOptions, *, unbox: bool) -> web.Response:
     """The answer of a finished (or still running) sync call."""
     result = outcome.result
     if result is None:
         return accepted(request, outcome.task_id)
-    if not outcome.cached:
-        took = (result.end_time - result.start_time) if result.end_time and result.start_time else None
-        ctx.metrics.observe_task(result.func_id, result.status.value, took)
     raise_for_status(result)
     if options.unbox is False or (options.unbox is None and not unbox):
         response = ok(request, {"result": result_value(result), "taskId": result.id})
@@ -128,7 +125,7 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
         enq = await caller.enqueue(func, kwargs, spec, options)
         return ok(request, {"id": enq.task_id})
     outcome = await caller.run(func, kwargs, spec, options)
-    return sync_answer(request, ctx, outcome, options, unbox=True)
+    return sync_answer(request, outcome, options, unbox=True)
 
 
 async def call_sync_api(request: web.Request) -> web.Response:
@@ -164,7 +161,7 @@ async def call_func(request: web.Request) -> web.Response:
         enq = await caller.enqueue(func, kwargs, spec, options)
         return ok(request, {"id": enq.task_id})
     outcome = await caller.run(func, kwargs, spec, options)
-    return sync_answer(request, ctx, outcome, options, unbox=False)
+    return sync_answer(request, outcome, options, unbox=False)
 
 
 async def call_func_many(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import ping as redis_ping
 from fluxfunc_common.streams import is_entry_id
+from fluxfunc_common.taskstats import read_task_stats
 from fluxfunc_server import schemas
 from fluxfunc_server.adminauth import require_admin
 from fluxfunc_server.context import CTX, AppContext
@@ -90,12 +91,13 @@ async def requeue(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: this process's counters plus deployment-wide queue gauges."""
+    """``GET /metrics``: this process's HTTP counters plus deployment-wide task and queue figures."""
     ctx = request.app[CTX]
     try:
+        ctx.metrics.set_tasks(await read_task_stats(ctx.redis, ctx.keys))
         ctx.metrics.set_queues(await queue_stats(ctx))
     except (RedisError, OSError, FluxfuncError) as exc:  # still serve the HTTP counters
-        log.warning("metrics: queue figures unavailable", error=str(exc))
+        log.warning("metrics: task and queue figures unavailable", error=str(exc))
     return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

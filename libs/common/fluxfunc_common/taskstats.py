@@ -1,0 +1,77 @@
+"""Deployment-wide task statistics for ``GET /metrics``: how many tasks of each func ended in
+each status, and a histogram of their run times.
+
+Workers add to two Redis hashes inside the same scripts that complete or dead-letter a task
+(``complete.lua``, ``dead.lua``), so the figures are exact, cost no extra round trip, and
+are the same whichever Server replica is scraped. This module owns the bucket bounds and the
+field layout of those hashes.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from fluxfunc_common.keys import Keys
+
+SEP = "\x1f"
+# upper bounds (seconds) of the run-time buckets; the last one is +Inf
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                              60.0, 300.0, 1800.0, 3600.0, math.inf)
+
+
+def bucket_label(seconds: float) -> str:
+    """The hash field suffix of the bucket ``seconds`` falls in (``le`` of Prometheus)."""
+    bound = BUCKETS[min(bisect_left(BUCKETS, seconds), len(BUCKETS) - 1)]
+    return "+Inf" if math.isinf(bound) else repr(bound)
+
+
+@dataclass
+class FuncDurations:
+    """One func's run-time histogram: per-bucket counts (not cumulative) and their sum."""
+
+    buckets: dict[str, int] = field(default_factory=dict)
+    total: float = 0.0
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count)`` pairs, cumulative, every bound present, +Inf last."""
+        out, running = [], 0
+        for bound in BUCKETS:
+            label = "+Inf" if math.isinf(bound) else repr(bound)
+            running += self.buckets.get(label, 0)
+            out.append((label, float(running)))
+        return out
+
+
+@dataclass
+class TaskStats:
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (func, status) → n
+    durations: dict[str, FuncDurations] = field(default_factory=dict)  # func → histogram
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def read_task_stats(redis: aioredis.Redis, keys: Keys) -> TaskStats:
+    """Both hashes in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.task_counts())
+        pipe.hgetall(keys.task_durations())
+        counts_raw, durations_raw = await pipe.execute()
+    stats = TaskStats()
+    for name, value in counts_raw.items():
+        func, _, status = _text(name).rpartition(SEP)
+        stats.counts[(func, status)] = int(value)
+    for name, value in durations_raw.items():
+        func, _, part = _text(name).rpartition(SEP)
+        hist = stats.durations.setdefault(func, FuncDurations())
+        if part == "sum":
+            hist.total = float(value)
+        else:
+            hist.buckets[part] = int(value)
+    return stats
