@@ -24,10 +24,13 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
                               60.0, 300.0, 1800.0, 3600.0, math.inf)
 
 
+LABELS: tuple[str, ...] = tuple("+Inf" if math.isinf(b) else repr(b) for b in BUCKETS)
+_LAST = len(BUCKETS) - 1
+
+
 def bucket_label(seconds: float) -> str:
     """The hash field suffix of the bucket ``seconds`` falls in (``le`` of Prometheus)."""
-    bound = BUCKETS[min(bisect_left(BUCKETS, seconds), len(BUCKETS) - 1)]
-    return "+Inf" if math.isinf(bound) else repr(bound)
+    return LABELS[min(bisect_left(BUCKETS, seconds), _LAST)]
 
 
 @dataclass
@@ -40,8 +43,7 @@ class FuncDurations:
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs, cumulative, every bound present, +Inf last."""
         out, running = [], 0
-        for bound in BUCKETS:
-            label = "+Inf" if math.isinf(bound) else repr(bound)
+        for label in LABELS:
             running += self.buckets.get(label, 0)
             out.append((label, float(running)))
         return out
