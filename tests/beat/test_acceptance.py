@@ -151,7 +151,8 @@ async def test_check_is_healthy_only_while_fresh(
     proc = beat_procs(settings, "solo")
     config = str(tmp_path / "solo.yaml")
     env = {**os.environ, "FLUXFUNC_STATE_DIR": str(tmp_path)}
-    await wait_for(lambda: clients.main.exists(clients.keys.svc("beat", _instance(tmp_path, settings))), 20)
+    await wait_for(lambda: clients.main.exists(clients.keys.svc("beat", _instance(tmp_path, settings, proc))),
+                   20)
     ok = _run(["--config", config, "--check"], env)
     assert ok.returncode == 0, ok.stderr
     assert proc.stop() == 0
@@ -159,8 +160,8 @@ async def test_check_is_healthy_only_while_fresh(
     assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "unhealthy" in gone.stderr
 
 
-def _instance(tmp_path: Path, settings: Settings) -> str:
-    path = tmp_path / f"fluxfunc-{settings.redis.namespace}-beat.instance"
+def _instance(tmp_path: Path, settings: Settings, proc: BeatProcess) -> str:
+    path = tmp_path / f"fluxfunc-{settings.redis.namespace}-beat-{proc.pid}.instance"
     return path.read_text().strip() if path.exists() else "-"
 
 
@@ -184,7 +185,8 @@ def test_unreachable_redis_or_store_is_one_clear_line(
     assert len(lines) == 1 and "unreachable" in lines[0] and ":1" in lines[0], run.stderr
     assert "Traceback" not in run.stderr + run.stdout
     if broken == "redis":
-        (tmp_path / f"fluxfunc-{settings.redis.namespace}-beat.instance").write_text("some-instance")
+        # a live process's state file (this test's own pid), so --check has to ask Redis
+        (tmp_path / f"fluxfunc-{settings.redis.namespace}-beat-{os.getpid()}.instance").write_text("some-i")
         check = _run(["--config", str(config), "--check"], env)
         assert check.returncode not in (0, 1) and check.stderr.count("\n") == 1
         assert "Redis unreachable at redis://127.0.0.1:1/0" in check.stderr

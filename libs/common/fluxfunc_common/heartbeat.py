@@ -1,8 +1,9 @@
 """Process heartbeats: ``{ns}:svc:{role}:{instance}`` refreshed while a service runs, and the
-``--check`` probe that exits 0 only while the heartbeat of this machine's process is fresh.
+``--check`` probe that exits 0 only while the heartbeats of this machine's processes are fresh.
 
-The instance id is also written to a small state file so that a health-check command run in
-the same container (a separate process) knows which key to look at.
+Each process also writes its instance id to a small state file of its own (named with its
+pid), so that a health-check command run in the same container (a separate process) knows
+which keys to look at.
 """
 
 from __future__ import annotations
@@ -28,10 +29,40 @@ INTERVAL = 5.0
 TTL_FACTOR = 3
 
 
-def state_file(role: str, namespace: str) -> Path:
-    """Where a running service records its instance id (``$FLUXFUNC_STATE_DIR`` or tmp)."""
-    base = Path(os.environ.get("FLUXFUNC_STATE_DIR") or tempfile.gettempdir())
-    return base / f"fluxfunc-{namespace}-{role}.instance"
+def _state_dir() -> Path:
+    return Path(os.environ.get("FLUXFUNC_STATE_DIR") or tempfile.gettempdir())
+
+
+def state_file(role: str, namespace: str, pid: int | None = None) -> Path:
+    """Where a running service records its instance id (``$FLUXFUNC_STATE_DIR`` or tmp): one
+    file per process, so several processes of one role on a machine are each checked."""
+    return _state_dir() / f"fluxfunc-{namespace}-{role}-{pid or os.getpid()}.instance"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def local_instances(role: str, namespace: str) -> list[str]:
+    """Instance ids of this machine's running ``role`` processes (state files of processes
+    that are gone — a SIGKILL leaves its file — are removed)."""
+    found = []
+    for path in sorted(_state_dir().glob(f"fluxfunc-{namespace}-{role}-*.instance")):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _alive(int(pid)):
+            with suppress(OSError):
+                path.unlink()
+            continue
+        with suppress(OSError):
+            if instance := path.read_text().strip():
+                found.append(instance)
+    return found
 
 
 def describe(role: str, instance: str, started: float, **extra: Any) -> dict[str, Any]:
@@ -90,17 +121,16 @@ async def heartbeat(
 
 
 async def is_fresh(settings: Settings, role: str) -> bool:
-    """True when this machine's ``role`` process has a live heartbeat key."""
+    """True when this machine runs ``role`` processes and every one has a live heartbeat key."""
     from fluxfunc_common.redisconn import make_client
 
-    path = state_file(role, settings.redis.namespace)
-    try:
-        instance = path.read_text().strip()
-    except OSError:
+    instances = local_instances(role, settings.redis.namespace)
+    if not instances:
         return False
+    keys = Keys(settings.redis.namespace)
     client = make_client(settings.redis)
     try:
-        return bool(await client.exists(Keys(settings.redis.namespace).svc(role, instance)))
+        return int(await client.exists(*[keys.svc(role, i) for i in instances])) == len(instances)
     except Exception:
         return False
     finally:

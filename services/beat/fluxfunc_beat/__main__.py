@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from fluxfunc_beat.beat import Beat
 from fluxfunc_common import ids
 from fluxfunc_common.errors import FluxfuncError, Unavailable
-from fluxfunc_common.heartbeat import heartbeat, state_file
+from fluxfunc_common.heartbeat import heartbeat, local_instances
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.lifecycle import Shutdown, fail, run_service
 from fluxfunc_common.logs import configure_logging, get_logger
@@ -62,24 +62,24 @@ async def serve(settings: Settings, shutdown: Shutdown) -> int:
 async def check(settings: Settings) -> str | None:
     """None when healthy, else why not; raises Unavailable when Redis does not answer."""
     ns = settings.redis.namespace
-    path = state_file("beat", ns)
-    try:
-        instance = path.read_text().strip()
-    except OSError:
-        return f"no Beat is running on this machine (no state file {path})"
+    instances = local_instances("beat", ns)
+    if not instances:
+        return "no Beat is running on this machine (no live state file)"
     client = make_client(settings.redis)
     try:
-        raw = await client.get(Keys(ns).svc("beat", instance))
+        raws = [await client.get(Keys(ns).svc("beat", instance)) for instance in instances]
     except (RedisError, OSError) as exc:
         raise Unavailable(f"Redis unreachable at {describe(settings.redis)}: {exc}") from None
     finally:
         await client.aclose()
-    if raw is None:
-        return f"the heartbeat of Beat {instance} is missing or expired"
-    loop_time = json.loads(raw).get("loopTime")
     stale = max(MIN_LOOP_STALE_SECONDS, 4 * settings.beat.lease_seconds)
-    if loop_time is not None and time.time() - float(loop_time) > stale:
-        return f"Beat {instance} is alive but its main loop has not run for {time.time() - loop_time:.0f}s"
+    for instance, raw in zip(instances, raws, strict=True):
+        if raw is None:
+            return f"the heartbeat of Beat {instance} is missing or expired"
+        loop_time = json.loads(raw).get("loopTime")
+        if loop_time is not None and time.time() - float(loop_time) > stale:
+            idle = time.time() - float(loop_time)
+            return f"Beat {instance} is alive but its main loop has not run for {idle:.0f}s"
     return None
 
 
