@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import yaml
 
 from fluxfunc_common import localredis
 from fluxfunc_common.keys import Keys
@@ -152,3 +153,12 @@ def make_settings(redis_server: RedisServer, namespace: str, tmp_path: Path) -> 
         return Settings.model_validate(base)
 
     return factory
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> str:
+    """A config file naming the private Redis and the test's namespace (for CLI commands)."""
+    s = make_settings()
+    path = tmp_path / "fluxfunc.yaml"
+    path.write_text(yaml.safe_dump({"redis": {"url": s.redis.url, "namespace": s.redis.namespace}}))
+    return str(path)

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import yaml
 
 from fluxfunc_common import cli
 from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
@@ -76,14 +73,6 @@ async def test_dead_letters_counted_per_queue(
     assert await protocol.dead("w1", delivery, result, reason="test", result_ttl_ms=60_000)
     (stats,) = await queue_stats(redis_client, keys, ["default"])
     assert stats["dead"] == 1 and stats["length"] == 0 and stats["pending"] == 0
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> str:
-    s = make_settings()
-    path = tmp_path / "fluxfunc.yaml"
-    path.write_text(yaml.safe_dump({"redis": {"url": s.redis.url, "namespace": s.redis.namespace}}))
-    return str(path)
 
 
 async def test_streams_command_overview_pending_dead_requeue(

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ FLUXFUNC = str(Path(sys.executable).parent / "fluxfunc")
 def envelope() -> Any:
     return build_envelope({"id": "demo__basic.plus", "extraConfig": {}}, {"x": 1}, origin=Origin.DIRECT,
                           now=time.time(), settings=Settings().tasks)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, make_settings: Callable[..., Settings]) -> str:
-    s = make_settings()
-    path = tmp_path / "fluxfunc.yaml"
-    path.write_text(yaml.safe_dump({"redis": {"url": s.redis.url, "namespace": s.redis.namespace}}))
-    return str(path)
 
 
 @pytest.fixture
