@@ -212,9 +212,9 @@ async def test_short_tasks_read_ahead_at_most_one_entry_per_child(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     await bench.publish(WORK, WORK_CODE)
     out = tmp_path / "effects.txt"
-    ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(600)])
     w = workers("w", concurrency=2, read_ahead=True)
-    await w.ready(bench)
+    await w.ready(bench)  # then enqueue: a worker that is quicker to start than the probe
+    ids = await bench.enqueue_many(f"{WORK}.append", [{"path": str(out), "i": i} for i in range(1500)])
     stream = bench.keys.queue("default")
     seen = []
     while not await bench.streams.get_result(ids[-1]):
