@@ -158,13 +158,19 @@ async def test_misfire_policies_after_downtime(
 async def test_restart_never_double_fires(
         clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
     ids = await seed(store, 20)
+
+    async def fired_seconds(at_least: int) -> bool:
+        """Every job has fired at least ``at_least`` distinct seconds."""
+        counts = fire_counts(await fired_entries(clients.main, clients.keys))
+        return all(sum(1 for c, _ in counts if c == cron_id) >= at_least for cron_id in ids)
+
     first = await run_beat(settings)
     await first.leading()
-    await asyncio.sleep(2.5)
+    await wait_for(lambda: fired_seconds(2), 10, interval=0.1)
     await first.close()  # graceful: the lease is released
     second = await run_beat(settings)
     await second.leading()
-    await asyncio.sleep(2.5)
+    await wait_for(lambda: fired_seconds(4), 10, interval=0.1)
     await second.close()
     counts = fire_counts(await fired_entries(clients.main, clients.keys))
     spans = {cron_id: contiguous(counts, cron_id) for cron_id in ids}
