@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import redis_server_binary
+from tests.processes import wait_for
 
 from fluxfunc_common.envelope import Origin
 from fluxfunc_common.localredis import free_port
@@ -122,13 +123,8 @@ async def _wait_replicated(replica_port: int, key: str) -> None:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis(port=replica_port)
-    try:
-        deadline = time.monotonic() + 20  # the replica's first full sync can be slow on a busy machine
-        while time.monotonic() < deadline:
-            if await client.exists(key):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{key} never reached the replica")
+    try:  # the replica's first full sync can be slow on a busy machine
+        await wait_for(lambda: client.exists(key), 20, what=f"{key} on the replica")
     finally:
         await client.aclose()
 

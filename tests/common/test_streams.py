@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from tests.processes import wait_for
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
@@ -59,29 +60,18 @@ def ok(d: Delivery, **fields: Any) -> TaskResult:
     return TaskResult.for_envelope(d.envelope, TaskStatus.SUCCESS, result={"ok": True}, **fields)
 
 
-async def eventually(probe: Callable[[], Awaitable[Any]], within: float = DEADLINE) -> Any:
-    """Poll ``probe`` until it returns something truthy (a deadline, not a sleep)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
-
-
 async def wait_idle(r: aioredis.Redis, stream: str, entry_id: str, ms: int) -> None:
     async def idle() -> bool:
         rows = await r.xpending_range(stream, "workers", entry_id, entry_id, 1)
         return bool(rows) and rows[0]["time_since_delivered"] >= ms
-    await eventually(idle)
+    await wait_for(idle, DEADLINE, interval=0.01)
 
 
 async def reclaim_one(proto: StreamProtocol, consumer: str, min_idle_ms: int = 50) -> Delivery:
     async def probe() -> Delivery | None:
         got = await proto.reclaim(consumer, "default", min_idle_ms=min_idle_ms, count=10)
         return got.deliveries[0] if got.deliveries else None
-    return await eventually(probe)  # type: ignore[no-any-return]
+    return await wait_for(probe, DEADLINE, interval=0.01)
 
 
 # --- delivery --------------------------------------------------------------------------------
@@ -362,7 +352,7 @@ async def test_promote_moves_only_due_entries(proto: StreamProtocol, r: aioredis
         moved = await proto.promote("default")
         return moved if moved[0] else None
 
-    assert await eventually(promoted) == (1, int(later.eta * 1000))  # type: ignore[operator]
+    assert await wait_for(promoted, DEADLINE, interval=0.01) == (1, int(later.eta * 1000))  # type: ignore[operator]
     [(_, fields)] = await r.xrange(keys.queue("default"))
     assert fields[b"task"].decode() == soon.id and fields[b"func"] == b"demo__basic.plus"
     assert fields[b"origin"] == b"asyncAPI"
