@@ -7,7 +7,6 @@ system ``arq-default`` of compare.py sets ``BENCH_ARQ_POLL=0.5``, which gives ar
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -15,7 +14,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import result_key_prefix
 
-from common import CALL_TIMEOUT, concurrency, redis_url
+from common import CALL_TIMEOUT, concurrency, enqueue_concurrently, redis_url
 
 POLL_DELAY = float(os.environ.get("BENCH_ARQ_POLL", "0.01"))
 
@@ -54,10 +53,7 @@ class Client:
 
     async def enqueue_many(self, xs: list[Any]) -> list[str]:
         # arq has no bulk enqueue: the fastest a user gets is many enqueue_job calls at once.
-        ids: list[str] = []
-        for i in range(0, len(xs), 100):
-            ids += await asyncio.gather(*(self.enqueue(x) for x in xs[i:i + 100]))
-        return ids
+        return await enqueue_concurrently(self.enqueue, xs)
 
     async def call(self, x: Any) -> Any:
         assert self.pool is not None

@@ -13,8 +13,10 @@ peer front and inside the throughput driver:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 SYSTEMS = ("fluxfunc", "arq", "saq", "celery", "arq-default")
@@ -51,6 +53,15 @@ class Client(Protocol):
 
     async def missing(self, ids: list[str]) -> list[str]:
         """The ids among ``ids`` whose result is not available yet (one or few round trips)."""
+
+
+async def enqueue_concurrently(enqueue: Callable[[Any], Awaitable[str]], xs: list[Any],
+                               chunk: int = 100) -> list[str]:
+    """For a system with no bulk enqueue: what a user gets fastest, ``chunk`` calls at once."""
+    ids: list[str] = []
+    for i in range(0, len(xs), chunk):
+        ids += await asyncio.gather(*(enqueue(x) for x in xs[i:i + chunk]))
+    return ids
 
 
 def load_client(system: str) -> Client:

@@ -7,13 +7,12 @@ like the arq and Celery fronts.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from saq import Queue
 from saq.job import Status
 
-from common import CALL_TIMEOUT, concurrency, redis_url
+from common import CALL_TIMEOUT, concurrency, enqueue_concurrently, redis_url
 
 POLL_DELAY = 0.01
 
@@ -46,10 +45,7 @@ class Client:
         return str(job.key)
 
     async def enqueue_many(self, xs: list[Any]) -> list[str]:
-        ids: list[str] = []
-        for i in range(0, len(xs), 100):
-            ids += await asyncio.gather(*(self.enqueue(x) for x in xs[i:i + 100]))
-        return ids
+        return await enqueue_concurrently(self.enqueue, xs)
 
     async def call(self, x: Any) -> Any:
         return await self.queue.apply("noop", timeout=CALL_TIMEOUT, poll_interval=POLL_DELAY, x=x)
