@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.streams import Delivery, StreamProtocol
@@ -80,17 +80,12 @@ Pending = tuple[Delivery, TaskResult, int, "asyncio.Future[bool]"]
 class Completer:
     """Batches owner-checked completions: the fetch loop takes what is waiting into its next
     ``claim`` pipeline (:meth:`take`/:meth:`settle`); what it does not take within one turn
-    of the event loop is sent by the completer itself, one pipeline per round trip.
-
-    ``hold()`` true means "a fetch loop round trip that cannot block is on the wire and will
-    take what is pending right after": the completer then leaves the batch to it. The fetch
+    of the event loop is sent by the completer itself, one pipeline per round trip. The fetch
     loop calls :meth:`kick` whenever it will not come back for them at once."""
 
-    def __init__(self, streams: StreamProtocol, consumer: str, *,
-                 hold: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, streams: StreamProtocol, consumer: str) -> None:
         self.streams = streams
         self.consumer = consumer
-        self.hold = hold
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
@@ -136,7 +131,7 @@ class Completer:
     async def _flush(self) -> None:
         try:
             await asyncio.sleep(0)  # one turn: a fetch loop woken by the same finish takes them
-            while self._pending and not self.hold():
+            while self._pending:
                 batch = self.take()
                 try:
                     oks = await self.streams.complete_many(self.consumer,
