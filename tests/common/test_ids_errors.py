@@ -38,3 +38,12 @@ async def test_fake_clock() -> None:
     assert clock.time() == 105.0 and clock.monotonic() == 5.0
     await asyncio.sleep(0)
     assert iso(0) == "1970-01-01T00:00:00.000+00:00"
+
+
+def test_epoch_reads_numbers_and_iso_text() -> None:
+    from fluxfunc_common.clock import epoch
+
+    assert epoch(1.5) == 1.5 and epoch(2) == 2.0
+    assert epoch("2024-01-01T00:00:00Z") == epoch("2024-01-01T08:00:00+08:00") == 1704067200.0
+    assert epoch("2024-01-01T00:00:00") == 1704067200.0  # no offset: UTC, as the API reads it
+    assert epoch(None) is None and epoch("") is None and epoch("soon") is None and epoch(True) is None

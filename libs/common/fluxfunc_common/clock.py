@@ -67,3 +67,17 @@ def utc(ts: float) -> datetime:
 def iso(ts: float | None) -> str | None:
     """Epoch seconds → ISO 8601 text in UTC (``None`` stays ``None``)."""
     return None if ts is None else utc(ts).isoformat(timespec="milliseconds")
+
+
+def epoch(value: object) -> float | None:
+    """A stored timestamp (``expireTime``, ``updateTime``…) as epoch seconds: a number, or
+    ISO 8601 text (``Z`` accepted, no offset = UTC); None when empty or unreadable."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fluxfunc_common import schedule as sched
+from fluxfunc_common.clock import epoch
 from fluxfunc_common.cron import misfire_policy
 
 DEFAULT_LATE_MS = 25_000
@@ -53,14 +53,8 @@ class Due:
 
 def epoch_ms(value: Any) -> int | None:
     """A store timestamp (epoch s number or ISO text) as epoch ms, or None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return int(float(value) * 1000)
-    try:
-        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
+    seconds = epoch(value)
+    return None if seconds is None else int(seconds * 1000)
 
 
 def _signature(job: dict[str, Any], tz: str) -> tuple[Any, ...]:

@@ -9,12 +9,12 @@ cache.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from fluxfunc_common import cron
+from fluxfunc_common.clock import epoch
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull
 from fluxfunc_common.store import Entity
@@ -53,23 +53,11 @@ _FORMAT = "{format:normal|s|simplified}"
 
 
 # --- shared ---------------------------------------------------------------------------------
-def entry_time(value: Any) -> float | None:
-    """``expireTime`` as epoch seconds (a number, or ISO 8601 text)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
-
-
 def check_entry(entry: dict[str, Any], what: str, now: float) -> None:
     """Disabled or expired → 403 EBizCondition."""
     if entry.get("isDisabled"):
         raise BizCondition(f"{what} is disabled", {"id": entry["id"]})
-    expires = entry_time(entry.get("expireTime"))
+    expires = epoch(entry.get("expireTime"))
     if expires is not None and expires <= now:
         raise BizCondition(f"{what} has expired", {"id": entry["id"], "expireTime": expires})
 
