@@ -7,7 +7,7 @@ the block time and no automatic retry (research/streams-protocol.md A.17).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +47,9 @@ def _sentinel_client(settings: RedisSettings, **kwargs: Any) -> aioredis.Redis:
     if settings.sentinel.sentinel_password:
         sentinel_kwargs["password"] = settings.sentinel.sentinel_password.get_secret_value()
     password = settings.sentinel.password.get_secret_value() if settings.sentinel.password else None
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        hosts, sentinel_kwargs=sentinel_kwargs, password=password
-    )
+    # Through a typed alias: redis-py types Sentinel.__init__ from 8.2 on, not before.
+    new_sentinel: Callable[..., Sentinel] = Sentinel
+    sentinel = new_sentinel(hosts, sentinel_kwargs=sentinel_kwargs, password=password)
     client: aioredis.Redis = sentinel.master_for(settings.sentinel.service, **kwargs)
     return client
 

@@ -12,7 +12,7 @@ blocking read), and re-subscribes after a connection error.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -69,4 +69,6 @@ class EventListener:
                 log.warning("events channel lost; re-subscribing", error=str(exc))
                 await asyncio.sleep(RECONNECT_DELAY)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Through a typed alias: redis-py types PubSub.aclose from 8.2 on, not before.
+                close: Callable[[], Awaitable[None]] = pubsub.aclose
+                await close()
