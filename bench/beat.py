@@ -4,7 +4,9 @@ Measures, over a window after a warm-up:
   - fires/s sustained (and how many (job, second) fires are missing or duplicated);
   - lateness = enqueue time (the stream entry id, Redis time) − scheduled fire time,
     p50 / p90 / p99 / max;
-  - CPU used by the Beat process and by Redis during the window.
+  - CPU used by the Beat process and by Redis during the window;
+  - with ``--takeover``: a standby Beat is started after the window and the leader SIGKILLed;
+    the time until the standby leads (a new epoch) and the latest fire of that gap.
 
 Starts its own private redis-server on a free port and a SQLite store in a temp directory
 (``--store mysql://…`` for MariaDB: the database must exist; it is reused, and a later run
@@ -13,7 +15,7 @@ starts ``fluxfunc-beat --config …`` and reads the cron stream itself, deleting
 read so memory stays flat. Nothing else runs (no worker): this measures the Beat alone.
 
     .venv/bin/python bench/beat.py [--jobs 1000,10000] [--seconds 30] [--warmup 8]
-                                   [--store URL] [--profile beat.prof] [--json]
+                                   [--store URL] [--profile beat.prof] [--takeover] [--json]
 
 ``--profile`` runs the Beat under cProfile (``python -m pstats beat.prof`` to read it).
 """
@@ -38,6 +40,7 @@ import psutil
 import redis.asyncio as aioredis
 import yaml
 
+from fluxfunc_beat.leader import current_leader
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.localredis import LocalRedis
 from fluxfunc_common.settings import StoreSettings
@@ -69,6 +72,8 @@ class Result:
     beat_cpu_pct: float
     redis_cpu_pct: float
     load_avg_1m: float
+    takeover_ms: float | None = None  # SIGKILL of the leader → the standby leads
+    takeover_late_max_ms: float | None = None  # the latest fire scheduled after the SIGKILL
 
 
 def ulid_ms(task_id: str) -> int:
@@ -121,15 +126,42 @@ async def redis_cpu(redis: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+async def _beating(redis: aioredis.Redis, keys: Keys, pid: int) -> bool:
+    async for key in redis.scan_iter(match=keys.svc_pattern("beat")):
+        raw = await redis.get(key)
+        if raw and json.loads(raw).get("pid") == pid:
+            return True
+    return False
+
+
+async def takeover(cmd: list[str], log: Any, env: dict[str, str], redis: aioredis.Redis, keys: Keys,
+                   leader: subprocess.Popen[bytes],
+                   procs: list[subprocess.Popen[bytes]]) -> tuple[int, float]:
+    """Start a standby Beat; once it beats, SIGKILL the leader. (kill time ms, ms until the
+    standby leads: a new epoch)."""
+    procs.append(start_beat(cmd, log, env))
+    while not await _beating(redis, keys, procs[-1].pid):  # noqa: ASYNC110 (polling another process)
+        await asyncio.sleep(0.05)
+    _, epoch = await current_leader(redis, keys)
+    leader.kill()
+    killed = time.time()
+    while True:
+        token, now_epoch = await current_leader(redis, keys)
+        if token is not None and now_epoch > epoch:
+            return int(killed * 1000), round((time.time() - killed) * 1000, 1)
+        await asyncio.sleep(0.01)
+
+
 async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | None, profile: str | None,
-                  workdir: Path) -> Result:
+                  workdir: Path, with_takeover: bool = False) -> Result:
     with LocalRedis(workdir / f"redis-{jobs}") as local:
         url = store_url or f"sqlite:///{workdir / f'store-{jobs}.db'}"
         await seed(url, jobs)
         ns = f"bench{jobs}"
         config = workdir / f"beat-{jobs}.yaml"
         config.write_text(yaml.safe_dump({
-            "secret": "bench", "redis": {"url": local.url, "namespace": ns, "queue_max_len": 10_000_000},
+            "secret": "bench-only-secret-0123456789abcdef",
+            "redis": {"url": local.url, "namespace": ns, "queue_max_len": 10_000_000},
             "store": {"url": url}, "log": {"level": "WARNING", "format": "json"}}))
         cmd = [BEAT, "--config", str(config)]
         if profile:
@@ -142,6 +174,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         stop = asyncio.Event()
         reader = asyncio.create_task(read_fires(redis, Keys(ns).queue("cron"), stop, rows))
         proc = start_beat(cmd, log, env)
+        procs = [proc]
+        killed_ms, took_ms = 0, None
         try:
             ps = psutil.Process(proc.pid)
             await asyncio.sleep(warmup)
@@ -149,13 +183,17 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
             await asyncio.sleep(seconds)
             t1, beat1, redis1 = time.time(), _cpu(ps), await redis_cpu(redis)
             load = os.getloadavg()[0]
+            if with_takeover:
+                killed_ms, took_ms = await takeover(cmd, log, env, redis, Keys(ns), proc, procs)
+                await asyncio.sleep(3)  # the fires of the gap, and a few after
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for each in procs:
+                each.send_signal(signal.SIGTERM)
+                try:
+                    each.wait(60)
+                except subprocess.TimeoutExpired:
+                    each.kill()
+                    each.wait()
             await asyncio.sleep(0.5)
             stop.set()
             await reader
@@ -167,6 +205,7 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
     late = sorted(enq - fire for fire, enq, _ in window) or [0]
     expected = jobs * ((hi - lo) // 1000 + 1)
     span = t1 - t0
+    gap = [enq - fire for fire, enq, _ in rows if fire > killed_ms] if with_takeover else []
     return Result(
         jobs=jobs, window_s=round(span, 1), fires=len(window), expected=expected,
         missing=expected - len(set(tids)), duplicates=len(tids) - len(set(tids)),
@@ -175,7 +214,7 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         late_p99_ms=late[min(len(late) - 1, int(len(late) * 0.99))], late_max_ms=late[-1],
         beat_cpu_pct=round(100 * (beat1 - beat0) / span, 1),
         redis_cpu_pct=round(100 * (redis1 - redis0) / span, 1),
-        load_avg_1m=round(load, 2))
+        load_avg_1m=round(load, 2), takeover_ms=took_ms, takeover_late_max_ms=max(gap, default=None))
 
 
 async def main() -> None:
@@ -185,19 +224,25 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=8, help="seconds ignored at the start")
     parser.add_argument("--store", help="store URL (default: a SQLite file in a temp dir)")
     parser.add_argument("--profile", help="run the Beat under cProfile, writing this file")
+    parser.add_argument("--takeover", action="store_true",
+                        help="after the window, SIGKILL the leader with a standby running: takeover time")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="fluxfunc-bench-beat-") as tmp:
         for jobs in (int(j) for j in args.jobs.split(",")):
-            result = await run_one(jobs, args.seconds, args.warmup, args.store, args.profile, Path(tmp))
+            result = await run_one(jobs, args.seconds, args.warmup, args.store, args.profile, Path(tmp),
+                                   args.takeover)
             results.append(result)
             if not args.json:
                 print(f"jobs={result.jobs:>6}  fires/s={result.fires_per_s:>8.1f}  missing={result.missing}"
                       f"  dup={result.duplicates}  late p50={result.late_p50_ms:.0f}ms"
                       f" p90={result.late_p90_ms:.0f}ms p99={result.late_p99_ms:.0f}ms"
                       f" max={result.late_max_ms:.0f}ms  beat cpu={result.beat_cpu_pct}%"
-                      f"  redis cpu={result.redis_cpu_pct}%  load={result.load_avg_1m}", flush=True)
+                      f"  redis cpu={result.redis_cpu_pct}%  load={result.load_avg_1m}"
+                      + (f"  takeover={result.takeover_ms:.0f}ms"
+                         f" (latest fire {result.takeover_late_max_ms}ms)"
+                         if result.takeover_ms is not None else ""), flush=True)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
 

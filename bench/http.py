@@ -127,7 +127,7 @@ def deployment(workdir: Path, worker: str = "real") -> Iterator[tuple[str, dict[
         port = free_port()
         config = workdir / "fluxfunc.yaml"
         config.write_text(yaml.safe_dump({
-            "secret": "bench-secret",
+            "secret": "bench-secret-0123456789abcdef0123456789",
             "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
             "server": {"host": "127.0.0.1", "port": port},
             "worker": {"concurrency": 2},

@@ -58,6 +58,7 @@ def sleep10(i=0):
     time.sleep(0.01)
 '''
 
+BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"  # fluxfunc refuses < 32 bytes
 SCENARIOS = {"noop": ("demo__bench.noop", 2), "sleep10": ("demo__bench.sleep10", 8)}
 WORKER = str(Path(sys.executable).parent / "fluxfunc-worker")
 PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -120,14 +121,14 @@ def run_scenario(redis: tuple[str, int], name: str, tasks: int, log_level: str,
     workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-worker-"))
     db = workdir / "store.db"
     settings = Settings.model_validate({
-        "secret": "bench", "redis": {"url": redis_url, "namespace": "bench" + secrets.token_hex(4)},
+        "secret": BENCH_SECRET, "redis": {"url": redis_url, "namespace": "bench" + secrets.token_hex(4)},
         "store": {"url": f"sqlite:///{db}"}, "log": {"level": log_level, "format": "json"},
         "worker": {"queues": ["default"], "concurrency": concurrency},
     })
     asyncio.run(prepare(settings, func_id, tasks))
     config = workdir / "worker.yaml"
     data = settings.model_dump(mode="json")
-    data["secret"] = "bench"
+    data["secret"] = BENCH_SECRET
     config.write_text(yaml.safe_dump(data))
     log = (workdir / "worker.log").open("wb")
     env = {**os.environ, "FLUXFUNC_STATE_DIR": str(workdir)}

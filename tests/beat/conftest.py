@@ -97,7 +97,7 @@ def beat_procs(tmp_path: Path) -> Iterator[Callable[..., BeatProcess]]:
     def start(settings: Settings, name: str, program: str = BEAT) -> BeatProcess:
         config = tmp_path / f"{name}.yaml"
         data = settings.model_dump(mode="json")
-        data["secret"] = "test-secret"
+        data["secret"] = "test-secret-for-fluxfunc-tests-only-0123"
         config.write_text(yaml.safe_dump(data))
         proc = BeatProcess(config, tmp_path / f"{name}.log", program)
         started.append(proc)

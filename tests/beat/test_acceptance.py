@@ -3,11 +3,9 @@ sharing one database, `--check`, and startup failures."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
-import statistics
 import subprocess
 import time
 from collections import Counter
@@ -67,43 +65,64 @@ async def claims(store: Store) -> int:
     return int(rows[0][0])
 
 
+async def fired_through(redis: aioredis.Redis, keys: list[Keys], ids: list[str], ms: int) -> bool:
+    """Every job has fired the second ``ms`` (scheduled time) or a later one."""
+    latest: dict[str, int] = {}
+    for k in keys:
+        for cron_id, scheduled, _ in await fires(redis, k):
+            latest[cron_id] = max(latest.get(cron_id, 0), scheduled)
+    return all(latest.get(cron_id, 0) >= ms for cron_id in ids)
+
+
+def whole_second(ms: int) -> int:
+    return ms - ms % 1000
+
+
 @pytest.mark.slow
 async def test_two_beats_200_jobs_every_second_and_a_sigkill(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings],
         beat_procs: Callable[[Settings, str], BeatProcess]) -> None:
+    """The leader of two Beats is SIGKILLed: the standby takes over once the lease expires and
+    every (job, second) is fired exactly once, before, across and after the takeover. (How
+    late fires are, and how long a takeover takes, are figures: ``bench/beat.py`` measures
+    them; this test only waits for them with generous deadlines.)"""
     settings = make_settings(beat={"lease_seconds": LEASE})
     redis, keys = clients.main, clients.keys
     ids = await seed(store, 200)
-    created_ms = int(time.time() * 1000)
-    started = time.monotonic()
     procs = {"a": beat_procs(settings, "a")}
-    await wait_for(lambda: leader_pid(redis, keys), 20)
+    await wait_for(lambda: leader_pid(redis, keys), 30, what="a Beat leads")
+    leading_ms = int(time.time() * 1000)
     procs["b"] = beat_procs(settings, "b")
-    await asyncio.sleep(max(0.0, 25 - (time.monotonic() - started)))
+    await wait_for(lambda: _beat_alive(redis, keys, procs["b"].pid), 30, what="the standby's heartbeat")
     pid = await leader_pid(redis, keys)
     [victim] = [p for p in procs.values() if p.proc.pid == pid]
     survivor = next(p for p in procs.values() if p is not victim)
+    steady_ms = whole_second(int(time.time() * 1000)) + 2000
+    await wait_for(lambda: fired_through(redis, [keys], ids, steady_ms), 30, interval=0.2,
+                   what="two more seconds fired by the first leader")
     token_before, epoch_before = await current_leader(redis, keys)
     victim.kill()
-    killed_ms = int((await redis.time())[0]) * 1000
-    await wait_for(lambda: _new_epoch(redis, keys, epoch_before), LEASE + 5, interval=0.05)
-    took_over_ms = int((await redis.time())[0]) * 1000
-    await asyncio.sleep(max(0.0, 60 - (time.monotonic() - started)))
+    killed_ms = int(time.time() * 1000)
+    await wait_for(lambda: _new_epoch(redis, keys, epoch_before), LEASE + 30, what="the standby took over")
+    took_over_ms = int(time.time() * 1000)
+    resumed_ms = whole_second(took_over_ms) + 2000
+    await wait_for(lambda: fired_through(redis, [keys], ids, resumed_ms), 30, interval=0.2,
+                   what="fires after the takeover")
     assert survivor.stop() == 0
-    stopped_ms = int(time.time() * 1000)
 
     rows = await fires(redis, keys)
-    check_every_second_once(rows, ids, first_by=created_ms + 2000, last_from=stopped_ms - 3000)
+    check_every_second_once(rows, ids, first_by=leading_ms + 5000, last_from=resumed_ms)
     assert len(rows) == await claims(store)  # each fire claimed once in the store
     assert token_before is not None
-    assert took_over_ms - killed_ms <= (LEASE + 2) * 1000, "the standby took longer than the lease"
-    after = [enq for _, _, enq in rows if enq > killed_ms]
-    assert min(after) - killed_ms <= (LEASE + 3) * 1000
-    late = sorted(enq - m for _, m, enq in rows if m < killed_ms - 1000)
-    p50, p99 = statistics.median(late), late[int(len(late) * 0.99)]
-    print(f"\n{len(rows)} fires; steady lateness p50 {p50:.0f} ms p99 {p99:.0f} ms; "
-          f"takeover {took_over_ms - killed_ms} ms after SIGKILL")
-    assert p99 < 1000
+    print(f"\n{len(rows)} fires; takeover {took_over_ms - killed_ms} ms after SIGKILL")
+
+
+async def _beat_alive(redis: aioredis.Redis, keys: Keys, pid: int) -> bool:
+    async for key in redis.scan_iter(match=keys.svc_pattern("beat")):
+        raw = await redis.get(key)
+        if raw and json.loads(raw).get("pid") == pid:
+            return True
+    return False
 
 
 async def _new_epoch(redis: aioredis.Redis, keys: Keys, before: int) -> bool:
@@ -117,7 +136,6 @@ async def test_two_deployments_sharing_only_the_database(
     base = make_settings(beat={"lease_seconds": LEASE}, store={"url": mysql_url})
     async with open_store(StoreSettings(url=mysql_url)) as store:
         ids = await seed(store, 50)
-        created_ms = int(time.time() * 1000)
         deployments = []
         for name in ("primary", "backup"):
             settings = base.with_overrides(redis={"namespace": f"{base.redis.namespace}-{name}"})
@@ -125,17 +143,20 @@ async def test_two_deployments_sharing_only_the_database(
         redis = aioredis.Redis.from_url(redis_server.url)
         try:
             for settings, _ in deployments:
-                await wait_for(lambda s=settings: current_leader(redis, Keys(s.redis.namespace)), 20)
-            await asyncio.sleep(8)
+                await wait_for(lambda s=settings: current_leader(redis, Keys(s.redis.namespace)), 30)
+            both_lead_ms = int(time.time() * 1000)
+            spaces = [Keys(s.redis.namespace) for s, _ in deployments]
+            through_ms = whole_second(both_lead_ms) + 4000
+            await wait_for(lambda: fired_through(redis, spaces, ids, through_ms), 30, interval=0.2,
+                           what="four seconds fired while both deployments lead")
             for _, proc in deployments:
                 assert proc.stop() == 0
-            stopped_ms = int(time.time() * 1000)
             per = {s.redis.namespace: await fires(redis, Keys(s.redis.namespace)) for s, _ in deployments}
             rows = [r for part in per.values() for r in part]
             won = {ns: len(part) for ns, part in per.items()}
         finally:
             await redis.aclose()
-        check_every_second_once(rows, ids, first_by=created_ms + 8000, last_from=stopped_ms - 3000)
+        check_every_second_once(rows, ids, first_by=both_lead_ms + 5000, last_from=through_ms)
         assert len(rows) == await claims(store)
         print(f"\nfires won per deployment: {won}")
 
@@ -170,7 +191,7 @@ def test_unreachable_redis_or_store_is_one_clear_line(
         broken: str, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     data = settings.model_dump(mode="json")
-    data["secret"] = "test-secret"
+    data["secret"] = "test-secret-for-fluxfunc-tests-only-0123"
     if broken == "redis":
         data["redis"]["url"] = "redis://127.0.0.1:1/0"
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,12 +138,10 @@ def test_ten_thousand_jobs_share_one_computation() -> None:
     table = JobTable(late_ms=LATE)
     for i in range(10_000):
         table.upsert(job(f"j{i}"), FUNC, last_ms=None, now_ms=T0)
-    started = time.perf_counter()
     assert len(table.pop_due(T0 + 1000)) == 10_000
-    took = time.perf_counter() - started
-    assert len(table._memo) <= 3
+    assert len(table._memo) <= 3  # one next-fire computation per schedule, not per job
     assert table.next_due_ms() == T0 + 2000
-    assert took < 0.5, f"one tick of 10,000 jobs took {took:.3f}s"
+    # what a tick costs is a figure of the machine: bench/beat.py measures it (fires/s, Beat CPU)
 
 
 def test_dedup_ttl_scales_with_period() -> None:

@@ -35,7 +35,8 @@ def test_bad_config_is_one_line(module: str, tmp_path: Path) -> None:
 def test_unreachable_redis_is_one_line(module: str, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "secret: x\nredis: {url: 'redis://127.0.0.1:1/0'}\n"
+        "secret: lifecycle-test-secret-0123456789abcdef\n"
+        "redis: {url: 'redis://127.0.0.1:1/0'}\n"
         f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
     )
     proc = run(module, "--config", str(cfg))
@@ -67,7 +68,8 @@ async def test_drain_returns_unfinished() -> None:
 def test_unreachable_database_is_one_line(module: str, tmp_path: Path, redis_server: Any) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        f"secret: x\nredis: {{url: '{redis_server.url}', namespace: lc{tmp_path.name[-6:]}}}\n"
+        "secret: lifecycle-test-secret-0123456789abcdef\n"
+        f"redis: {{url: '{redis_server.url}', namespace: lc{tmp_path.name[-6:]}}}\n"
         "store: {url: 'mysql://root@127.0.0.1:1/fluxfunc'}\n"
     )
     proc = run(module, "--config", str(cfg))

@@ -24,12 +24,13 @@ def test_defaults_match_spec() -> None:
 
 def test_yaml_then_env_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("secret: s3\nredis: {url: 'redis://a:1/0', namespace: ff}\nworker: {concurrency: 3}\n")
+    cfg.write_text("secret: s3-0123456789abcdef0123456789abcdef\n"
+                   "redis: {url: 'redis://a:1/0', namespace: ff}\nworker: {concurrency: 3}\n")
     s = load_settings(cfg, environ={"FLUXFUNC_WORKER__CONCURRENCY": "7", "FLUXFUNC_WORKER__QUEUES": "a, b"})
     assert s.redis.url == "redis://a:1/0" and s.redis.namespace == "ff"
     assert s.worker.concurrency == 7
     assert s.worker.queues == ["a", "b"]
-    assert s.require_secret() == "s3"
+    assert s.require_secret() == "s3-0123456789abcdef0123456789abcdef"
 
 
 def test_config_path_from_env(tmp_path: Path) -> None:
@@ -39,8 +40,8 @@ def test_config_path_from_env(tmp_path: Path) -> None:
 
 
 def test_numeric_looking_secret_stays_text() -> None:
-    s = load_settings(environ={"FLUXFUNC_SECRET": "0123"})
-    assert s.require_secret() == "0123"
+    s = load_settings(environ={"FLUXFUNC_SECRET": "0123" * 8})
+    assert s.require_secret() == "0123" * 8
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
@@ -72,6 +73,14 @@ def test_env_unknown_section_rejected() -> None:
 def test_missing_secret_is_clear() -> None:
     with pytest.raises(ConfigError, match="secret is not set"):
         Settings().require_secret()
+
+
+@pytest.mark.parametrize(("secret", "why"), [("test-secret", "too short"), ("x" * 31, "too short"),
+                                             ("change-me-to-a-long-random-string", "placeholder")])
+def test_short_or_placeholder_secret_is_refused(secret: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        load_settings(environ={"FLUXFUNC_SECRET": secret}).require_secret()
+    assert Settings(secret="y" * 32).require_secret() == "y" * 32  # type: ignore[arg-type]
 
 
 def test_settings_are_frozen() -> None:

@@ -161,7 +161,7 @@ async def test_publish_script_replaces_funcs(store: SqlStore) -> None:
              {"id": "demo__a.f2", "scriptId": "demo__a", "scriptSetId": "demo", "name": "f2"}]
     script = await store.publish_script("demo__a", "code v1", funcs)
     assert script["publishVersion"] == 1 and script["publishTime"] == T0 + 1
-    assert script["codeMd5"] == hashlib.md5(b"code v1").hexdigest()
+    assert script["codeMD5"] == hashlib.md5(b"code v1").hexdigest() and "codeMd5" not in script
     assert script["code"] == "x" and script["updateTime"] == T0 + 1
     listed = await store.list(Entity.FUNC, filters={"scriptId": "demo__a"})
     assert [f["id"] for f in listed.items] == ["demo__a.f1", "demo__a.f2"]
@@ -220,6 +220,27 @@ async def test_kv_with_expiry(store: SqlStore) -> None:
     await store.kv_delete("s", "k2")
     await store.kv_delete("s", "k2")
     assert await store.kv_get("s", "k2") is None
+
+
+async def test_kv_not_exists_mget_and_patterns(store: SqlStore) -> None:
+    """What DFF.STORE's set(not_exists)/mget/getall/get_pattern/keys need, on every backend."""
+    assert await store.kv_set("s", "a:1", 1) is True
+    assert await store.kv_set("s", "a:1", 9, not_exists=True) is False
+    assert await store.kv_get("s", "a:1") == 1
+    await store.kv_set("s", "a:2", [2], expires=10)
+    await store.kv_set("s", "A:3", "upper")
+    await store.kv_set("s", "a_%", "like chars")
+    await store.kv_set("t", "a:1", "other scope")
+    assert await store.kv_mget("s", ["a:1", "a:2", "zz", "a:1"]) == {"a:1": 1, "a:2": [2], "zz": None}
+    assert await store.kv_mget("s", []) == {}
+    assert await store.kv_items("s") == {"A:3": "upper", "a:1": 1, "a:2": [2], "a_%": "like chars"}
+    assert await store.kv_items("s", "a:*") == {"a:1": 1, "a:2": [2]}  # case-sensitive everywhere
+    assert await store.kv_items("s", "a_?") == {"a_%": "like chars"}  # no LIKE wildcards
+    clock(store).advance(10)
+    assert await store.kv_items("s", "a:?") == {"a:1": 1}
+    assert await store.kv_mget("s", ["a:2"]) == {"a:2": None}
+    assert await store.kv_set("s", "a:2", "again", not_exists=True) is True  # expired = missing
+    assert await store.kv_get("s", "a:2") == "again"
 
 
 # --- task records --------------------------------------------------------------------------------

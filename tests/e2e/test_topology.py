@@ -196,7 +196,7 @@ async def topology(tmp_path: Path, mysql_url: str) -> AsyncIterator[Topology]:
     namespace = "topo" + os.urandom(4).hex()
     config = run / "fluxfunc.yaml"
     config.write_text(yaml.safe_dump({
-        "secret": "topology-secret",
+        "secret": "topology-secret-for-fluxfunc-tests-0123456",
         "redis": {"url": redis.url, "namespace": namespace},
         "store": {"url": mysql_url, "auto_migrate": False},
         "server": {"host": "127.0.0.1", "shutdown_seconds": 5},

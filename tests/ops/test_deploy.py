@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fluxfunc_common import cli
-from fluxfunc_common.client import resolve_target
-from fluxfunc_common.commands.deploy import collect
-from fluxfunc_common.errors import FluxfuncError
+from fluxfunc_common.client import ApiError, resolve_target
+from fluxfunc_common.commands.deploy import ScriptFile, _failure, collect
+from fluxfunc_common.errors import ConfigError, FluxfuncError
 from fluxfunc_common.localredis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +68,15 @@ def test_target_resolution_order(tmp_path: Path) -> None:
     assert resolve_target(None, None, environ=env, state_dir=state).token == "ff_env"
     got = resolve_target(None, None, environ={}, state_dir=state)
     assert (got.url, got.token) == ("http://127.0.0.1:9999", "ff_file")
-    got = resolve_target(None, None, environ={}, state_dir=tmp_path / "none")
-    assert (got.url, got.token) == ("http://127.0.0.1:8088", None)
+    with pytest.raises(ConfigError, match="is missing"):  # never a guessed address
+        resolve_target(None, None, environ={}, state_dir=tmp_path / "none")
+    with pytest.raises(ConfigError, match="no fluxfunc instance found"):
+        resolve_target(None, None, environ={}, cwd=tmp_path)
+    # the .fluxfunc/ of `fluxfunc up` is found from a subfolder, like git finds .git/
+    (state / "config.yaml").write_text("{}\n")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    got = resolve_target(None, None, environ={}, cwd=tmp_path / "a" / "b")
+    assert (got.url, got.token, got.found_by) == ("http://127.0.0.1:9999", "ff_file", str(state))
 
 
 def test_dry_run_lists_and_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -81,9 +88,29 @@ def test_dry_run_lists_and_errors_are_one_line(tmp_path: Path, capsys: pytest.Ca
     assert "would publish demo__basic" in capsys.readouterr().out
 
     assert cli.main(["deploy", str(ROOT / "examples" / "demo")]) == 2
-    assert "no admin token" in capsys.readouterr().err
+    assert "no fluxfunc instance found" in capsys.readouterr().err
 
     url = f"http://127.0.0.1:{free_port()}"
     assert cli.main(["deploy", str(ROOT / "examples" / "demo"), "--url", url, "--token", "ff_x"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot reach the fluxfunc server" in err and "Traceback" not in err
+
+
+def test_one_file_is_deployed_alone(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "jobs.py").write_text('"""Jobs"""\n')
+    (tmp_path / "ops" / "other.py").write_text("")
+    (found,) = collect(tmp_path / "ops" / "jobs.py")
+    assert (found.script_id, found.title) == ("ops__jobs", "Jobs")
+    (tmp_path / "ops" / "notes.txt").write_text("")
+    with pytest.raises(FluxfuncError, match=r"not a \.py file"):
+        collect(tmp_path / "ops" / "notes.txt")
+
+
+def test_a_syntax_error_names_its_line_once(tmp_path: Path) -> None:
+    script = ScriptFile(tmp_path / "mixed" / "broken.py", "mixed__broken", None, None, "def broken(:\n")
+    error = ApiError(400, "EScriptInvalid", "mixed__broken: syntax error at line 1: invalid syntax",
+                     {"line": 1, "col": 12})
+    line = _failure(script, error)
+    assert line.split() == ["FAILED", "mixed__broken", f"{script.path}:", "syntax", "error", "at",
+                            "line", "1:", "invalid", "syntax"]

@@ -135,6 +135,8 @@ async def test_up_serves_within_10s_and_the_banner_example_works(up: Running) ->
     assert (state / "admin-token").read_text().strip() == up.token
     assert oct((state / "admin-token").stat().st_mode)[-3:] == "600"
     assert (state / "fluxfunc.db").is_file()
+    status, _ = await call(up.url, "GET", "/api/v1/resources", up.token)  # resources.path default
+    assert status == 200 and (state / "resources").is_dir()
     roles = {" ".join(p.cmdline()) for p in up.descendants()}
     assert any("redis-server" in r for r in roles), roles
     for role in ("server", "worker", "beat"):
@@ -164,7 +166,14 @@ async def test_deploy_examples_and_call_them(up: Running) -> None:
                                   cwd=up.cwd, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr
     assert re.search(r"^FAILED\s+mixed__broken .*line 1", out.stdout, re.M), out.stdout
+    assert out.stdout.count("line 1") == 1, out.stdout  # said once
     assert "published mixed__good" in out.stdout and "1 of 2 scripts published" in out.stdout
+    # one file: just that script (created and published in one call)
+    out = await asyncio.to_thread(subprocess.run, [str(BIN / "fluxfunc"), "deploy", str(bad / "good.py")],
+                                  cwd=up.cwd / "mixed", env=clean_env(), capture_output=True, text=True,
+                                  timeout=60)
+    assert out.returncode == 0 and "1 of 1 scripts published" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.startswith(f"server: {up.url} ({up.cwd / '.fluxfunc'})"), out.stdout
 
     assert await func(up, "demo__basic.plus", x=1, y=2) == (200, {"sum": 3})
     assert await func(up, "demo__basic.plus", x="2", y="0.5") == (200, {"sum": 2.5})  # import demo__lib

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from fluxfunc_common.crypto import Cipher, hash_token, new_token
 from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.keys import GROUP
 from fluxfunc_common.redisconn import RedisClients, open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import Delivery, StreamProtocol
@@ -142,6 +143,9 @@ class FakeWorker:
 
     async def start(self) -> None:
         await self.streams.ensure_groups(self.queues)
+        for queue in self.queues:  # a live consumer from now on: sync calls are not refused
+            await self.clients.main.xgroup_createconsumer(self.clients.keys.queue(queue), GROUP,
+                                                          self.consumer)
         self._task = asyncio.create_task(self._loop(), name="fake-worker")
 
     async def stop(self) -> None:

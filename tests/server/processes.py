@@ -24,11 +24,12 @@ def write_config(path: Path, *, redis_url: str, namespace: str, store_url: str, 
                  **sections: dict[str, Any]) -> Path:
     """A YAML config for one test deployment (JSON logs, a test secret)."""
     data: dict[str, Any] = {
-        "secret": "test-secret",
+        "secret": "test-secret-for-fluxfunc-tests-only-0123",
         "redis": {"url": redis_url, "namespace": namespace},
         "store": {"url": store_url},
         "server": {"host": "127.0.0.1", "port": port, "shutdown_seconds": 10},
         "log": {"level": "INFO", "format": "json"},
+        "resources": {"path": str(path.parent / "resources")},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 from tests.server.conftest import Api
@@ -107,7 +108,8 @@ async def test_sign_request_helper_matches_the_sdk(api: Api) -> None:
 
 async def test_every_admin_route_needs_auth(api: Api) -> None:
     """Every route but the public ones answers 401 without credentials."""
-    public = {"/healthz", "/readyz", "/metrics", "/", "/api/openapi.json"}
+    public = {"/healthz", "/readyz", "/metrics", "/", "/api/openapi.json", "/api/v1/do/ping",
+              "/api/v1/do/echo", "/api/v1/resources/large-data/{name}"}
     entry_points = ("/api/v1/sync/", "/api/v1/async/", "/api/v1/al/", "/api/v1/bat/",
                     "/api/v1/tasks/")
     checked = 0
@@ -121,3 +123,80 @@ async def test_every_admin_route_needs_auth(api: Api) -> None:
         assert (await resp.json())["reason"] == "EUserAuth"
         checked += 1
     assert checked > 30
+
+
+def sdk_client_headers(method: str, path: str, body: object = None, *, query: dict[str, str] | None = None,
+                       nonce: str | None = None) -> tuple[str, bytes, dict[str, str]]:
+    """(path, bytes sent, headers) as the official SDKs' ``run`` builds them: the query appended
+    with ``urlencode``, the body sent as sorted compact JSON (non-ASCII kept) only when truthy,
+    and ``md5(json_dumps(body or {}))`` in the string to sign, so a bodiless request signs ``{}``."""
+    def json_dumps(value: object) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    if query:
+        path = path + "?" + urlencode(query)
+    timestamp, nonce = str(int(time.time())), nonce or uuid.uuid4().hex
+    body_md5 = hashlib.md5(json_dumps(body or {}).encode()).hexdigest()
+    text = "&".join([method.upper(), path, timestamp, nonce, body_md5])
+    sign = hmac.new(AK_SECRET.encode(), text.encode(), hashlib.sha1).hexdigest()
+    sent = json_dumps(body).encode() if body else b""
+    return path, sent, {"X-Dff-Ak-Id": AK_ID, "X-Dff-Ak-Timestamp": timestamp, "X-Dff-Ak-Nonce": nonce,
+                        "X-Dff-Ak-Sign": sign, "Content-Type": "application/json"}
+
+
+@pytest.mark.usefixtures("access_key")
+async def test_the_sdk_signing_code_path_is_accepted(api: Api) -> None:
+    """Signed GET, bodiless POST and POST with a body, each signed both ways a client does it:
+    as the SDKs do (a missing body is the md5 of ``{}``) and over the bytes sent."""
+    await api.call("POST", "/api/v1/scripts", json={"id": "sdk__one", "code": "x = 1\n"})
+    requests = [("GET", "/api/v1/scripts", None, {"limit": "5"}),
+                ("POST", "/api/v1/scripts/sdk__one/publish", None, None),
+                ("POST", "/api/v1/scripts", {"id": "sdk__two", "code": "x = '你好'\n"}, None),
+                ("POST", "/api/v1/do/echo", {"echo": {"unicode": "你好", "none": None}}, {"a": "x yü"})]
+    for method, path, body, query in requests:
+        full, sent, headers = sdk_client_headers(method, path, body, query=query)
+        status, answer, _ = await api.call(method, full, admin=False, data=sent, headers=headers, expect=None)
+        assert status == 200 and answer["ok"] is True, (method, full, answer)
+        raw = sdk_headers(method, full, sent)  # the digest of the bytes as sent
+        status, answer, _ = await api.call(method, full, admin=False, data=sent, headers=raw, expect=None)
+        assert status == 200 or (status == 409 and body), (method, full, answer)  # 409: created twice
+        assert answer.get("reason") != "EUserAuth"
+    # the wrong secret, a replay and a stale timestamp are still refused on the SDK path
+    full, sent, headers = sdk_client_headers("GET", "/api/v1/scripts")
+    await api.call("GET", full, admin=False, headers=headers)
+    _, body, _ = await api.call("GET", full, admin=False, headers=headers, expect=401)
+    assert "nonce" in body["message"]
+    for bad in ({**sdk_client_headers("GET", full)[2], "X-Dff-Ak-Sign": "0" * 40},
+                sdk_headers("GET", full, b"{}", secret="wrong"),
+                sdk_headers("GET", full, b"{}", ts=int(time.time()) - 1000)):
+        _, body, _ = await api.call("GET", full, admin=False, headers=bad, expect=401)
+        assert body["reason"] == "EUserAuth"
+
+
+@pytest.mark.usefixtures("access_key")
+async def test_nonces_are_kept_for_the_sdk_day(api: Api) -> None:
+    _, _, headers = sdk_client_headers("GET", "/api/v1/scripts")
+    await api.call("GET", "/api/v1/scripts", admin=False, headers=headers)
+    ttl = await api.ctx.redis.ttl(api.ctx.keys.nonce(AK_ID, headers["X-Dff-Ak-Nonce"]))
+    assert ttl > 24 * 3600 - 60
+
+
+@pytest.mark.usefixtures("access_key")
+async def test_ping_and_echo_answer_as_dataflux_func(api: Api) -> None:
+    _, body, _ = await api.call("GET", "/api/v1/do/ping", admin=False)
+    assert (body["ok"], body["error"], body["message"], body["data"]) == (True, 200, "", "pong")
+    data = {"echo": {"int": 1, "str": "Hello World", "unicode": "你好，世界！", "none": None,
+                     "boolean": True}}
+    _, body, _ = await api.call("POST", "/api/v1/do/echo?x=1&y=b", admin=False, json=data)
+    assert body["data"] == {"query": {"x": "1", "y": "b"}, "body": data}
+    _, body, _ = await api.call("POST", "/api/v1/do/echo", admin=False)
+    assert body["data"] == {"query": {}, "body": {}}
+    # with access-key headers the signature is checked: the SDK examples' own calls
+    path, sent, headers = sdk_client_headers("GET", "/api/v1/do/ping")
+    await api.call("GET", path, admin=False, headers=headers)
+    path, sent, headers = sdk_client_headers("POST", "/api/v1/do/echo", data)
+    _, body, _ = await api.call("POST", path, admin=False, data=sent, headers=headers)
+    assert body["data"]["body"] == data
+    headers["X-Dff-Ak-Nonce"] = "another"
+    _, body, _ = await api.call("POST", path, admin=False, data=sent, headers=headers, expect=401)
+    assert body["reason"] == "EUserAuth"

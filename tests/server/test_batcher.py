@@ -23,13 +23,13 @@ def env(i: int, **fields: Any) -> TaskEnvelope:
 
 
 class Counting(StreamProtocol):
-    """Counts the round trips enqueue_many makes."""
+    """Counts the round trips enqueue_prepared makes."""
 
     batches: list[int]
 
-    async def enqueue_many(self, envs: Any, **kwargs: Any) -> Any:
-        self.batches.append(len(envs))
-        return await super().enqueue_many(envs, **kwargs)
+    async def enqueue_prepared(self, items: Any) -> Any:
+        self.batches.append(len(items))
+        return await super().enqueue_prepared(items)
 
 
 @pytest.fixture
@@ -75,10 +75,10 @@ async def test_a_full_queue_refuses_only_the_overflow(streams: Counting) -> None
 
 
 async def test_errors_reach_every_caller_of_the_batch(streams: Counting) -> None:
-    async def broken(envs: Any, **kwargs: Any) -> Any:
+    async def broken(items: Any) -> Any:
         raise ConnectionError("redis went away")
 
-    streams.enqueue_many = broken  # type: ignore[method-assign]
+    streams.enqueue_prepared = broken  # type: ignore[method-assign]
     batcher = EnqueueBatcher(streams, max_len=100)
     results = await asyncio.gather(*(batcher.enqueue(env(i)) for i in range(3)), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
@@ -92,3 +92,32 @@ async def test_a_cancelled_caller_does_not_break_the_batch(streams: Counting) ->
     gone.cancel()
     assert (await kept).task_id == "task-000002"
     assert gone.cancelled()
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def test_an_envelope_that_cannot_be_serialised_fails_only_its_caller(streams: Counting) -> None:
+    batcher = EnqueueBatcher(streams, max_len=100)
+    results = await asyncio.gather(
+        batcher.enqueue(env(1)), batcher.enqueue(env(2).model_copy(update={"kwargs": nested(400)})),
+        batcher.enqueue(env(3)), return_exceptions=True)
+    assert isinstance(results[1], Exception)
+    assert [r.task_id for r in (results[0], results[2]) if not isinstance(r, BaseException)] == [
+        "task-000001", "task-000003"]
+
+
+async def test_a_script_error_fails_only_the_envelope_at_fault(streams: Counting) -> None:
+    await streams.redis.set(streams.keys.queue("broken"), "not a stream")  # XLEN → WRONGTYPE
+    batcher = EnqueueBatcher(streams, max_len=100)
+    results = await asyncio.gather(
+        batcher.enqueue(env(1)), batcher.enqueue(env(2, queue="broken")), batcher.enqueue(env(3)),
+        return_exceptions=True)
+    assert isinstance(results[1], Exception) and "WRONGTYPE" in str(results[1])
+    ok = [r for r in results if not isinstance(r, BaseException)]  # one may read as a re-send
+    assert [r.task_id for r in ok] == ["task-000001", "task-000003"]
+    assert await streams.redis.xlen(streams.keys.queue("default")) == 2

@@ -224,7 +224,8 @@ async def test_cron_jobs(api: Api) -> None:
 @pytest.mark.parametrize("value_type,given,stored", [
     ("string", "abc", "abc"), ("integer", "42", 42), ("integer", 7, 7), ("float", "1.5", 1.5),
     ("boolean", "yes", True), ("boolean", False, False), ("json", '{"a": [1]}', {"a": [1]}),
-    ("json", [1, 2], [1, 2]),
+    ("json", [1, 2], [1, 2]), ("commaArray", "a,b,,c", ["a", "b", "", "c"]),
+    ("commaArray", ["x", "y"], ["x", "y"]),
 ])
 async def test_env_variable_types(api: Api, value_type: str, given: Any, stored: Any) -> None:
     created = await api.create("/api/v1/env-variables", {"id": "v1", "valueType": value_type, "value": given})
@@ -233,7 +234,7 @@ async def test_env_variable_types(api: Api, value_type: str, given: Any, stored:
 
 async def test_env_variable_bad_values(api: Api) -> None:
     for value_type, value in (("integer", "x"), ("float", "nan"), ("boolean", "maybe"),
-                              ("json", "{bad"), ("string", 5), ("color", "red")):
+                              ("json", "{bad"), ("string", 5), ("color", "red"), ("commaArray", [1])):
         await api.call("POST", "/api/v1/env-variables", expect=400,
                        json={"id": "bad", "valueType": value_type, "value": value})
     await api.call("POST", "/api/v1/env-variables", json={"id": "novalue"}, expect=400)

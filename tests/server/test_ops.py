@@ -21,9 +21,9 @@ from fluxfunc_server.middlewares import make_error_middleware
 
 async def test_health_probes(api: Api) -> None:
     _, body, _ = await api.call("GET", "/healthz", admin=False)
-    assert body["data"] == {"status": "ok"}
+    assert body["data"]["status"] == "ok"
     _, body, _ = await api.call("GET", "/readyz", admin=False)
-    assert body["data"] == {"status": "ready"}
+    assert body["data"]["status"] == "ready"
     status, body, resp = await api.call("HEAD", "/", admin=False)
     assert status == 200 and resp.headers["X-Trace-Id"]
 

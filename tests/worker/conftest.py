@@ -106,7 +106,7 @@ class Bench:
     def config(self, name: str, **worker: Any) -> Path:
         """A config file for a worker process (``worker`` keys override FAST)."""
         data = self.settings.model_dump(mode="json")
-        data["secret"] = "test-secret"
+        data["secret"] = "test-secret-for-fluxfunc-tests-only-0123"
         data["worker"] = {**data["worker"], **FAST, **worker}
         path = self.tmp / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))

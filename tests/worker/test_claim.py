@@ -72,9 +72,9 @@ async def test_completions_ride_along_and_a_call_carrying_them_never_blocks(prot
     _, [got] = await proto.claim("c1", ["high"], 1, marker_ttl_ms=TTL, block_ms=0)
     result = TaskResult.for_envelope(got.delivery.envelope, TaskStatus.SUCCESS, result=1)
     started = time.monotonic()
-    done, claimed = await proto.claim("c1", ["high"], 1, marker_ttl_ms=TTL, block_ms=5000,
+    done, claimed = await proto.claim("c1", ["high"], 1, marker_ttl_ms=TTL, block_ms=8000,
                                       completions=[(got.delivery, result, TTL)])
-    assert time.monotonic() - started < 2, "did not block"
+    assert time.monotonic() - started < 4, "did not block"  # half the block time (a busy machine)
     assert done == [True] and claimed == []
     assert (await proto.get_result(first.id)).result == 1  # type: ignore[union-attr]
     assert await proto.redis.xlen(proto.keys.queue("high")) == 0

@@ -32,8 +32,10 @@ async def test_timeout_kills_the_child_and_the_worker_serves_on(
     took = time.monotonic() - started
     assert result.status is TaskStatus.TIMEOUT
     assert "timeout of 2 s" in (result.exception or "")
-    assert 1.9 <= took <= 4.5, took  # timeout 2 s, SIGKILL after a 0.5 s grace at most
-    assert result.start_time and result.end_time and result.end_time - result.start_time < 3.5
+    # timeout 2 s, SIGKILL after a 0.5 s grace: never early; the upper bound only tells a
+    # kill from a spin that ran on (generous: a busy machine)
+    assert took >= 1.9, took
+    assert result.start_time and result.end_time and 1.9 <= result.end_time - result.start_time < 10
     nxt = await bench.enqueue(f"{WORK}.append", {"path": str(tmp_path / "e.txt")})
     assert (await bench.result(nxt)).status is TaskStatus.SUCCESS
     assert w.alive()
@@ -122,7 +124,7 @@ async def test_cancel_of_a_running_task_stops_its_child(bench: Bench, workers: C
         await pipe.execute()
     result = await bench.result(task_id, within=10)
     assert result.status is TaskStatus.CANCELLED and "while it ran" in (result.exception or "")
-    assert time.monotonic() - asked < 3
+    assert time.monotonic() - asked < 10  # stopped, not run to its 20 s end
     assert [what for what, t, _ in marks(out) if t == task_id] == ["start"]
     assert await bench.redis.get(bench.keys.running(task_id)) is None
     nxt = await bench.result(await bench.enqueue(f"{WORK}.append", {"path": str(out)}))

@@ -17,8 +17,9 @@ from tests.worker.conftest import Bench
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity
-from fluxfunc_common.streams import Delivery
+from fluxfunc_common.streams import Delivery, Start
 from fluxfunc_worker.completion import (
     Completer,
     backoff_seconds,
@@ -32,7 +33,7 @@ from fluxfunc_worker.lease import Inflight
 from fluxfunc_worker.pool import Outcome, RpcError
 from fluxfunc_worker.published import PublishedScripts
 from fluxfunc_worker.records import RecordBatcher
-from fluxfunc_worker.runs import Slots, run_message
+from fluxfunc_worker.runs import Runs, Slots, Unwritten, run_message
 
 
 def env(**fields: Any) -> TaskEnvelope:
@@ -175,8 +176,8 @@ def test_inflight_adopts_a_new_delivery_count() -> None:
     running = inflight.add(d)
     assert inflight.by_task(d.envelope.id) is running and ("default", "1-0") in inflight
     running.lost = True
-    assert inflight.adopt_count(Delivery("default", "1-0", d.envelope, 3))
-    assert running.delivery.count == 3 and not running.lost
+    assert inflight.adopt_count(Delivery("default", "1-0", d.envelope, 3, "token-2"))
+    assert running.delivery.count == 3 and running.delivery.lease == "token-2" and not running.lost
     assert not inflight.adopt_count(delivery("2-0"))
     inflight.remove(running)
     assert len(inflight) == 0 and inflight.by_task(d.envelope.id) is None
@@ -285,3 +286,102 @@ async def test_events_listener_dispatches_cancel_and_publish(bench: Bench) -> No
     stop.set()
     await asyncio.wait_for(task, 5)
     assert cancelled == ["task-1"] and published == [True]
+
+
+def test_unwritten_keeps_the_newest_results_of_one_attempt() -> None:
+    kept = Unwritten(size=2)
+    first, second, third = env(), env(), env()
+    for e in (first, second, third):
+        kept.keep(TaskResult.for_envelope(e, TaskStatus.SUCCESS))
+    assert kept.take(first) is None  # the oldest went
+    assert kept.take(second.model_copy(update={"attempt": 2})) is None  # another attempt
+    assert kept.take(second) is not None and kept.take(second) is None  # taken once
+
+
+class OutcomeStreams:
+    """The parts of the stream protocol ``Runs._finish`` uses, scripted."""
+
+    def __init__(self, replies: list[Any], stored: TaskResult | None = None) -> None:
+        self.replies, self.stored, self.calls = replies, stored, 0
+        self.leases: list[str] = []
+        self.on_call: Any = None
+
+    async def complete_many(self, consumer: str, items: Sequence[Any]) -> list[bool]:
+        self.calls += 1
+        self.leases += [d.lease for d, *_ in items]
+        if self.on_call is not None:
+            self.on_call()
+        reply = self.replies.pop(0) if self.replies else True
+        if isinstance(reply, Exception):
+            raise reply
+        if reply and items:
+            self.stored = items[0][1]
+        return [bool(reply)] * len(items)
+
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        return self.stored
+
+
+class Records:
+    def __init__(self) -> None:
+        self.added: list[TaskResult] = []
+
+    def add(self, result: TaskResult) -> None:
+        self.added.append(result)
+
+
+class NoPool:
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the task was run again")
+
+
+def runs_with(streams: OutcomeStreams) -> tuple[Runs, Records, Inflight]:
+    records, inflight = Records(), Inflight()
+    runs = Runs(Settings(), streams, NoPool(), consumer="c", inflight=inflight,  # type: ignore[arg-type]
+                slots=Slots(1), completer=Completer(streams, "c"), records=records)  # type: ignore[arg-type]
+    return runs, records, inflight
+
+
+async def test_an_outcome_write_that_timed_out_but_landed_is_recorded_once() -> None:
+    """The reply of the first try is lost (a timeout) although Redis applied it; the next try
+    is refused (the entry is gone): the stored result is this run's, so one record."""
+    e = env()
+    result = TaskResult.for_envelope(e, TaskStatus.SUCCESS, start_time=1.0, end_time=2.0)
+    streams = OutcomeStreams([TimeoutError("no reply from Redis"), ConnectionError("refused"), False],
+                             stored=result)
+    runs, records, inflight = runs_with(streams)
+    await runs._finish(inflight.add(Delivery("default", "1-0", e)), result)
+    assert streams.calls == 3 and records.added == [result] and len(inflight) == 0
+
+
+async def test_a_discarded_result_is_never_run_again_by_the_same_worker() -> None:
+    """Refused (the lease was lost) and nothing stored: the result is kept; when the entry
+    comes back to this worker, it is completed with it, not run (NoPool would fail)."""
+    e = env()
+    result = TaskResult.for_envelope(e, TaskStatus.SUCCESS, start_time=1.0, end_time=2.0)
+    streams = OutcomeStreams([False])
+    runs, records, inflight = runs_with(streams)
+    await runs._finish(inflight.add(Delivery("default", "1-0", e)), result)
+    assert records.added == [] and runs.counts["stale"] == 1
+    runs.slots.take(1)
+    runs.dispatch([(inflight.add(Delivery("default", "1-0", e, 2, "token-2")), Start.RUN)])
+    await asyncio.gather(*runs.tasks)
+    assert records.added == [result] and len(inflight) == 0
+
+
+async def test_a_refused_completion_is_sent_again_under_a_renewed_lease() -> None:
+    """This worker reclaimed its own entry (its lease had lapsed) while the completion was on
+    the wire under the old token: refused, then sent again under the new one."""
+    e = env()
+    result = TaskResult.for_envelope(e, TaskStatus.SUCCESS, start_time=1.0, end_time=2.0)
+    streams = OutcomeStreams([False, True])
+    runs, records, inflight = runs_with(streams)
+    running = inflight.add(Delivery("default", "1-0", e, 1, "old"))
+
+    def reclaimed() -> None:
+        streams.on_call = None
+        inflight.adopt_count(Delivery("default", "1-0", e, 2, "new"))
+    streams.on_call = reclaimed
+    await runs._finish(running, result)
+    assert streams.leases == ["old", "new"] and records.added == [result]
+

@@ -51,18 +51,17 @@ async def test_sigterm_with_a_short_drain_releases_to_another_worker(
     # A long lease on both: b can only take the entry this fast because a released it.
     a = workers("a", concurrency=1, drain_seconds=1, lease_seconds=30)
     await a.ready(bench)
-    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 3})
+    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 5})
     await wait_for(lambda: _started(out, task_id), 15, what="task started on a")
-    b = workers("b", lease_seconds=30)
-    await b.ready(bench)
+    # stopped at once (then b is started): however busy the machine, the task outlasts the drain
     stopped = time.monotonic()
     a.signal(signal.SIGTERM)
-    assert await asyncio.to_thread(a.wait, 15) == 0
-    assert time.monotonic() - stopped < 5
-    assert any(ln.get("event", "").startswith("released unfinished") for ln in a.lines())
-    result = await bench.result(task_id, within=15)
+    b = workers("b", lease_seconds=30)
+    assert await asyncio.to_thread(a.wait, 15) == 0  # the drain (1 s) was cut: see "released" below
+    assert any(ln.get("event", "").startswith("released unfinished") for ln in a.lines()), a.text()
+    result = await bench.result(task_id, within=30)
     assert result.status is TaskStatus.SUCCESS
-    assert time.monotonic() - stopped < 10, "reclaimed at once, not after the 30 s lease"
+    assert time.monotonic() - stopped < 25, "reclaimed at once, not after the 30 s lease"
     assert [what for what, t, _ in marks(out) if t == task_id] == ["start", "start", "end"]
     assert [ln["status"] for ln in b.task_lines() if ln["task_id"] == task_id] == ["success"]
     assert not a.task_lines()
@@ -82,7 +81,7 @@ async def test_a_second_signal_cuts_the_drain_short(bench: Bench, workers: Calla
     forced = time.monotonic()
     w.signal(signal.SIGINT)
     assert await asyncio.to_thread(w.wait, 15) == 0
-    assert time.monotonic() - forced < 5
+    assert time.monotonic() - forced < 15  # not the 30 s task, nor the 60 s drain
     stream = bench.keys.queue("default")
     [entry] = await bench.redis.xpending_range(stream, GROUP, "-", "+", 10)
     assert entry["time_since_delivered"] >= 10 * 2000, "released: idle far past the lease"

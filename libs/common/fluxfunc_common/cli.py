@@ -1,6 +1,7 @@
-"""The umbrella ``fluxfunc`` command (SPEC §8): a thin argparse front over importable commands.
+"""fluxfunc: run Server, Worker and Beat, publish scripts, look at the queues.
 
-Each subcommand lives in its own module under :mod:`fluxfunc_common.commands` and exposes
+The umbrella command is a thin argparse front over importable commands. Each subcommand
+lives in its own module under :mod:`fluxfunc_common.commands` and exposes
 ``add_parser(subparsers)``, which registers the parser and sets ``func`` to a callable that
 takes the parsed namespace and returns an exit code.
 """

@@ -2,8 +2,10 @@
 deployment from outside (``fluxfunc deploy``, the demo of ``fluxfunc up``).
 
 Where it connects: ``--url`` / ``--token`` flags, else ``$FLUXFUNC_URL`` / ``$FLUXFUNC_TOKEN``,
-else what ``fluxfunc up`` left in ``./.fluxfunc/`` (``url`` and ``admin-token``), else
-``http://127.0.0.1:8088`` and no token.
+else the instance the discovery rule of :mod:`fluxfunc_common.instance` finds (``--config``,
+``$FLUXFUNC_CONFIG``, ``.fluxfunc/`` searched upward): the ``url`` and ``admin-token`` that
+``fluxfunc up`` left there, or ``server.host``/``server.port`` of the config. Nothing found is an
+error, never a guessed address.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 
 import aiohttp
 
-from fluxfunc_common.errors import FluxfuncError, Unavailable
+from fluxfunc_common.errors import ConfigError, FluxfuncError, Unavailable
+from fluxfunc_common.instance import STATE_DIR, find_instance, guidance
+from fluxfunc_common.settings import load_settings
 
-DEFAULT_URL = "http://127.0.0.1:8088"
-STATE_DIR = ".fluxfunc"  # ``fluxfunc up`` keeps its state here, in the working directory
+__all__ = ["STATE_DIR", "TOKEN_FILE", "URL_FILE", "AdminClient", "ApiError", "Target", "resolve_target"]
+
 URL_FILE = "url"
 TOKEN_FILE = "admin-token"
 
@@ -36,10 +40,11 @@ class ApiError(FluxfuncError):
 
 @dataclass(frozen=True)
 class Target:
-    """Which server to talk to, and with which admin token."""
+    """Which server to talk to, with which admin token, and where that came from."""
 
     url: str
     token: str | None
+    found_by: str = ""
 
 
 def _read(path: Path) -> str | None:
@@ -49,14 +54,40 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def resolve_target(url: str | None = None, token: str | None = None, *,
-                   environ: Mapping[str, str] | None = None, state_dir: Path | None = None) -> Target:
-    """Flags beat environment beat ``./.fluxfunc/`` beat the defaults."""
+def _config_url(config: Path, environ: Mapping[str, str]) -> str:
+    server = load_settings(config, environ).server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+    return f"http://{host}:{server.port}"
+
+
+def resolve_target(url: str | None = None, token: str | None = None, *, config: str | None = None,
+                   environ: Mapping[str, str] | None = None, state_dir: Path | None = None,
+                   cwd: Path | None = None) -> Target:
+    """Flags beat environment beat the discovered instance; ConfigError when none is named."""
     env = os.environ if environ is None else environ
-    state = state_dir or Path(STATE_DIR)
-    found_url = url or env.get("FLUXFUNC_URL") or _read(state / URL_FILE) or DEFAULT_URL
-    found_token = token or env.get("FLUXFUNC_TOKEN") or _read(state / TOKEN_FILE)
-    return Target(found_url.rstrip("/"), found_token)
+    found_url = url or env.get("FLUXFUNC_URL")
+    found_token = token or env.get("FLUXFUNC_TOKEN")
+    found_by = "--url" if url else "$FLUXFUNC_URL" if found_url else ""
+    if not (found_url and found_token):
+        state = state_dir
+        if state is None:
+            try:
+                instance = find_instance(config, env, cwd)
+            except ConfigError:
+                if found_url:
+                    return Target(found_url.rstrip("/"), found_token, found_by)
+                raise ConfigError(f"{guidance(cwd)}; or pass --url and --token") from None
+            state = instance.state_dir
+            if state is None and not found_url:
+                found_url, found_by = _config_url(instance.config, env), instance.found_by
+        if state is not None:
+            if not found_url and (found_url := _read(state / URL_FILE)):
+                found_by = str(state.resolve())
+            found_token = found_token or _read(state / TOKEN_FILE)
+    if not found_url:
+        raise ConfigError(f"{state_dir or STATE_DIR}/{URL_FILE} is missing: is `fluxfunc up` running "
+                          "there? Or pass --url")
+    return Target(found_url.rstrip("/"), found_token, found_by)
 
 
 class AdminClient:

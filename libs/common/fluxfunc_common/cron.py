@@ -7,7 +7,11 @@ A batch of fires goes through two steps:
    both fire (the loser sees *duplicate*). The task id names the deployment (a random id
    kept in Redis at ``beat:deployment``), so a fire this deployment claimed but did not
    enqueue — its Beat was killed in between — is still *ours* and is fired by the next
-   leader instead of being lost.
+   leader instead of being lost. While the store cannot take claims (unreachable, cannot
+   write), the leader keeps firing for up to ``beat.store_outage_seconds`` (and
+   ``UNCLAIMED_MAX`` fires): every fire counts as ours (the Redis guard below still fires
+   each one once) and its claim is kept in memory and written when the store is back
+   (:meth:`CronFirer.write_unclaimed`).
 2. **Redis, one Lua script per chunk** (``lua/cron_fire.lua``), atomic per fire: refuse when
    the caller's Beat epoch is no longer current (*fenced*); *duplicate* when the per-fire
    guard ``beat:fired:{cron}:{ms}`` exists; apply ``overlapPolicy`` (``skip``: when the task
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.errors import ClientError
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.settings import Settings
@@ -56,6 +62,7 @@ MANUAL_SUFFIX = "#manual"  # manual runs dedup apart from the scheduled fire of 
 SCRIPT_CHUNK = 500  # fires per script call: bounds the time Redis spends in one call
 SEND_CONCURRENCY = 16  # script calls in flight at once (all of a 8,000-fire batch)
 YIELD_EVERY = 1000  # fires encoded between two yields to the event loop
+UNCLAIMED_MAX = 500_000  # fires made in a store outage whose claims wait in memory, at most
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
 
@@ -177,6 +184,13 @@ class CronFirer:
         self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
         self._deployment: str | None = None
         self._templates: dict[str, JobTemplate] = {}
+        self._unclaimed: list[tuple[str, int, str]] = []  # fired in a store outage, not yet claimed
+        self._store_failing_since: float | None = None  # monotonic s
+
+    @property
+    def unclaimed(self) -> int:
+        """Fires made while the store could not take their claims, not yet written."""
+        return len(self._unclaimed)
 
     def running_ttl_ms(self, func: dict[str, Any]) -> int:
         """How long a run may hold the overlap marker: wait in queue + timeout + a lease."""
@@ -207,8 +221,8 @@ class CronFirer:
         if manual or not requests:
             ours = [True] * len(requests)
         else:
-            ours = await self.store.claim_cron_fires(
-                [(r.job["id"], r.fire_ms, tid) for r, tid in zip(requests, tids, strict=True)])
+            ours = await self._claim([(r.job["id"], r.fire_ms, tid)
+                                      for r, tid in zip(requests, tids, strict=True)])
         templates = [self._template(r) if mine else None for r, mine in zip(requests, ours, strict=True)]
         chunks: list[list[Any]] = []
         meta: list[list[str]] = []
@@ -226,6 +240,46 @@ class CronFirer:
         if meta:
             chunks.append([orjson.dumps(meta), *blobs])
         return PreparedFires(requests, tids, templates, chunks, manual)
+
+    async def _claim(self, claims: list[tuple[str, int, str]]) -> list[bool]:
+        """Claim fires in the store; while it fails, for up to ``beat.store_outage_seconds``,
+        every fire is ours and its claim waits in memory (see the module docstring)."""
+        try:
+            await self.write_unclaimed()
+            ours = await self.store.claim_cron_fires(claims)
+        except ClientError:
+            raise
+        except Exception as exc:
+            now = time.monotonic()
+            if self._store_failing_since is None:
+                self._store_failing_since = now
+                log.warning("the store cannot take cron fire claims; firing on, deduplicated in Redis",
+                            error=str(exc) or repr(exc),
+                            bound_seconds=self.settings.beat.store_outage_seconds)
+            if (now - self._store_failing_since >= self.settings.beat.store_outage_seconds
+                    or len(self._unclaimed) + len(claims) > UNCLAIMED_MAX):
+                raise
+            self._unclaimed += claims
+            return [True] * len(claims)
+        self._store_failing_since = None
+        return ours
+
+    async def write_unclaimed(self) -> None:
+        """Write the claims of fires made while the store failed (no-op when none wait)."""
+        if not self._unclaimed:
+            return
+        claims, self._unclaimed = self._unclaimed, []
+        try:
+            ours = await self.store.claim_cron_fires(claims)
+        except BaseException:
+            self._unclaimed = claims + self._unclaimed
+            raise
+        self._store_failing_since = None
+        elsewhere = sum(not o for o in ours)
+        log.info("cron fire claims written after a store outage", claims=len(claims), elsewhere=elsewhere)
+        if elsewhere:
+            log.warning("fires made in the store outage were claimed by another deployment too",
+                        fires=elsewhere)
 
     async def send(self, prepared: PreparedFires, *, epoch: int | None) -> list[FireOutcome]:
         """Step 2 (the script calls), then the skipped records; outcomes in order."""

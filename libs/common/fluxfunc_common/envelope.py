@@ -66,6 +66,8 @@ class TaskEnvelope(Model):
     max_attempts: int = 1
     reply_to: str | None = Field(default=None, description="reply stream key of a waiting Server")
     idempotency_key: str | None = None
+    idempotency_scope: str | None = Field(default=None, description=(
+        "who used the key on which entry point (a digest): keys of different scopes never meet"))
     call_chain: list[str] = Field(default_factory=list)
     cron_expr: str | None = None
     trace_id: str | None = None
@@ -82,6 +84,11 @@ class HttpResponse(Model):
     content_type: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     data: Any = None
+    # DFF.RESP_FILE / DFF.RESP_LARGE_DATA: a file under the resource directory
+    file_path: str | None = None
+    auto_delete: bool = False
+    download: bool | str = False
+    large_data: bool = False
 
 
 class TaskResult(Model):

@@ -56,7 +56,7 @@ class Conflict(ClientError):
 
 
 class BizCondition(ClientError):
-    """The entry point is disabled or expired."""
+    """The entry point is disabled or expired, or refuses this kind of request."""
 
     status = code = 403
     reason = "EBizCondition"
@@ -142,6 +142,13 @@ class RetryableError(FluxfuncError):
 
 class Unavailable(RetryableError):
     """Redis or the database is unreachable."""
+
+
+class NoConsumer(RetryableError):
+    """No live worker reads the queue of a sync call, which would only wait; the call may
+    succeed once a worker reads it (a call with ``maxWait`` waits anyway)."""
+
+    reason = "EQueueNoConsumer"
 
 
 class FatalError(FluxfuncError):

@@ -96,7 +96,10 @@ async def heartbeat(
 
     async def beat_once() -> None:
         body = describe(role, instance, started, **(extra() if extra else {}))
-        await redis.set(key, json.dumps(body), px=int(interval * TTL_FACTOR * 1000))
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, json.dumps(body), px=int(interval * TTL_FACTOR * 1000))
+            pipe.sadd(keys.svc_index(), key)
+            await pipe.execute()
 
     async def loop() -> None:
         while True:
@@ -116,6 +119,7 @@ async def heartbeat(
             await task
         with suppress(Exception):
             await redis.delete(key)
+            await redis.srem(keys.svc_index(), key)
         with suppress(OSError):
             path.unlink()
 
@@ -138,11 +142,19 @@ async def is_fresh(settings: Settings, role: str) -> bool:
 
 
 async def list_services(redis: aioredis.Redis, keys: Keys) -> list[dict[str, Any]]:
-    """Every live heartbeat (all roles), for the ops overview."""
-    out = []
-    async for key in redis.scan_iter(match=keys.svc_pattern(), count=500):
-        raw = await redis.get(key)
-        if raw:
-            with suppress(ValueError):
-                out.append(json.loads(raw))
+    """Every live heartbeat (all roles), for the ops overview and ``/metrics``: the members of
+    ``keys.svc_index`` (two commands whatever the size of the keyspace); the keys of processes
+    that died without deleting theirs have expired and leave the index here."""
+    index = keys.svc_index()
+    members = sorted(await redis.smembers(index))
+    values = await redis.mget(members) if members else []
+    out, gone = [], []
+    for key, raw in zip(members, values, strict=True):
+        if not raw:
+            gone.append(key)
+            continue
+        with suppress(ValueError):
+            out.append(json.loads(raw))
+    if gone:
+        await redis.srem(index, *gone)
     return sorted(out, key=lambda s: (s.get("role", ""), s.get("instance", "")))

@@ -3,7 +3,8 @@
 Read-only and side-effect free, shared by ``fluxfunc streams`` and the Server's ops overview.
 Every figure comes from one cheap Redis command per queue (``XLEN``, ``XINFO GROUPS``,
 ``XINFO CONSUMERS``, ``XPENDING`` summary, ``ZCARD``), sent in one pipeline; dead letters are
-counted per queue from the dead-letter stream (bounded scan).
+counted per queue from the dead-letter stream (bounded scan). Whether a live worker reads a
+queue comes from the worker heartbeats (``{ns}:svc:worker:*``, each listing its queues).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.keys import GROUP, Keys
 
 DEAD_SCAN_LIMIT = 10_000
@@ -35,6 +37,15 @@ async def discover_queues(redis: aioredis.Redis, keys: Keys, configured: Iterabl
     async for key in redis.scan_iter(match=keys.queue_pattern(), count=500, _type="stream"):
         found.add(keys.queue_name(_str(key)))
     return sorted(found)
+
+
+async def live_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
+    """The queues some live worker reads, from the worker heartbeats."""
+    found: set[str] = set()
+    for service in await list_services(redis, keys):
+        if service.get("role") == "worker":
+            found.update(str(q) for q in service.get("queues") or ())
+    return found
 
 
 async def server_ms(redis: aioredis.Redis) -> int:
@@ -71,7 +82,7 @@ def _consumers(raw: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: c["name"])
 
 
-def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int) -> dict[str, Any]:
+def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int, consumed: bool) -> dict[str, Any]:
     length, groups, consumers, summary, delayed, throughput = replies
     group = _group(groups)
     pending = int(group["pending"]) if group else 0
@@ -84,15 +95,17 @@ def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int) -> dict[str
     oldest = None
     if group and pending and isinstance(summary, dict) and summary.get("min"):
         oldest = max(now_ms - entry_ms(_str(summary["min"])), 0)
+    delayed = 0 if isinstance(delayed, ResponseError) else int(delayed or 0)
     return {
         "queue": queue,
-        "exists": group is not None,
+        "exists": group is not None or length > 0 or delayed > 0,  # false: nothing ever came
+        "noConsumer": not consumed,
         "length": length,
         "pending": pending,
         "lag": int(lag),
         "consumers": _consumers(consumers),
         "oldestPendingAgeMs": oldest,
-        "delayed": 0 if isinstance(delayed, ResponseError) else int(delayed or 0),
+        "delayed": delayed,
         "dead": dead,
         "throughputLastMinute": 0 if not throughput or isinstance(throughput, ResponseError)
         else int(throughput),
@@ -101,13 +114,15 @@ def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int) -> dict[str
 
 async def queue_stats(redis: aioredis.Redis, keys: Keys, queues: Sequence[str]) -> list[dict[str, Any]]:
     """One dict per queue: ``queue, exists, length, pending, lag, consumers [{name, pending,
-    idleMs, inactiveMs}], oldestPendingAgeMs, delayed, dead, throughputLastMinute``.
+    idleMs, inactiveMs}], oldestPendingAgeMs, delayed, dead, throughputLastMinute, noConsumer``.
 
     ``oldestPendingAgeMs`` is the age of the oldest delivered-but-unacked entry (since it was
     enqueued), None when nothing is pending. ``throughputLastMinute`` counts tasks completed
     in the previous whole minute (Redis time). A queue whose stream does not exist yet reads
-    as zeros with ``exists`` false."""
+    as zeros with ``exists`` false. ``noConsumer`` is true when no live worker reads the queue:
+    its tasks wait until one does."""
     now_ms = await server_ms(redis)
+    consumed = await live_queues(redis, keys)
     minute = now_ms // 60_000 - 1
     dead = await dead_counts(redis, keys)
     pipe = redis.pipeline(transaction=False)
@@ -120,8 +135,13 @@ async def queue_stats(redis: aioredis.Redis, keys: Keys, queues: Sequence[str]) 
         pipe.zcard(keys.delayed(q))
         pipe.get(keys.stats(q, minute))
     replies = await pipe.execute(raise_on_error=False)
-    return [_row(q, now_ms, replies[i * 6:(i + 1) * 6], dead.get(q, 0))
+    return [_row(q, now_ms, replies[i * 6:(i + 1) * 6], dead.get(q, 0), q in consumed)
             for i, q in enumerate(queues)]
+
+
+async def queue_exists(redis: aioredis.Redis, keys: Keys, queue: str) -> bool:
+    """True when the queue's stream exists (it is created by the first task or worker)."""
+    return bool(await redis.exists(keys.queue(queue)))
 
 
 async def pending_entries(redis: aioredis.Redis, keys: Keys, queue: str, *,

@@ -1,4 +1,4 @@
-"""Every Redis key name fluxfunc uses, built in this one place (SPEC §5).
+"""Every Redis key name fluxfunc uses, built in this one place.
 
 No other module formats a key: they ask a :class:`Keys` made from ``redis.namespace``.
 """
@@ -36,6 +36,10 @@ class Keys:
         """HASH task id → envelope JSON of a delayed task."""
         return f"{self.ns}:delayed:{queue}:body"
 
+    def leases(self, queue: str) -> str:
+        """HASH entry id → lease token of the consumer holding it (``streams.py``)."""
+        return f"{self.ns}:leases:{queue}"
+
     def dead(self) -> str:
         """Dead-letter stream."""
         return f"{self.ns}:dead"
@@ -47,8 +51,9 @@ class Keys:
         """Reply-notification stream of one Server process."""
         return f"{self.ns}:reply:{server_id}"
 
-    def idem(self, key: str) -> str:
-        return f"{self.ns}:idem:{key}"
+    def idem(self, key: str, scope: str = "") -> str:
+        """A caller's idempotency key within its scope (who called which entry point)."""
+        return f"{self.ns}:idem:{scope}:{key}" if scope else f"{self.ns}:idem:{key}"
 
     def enqueued(self, task_id: str) -> str:
         """Guard that makes a re-sent enqueue of the same task id a no-op."""
@@ -80,6 +85,11 @@ class Keys:
 
     def svc_pattern(self, role: str = "*") -> str:
         return f"{self.ns}:svc:{role}:*"
+
+    def svc_index(self) -> str:
+        """SET of the heartbeat keys written (members whose key expired are pruned by readers),
+        so listing the live processes never scans the keyspace."""
+        return f"{self.ns}:svcindex"
 
     def events(self) -> str:
         """Pub/sub channel: script published, cron jobs changed, cancel running task."""
@@ -129,3 +139,7 @@ class Keys:
     # --- script API (DFF.CACHE) ---------------------------------------------------------
     def cache(self, scope: str, key: str) -> str:
         return f"{self.ns}:cache:{scope}:{key}"
+
+    def cache_prefix(self, scope: str) -> str:
+        """What every ``cache(scope, …)`` key starts with (patterns and key names of a scope)."""
+        return f"{self.ns}:cache:{scope}:"

@@ -2,7 +2,7 @@
 
 redis-py 8 retries a timed-out command for about a minute by default, which turns a
 ``BLOCK`` read into a silent hang; the blocking client therefore has a socket timeout above
-the block time and no automatic retry (research/streams-protocol.md A.17).
+the block time and no automatic retry.
 """
 
 from __future__ import annotations

@@ -10,15 +10,18 @@ warning, because evaluating it would mean running user code inside the Server.
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxfunc_common.errors import ScriptError
 
 DEFAULT_TIMEOUT = 30
+MAX_SECONDS = 366 * 86_400  # the longest timeout, expires or cache_result a func may ask for
+_SECONDS = frozenset({"timeout", "api_timeout", "expires", "cache_result"})
 MAX_FUNC_ID = 191  # the store's id column
 
-# DataFlux Func spellings → catalogue keys (research/dataflux-func.md row 39).
+# DataFlux Func spellings → catalogue keys.
 _EXTRA_KEYS = {
     "timeout": "timeout",
     "api_timeout": "timeout",
@@ -60,6 +63,8 @@ def check_syntax(script_id: str, code: str) -> ast.Module:
                           detail) from None
     except ValueError as exc:  # e.g. source code containing NUL bytes
         raise ScriptError(f"{script_id}: cannot compile: {exc}") from None
+    except (RecursionError, MemoryError):  # pathological nesting, e.g. 100 000 unary minuses
+        raise ScriptError(f"{script_id}: cannot compile: the code nests too deeply") from None
 
 
 def analyse(script_id: str, code: str) -> Analysis:
@@ -85,10 +90,11 @@ def analyse(script_id: str, code: str) -> Analysis:
 
 
 def _api_decorator(node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | None:
-    """The ``DFF.API`` / ``DFF.API(...)`` decorator of a function, if any."""
+    """The ``DFF.API`` / ``DFF.API(...)`` decorator of a function (or DataFlux Func's
+    lower-case alias ``DFF.api``), if any."""
     for dec in node.decorator_list:
         target = dec.func if isinstance(dec, ast.Call) else dec
-        if (isinstance(target, ast.Attribute) and target.attr == "API"
+        if (isinstance(target, ast.Attribute) and target.attr in ("API", "api")
                 and isinstance(target.value, ast.Name) and target.value.id == "DFF"):
             return dec
     return None
@@ -147,12 +153,23 @@ def _options(name: str, decorator: ast.expr, warnings: list[str]) -> dict[str, A
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             warnings.append(f"{name}: option {key!r} is not a literal and was ignored")
             continue
+        _check_range(name, key, value)
         problem = _check_option(key, value)
         if problem:
             warnings.append(f"{name}: option {key!r} {problem}; ignored")
             continue
         out[_EXTRA_KEYS.get(key, key)] = _normalise(key, value, name, warnings)
     return out
+
+
+def _check_range(name: str, key: str, value: Any) -> None:
+    """A duration beyond :data:`MAX_SECONDS` (or not finite) cannot be a wish: the publish is
+    refused (400) rather than the func failing on its first call."""
+    if key not in _SECONDS or not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if not math.isfinite(value) or value > MAX_SECONDS:
+        raise ScriptError(f"{name}: option {key!r} = {value!r} is out of range (at most "
+                          f"{MAX_SECONDS} seconds, 366 days)", {"func": name, "option": key})
 
 
 def _check_option(key: str, value: Any) -> str | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from fluxfunc_common.crypto import check_secret
 from fluxfunc_common.errors import ConfigError
 
 ENV_PREFIX = "FLUXFUNC_"
@@ -73,10 +76,45 @@ class StoreSettings(Section):
 
 
 class ServerSettings(Section):
-    host: str = "0.0.0.0"
+    host: str = Field(default="0.0.0.0", description=(
+        "listen address; every interface by default (containers); `fluxfunc up` uses 127.0.0.1"))
     port: int = Field(default=8088, ge=0, le=65535)
     max_body_mb: float = Field(default=10, gt=0)
+    max_json_depth: int = Field(default=64, ge=2, le=150, description=(
+        "how deeply a caller's JSON (body, kwargs, options) may nest; deeper → 400 (at most "
+        "150: the envelope around it must stay within what the worker's decoder reads)"))
     shutdown_seconds: float = Field(default=30, ge=0)
+    keepalive_timeout: float = Field(default=15, gt=0, description=(
+        "seconds a connection may stay idle: a new connection, or one between two requests, "
+        "that has not delivered a whole request line and headers by then is closed"))
+    body_timeout: float = Field(default=60, gt=0, description=(
+        "seconds a client has, once its request headers arrived, to send the whole body"))
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        "CIDRs of reverse proxies whose X-Forwarded-For is believed; from anyone else the "
+        "header is ignored and the caller's IP is the peer address"))
+    metrics_token: SecretStr | None = Field(default=None, description=(
+        "when set, GET /metrics needs `Authorization: Bearer <metrics_token>`"))
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        """Accept ``10.0.0.0/8,172.16.0.0/12`` (env vars) as well as a YAML list."""
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ip_network(p, strict=False)) for p in value]
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR: {exc}") from None
+
+    @cached_property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` parsed."""
+        return tuple(ip_network(p) for p in self.trusted_proxies)
 
 
 class WorkerSettings(Section):
@@ -112,6 +150,9 @@ class WorkerSettings(Section):
 class BeatSettings(Section):
     timezone: str = "UTC"
     lease_seconds: float = Field(default=15, gt=0)
+    store_outage_seconds: float = Field(default=300, ge=0, description=(
+        "how long the Beat leader keeps firing while the store cannot take its fire claims "
+        "(deduplicated in Redis; the claims are written when the store is back); 0 = never"))
 
 
 class TasksSettings(Section):
@@ -127,10 +168,25 @@ class LogSettings(Section):
     format: Literal["json", "console", "auto"] = "auto"
 
 
+class ResourcesSettings(Section):
+    path: str = Field(default="./resources", description=(
+        "the resource directory (uploads, DFF.RESP_FILE, DFF.RESP_LARGE_DATA); every Server "
+        "and Worker must see it at this same path (a shared volume)"))
+    max_upload_bytes: int = Field(default=1024 ** 3, ge=1, description=(
+        "largest upload to POST /api/v1/resources (all files of one request together)"))
+    upload_expires_seconds: int = Field(default=86400, ge=60, description=(
+        "how long files posted to a function stay under .uploads/ before the janitor deletes them"))
+    large_data_expires_seconds: int = Field(default=300, ge=60, description=(
+        "how long a DFF.RESP_LARGE_DATA file may wait under .downloads/ to be fetched"))
+
+
 class Settings(Section):
-    """The whole configuration (SPEC §9)."""
+    """The whole configuration (docs/operations.md lists every key)."""
 
     secret: SecretStr | None = None
+    previous_secrets: list[SecretStr] = Field(default_factory=list, description=(
+        "secrets used before `secret`: what they encrypted stays readable until "
+        "`fluxfunc admin rotate-secret` re-encrypts it with `secret`"))
     redis: RedisSettings = RedisSettings()
     store: StoreSettings = StoreSettings()
     server: ServerSettings = ServerSettings()
@@ -138,12 +194,27 @@ class Settings(Section):
     beat: BeatSettings = BeatSettings()
     tasks: TasksSettings = TasksSettings()
     log: LogSettings = LogSettings()
+    resources: ResourcesSettings = ResourcesSettings()
 
     def require_secret(self) -> str:
-        """The secret, or a ConfigError when it is missing (required outside ``fluxfunc up``)."""
+        """The secret, or a ConfigError when it is missing (required outside ``fluxfunc up``),
+        shorter than 32 bytes or the compose example's placeholder."""
         if self.secret is None or not self.secret.get_secret_value():
             raise ConfigError("secret is not set: add `secret:` to the config or FLUXFUNC_SECRET")
+        check_secret(self.secret.get_secret_value())
         return self.secret.get_secret_value()
+
+    def cipher_secrets(self) -> list[str]:
+        """``secret`` (checked) then ``previous_secrets``: the keys a Cipher can decrypt with."""
+        return [self.require_secret(), *(s.get_secret_value() for s in self.previous_secrets)]
+
+    @field_validator("previous_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        """``FLUXFUNC_PREVIOUS_SECRETS=old1,old2`` as well as a YAML list."""
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some section keys replaced (used by CLI flags and tests)."""
@@ -192,7 +263,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-_RAW_KEYS = frozenset({"secret", "password", "sentinel_password", "namespace", "url"})
+_RAW_KEYS = frozenset({"secret", "previous_secrets", "password", "sentinel_password", "namespace", "url"})
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

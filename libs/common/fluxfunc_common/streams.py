@@ -1,9 +1,13 @@
-"""The Redis Streams task protocol (SPEC §5, research/streams-protocol.md Part A).
+"""The Redis Streams task protocol.
 
 The only module that converts between :class:`TaskEnvelope`/:class:`TaskResult` and Redis
 stream entries / result keys. Every multi-step mutation is one Lua script (``lua/*.lua``),
 so ownership checks and writes are atomic; every write that changes a consumer's entry is
-owner-checked by (consumer, delivery count).
+owner-checked by (consumer, lease token): taking an entry (``claim``, ``start``, ``read``,
+``reclaim``) writes a fresh token into the stream's lease hash (``keys.leases``), and only the
+holder of the current token may renew, complete, retry, dead-letter or release it. The delivery
+count is not part of the check (Redis raises it on every re-read of one's own pending entries);
+it only counts deliveries for ``worker.max_deliveries``.
 
 A stream entry whose body is not a valid envelope never reaches the caller: the consumer
 side (``read``, ``read_own_pending``, ``reclaim``) moves it to the dead-letter stream with
@@ -12,6 +16,7 @@ reason ``malformed: …`` and acks it, so one bad producer cannot crash or wedge
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -26,7 +31,7 @@ from pydantic import ValidationError
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from fluxfunc_common.envelope import TaskEnvelope, TaskResult
+from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.errors import NotFound, QueueFull
 from fluxfunc_common.keys import GROUP, Keys
 from fluxfunc_common.taskstats import bucket_label
@@ -52,7 +57,8 @@ class Delivery:
     queue: str
     entry_id: str
     envelope: TaskEnvelope
-    count: int = 1  # delivery count (1 on first read; +1 per reclaim)
+    count: int = 1  # delivery count (1 on first read; +1 per reclaim or re-read)
+    lease: str = ""  # the lease token this consumer holds the entry under
 
 
 class Start(IntEnum):
@@ -76,7 +82,17 @@ class Enqueued:
     task_id: str
     entry_id: str | None  # None for delayed tasks and duplicates
     duplicate: bool = False  # same idempotency key (or task id) seen before: task_id is the first one
+    conflict: bool = False  # the idempotency key was first used (same scope) for another func
     due_ms: int | None = None  # set when the task went to the delayed set
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEnqueue:
+    """One envelope's keys and arguments of the ``enqueue`` script."""
+
+    env: TaskEnvelope
+    keys: list[Any]
+    args: list[Any]
 
 
 @dataclass
@@ -102,6 +118,11 @@ def is_entry_id(text: str) -> bool:
                              for p in (ms, seq))
 
 
+def new_lease() -> str:
+    """A fresh lease token (one per taking call: the hash is keyed by entry id)."""
+    return secrets.token_hex(8)
+
+
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -112,6 +133,16 @@ def _fields(raw: Any) -> dict[str, Any]:
         return {_str(k): v for k, v in raw.items()}
     it = iter(raw or ())
     return {_str(k): v for k, v in zip(it, it, strict=False)}
+
+
+def _top_level(body: Any) -> dict[str, Any]:
+    """The top-level fields of an envelope body that does not validate ({} when it is not
+    even a JSON object)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _header(env: TaskEnvelope) -> bytes:
@@ -245,11 +276,12 @@ class StreamProtocol:
     def _enqueue_args(self, env: TaskEnvelope, max_len: int, idem_ttl_ms: int) -> tuple[list[Any], list[Any]]:
         """One task's 5 keys and 10 args of the (batch) ``enqueue`` script."""
         k = self.keys
-        idem = k.idem(env.idempotency_key) if env.idempotency_key else k.enqueued(env.id)
+        key, scope = env.idempotency_key, env.idempotency_scope or ""
+        idem = k.idem(key, scope) if key else k.enqueued(env.id)
         keys = [k.queue(env.queue), k.enqueued(env.id), k.delayed(env.queue), k.delayed_body(env.queue), idem]
         eta = "" if env.eta is None else int(env.eta * 1000)
         args = [env.id, env.func_id, env.origin.value, env.to_json(), max_len, _header(env), eta,
-                _result_ttl_ms(env), idem_ttl_ms, int(bool(env.idempotency_key))]
+                _result_ttl_ms(env), idem_ttl_ms, f"{env.id}\x1f{env.func_id}" if key else ""]
         return keys, args
 
     @staticmethod
@@ -260,8 +292,9 @@ class StreamProtocol:
             return Enqueued(env.id, _str(reply[1]))
         if kind == "delayed":
             return Enqueued(env.id, None, due_ms=int(reply[1]))
-        if kind == "dup":
-            return Enqueued(_str(reply[1]), None, duplicate=True)
+        if kind == "dup":  # the first task id, with its func when an idempotency key matched
+            first, sep, func_id = _str(reply[1]).partition("\x1f")
+            return Enqueued(first, None, duplicate=True, conflict=bool(sep) and func_id != env.func_id)
         return None
 
     async def enqueue(self, env: TaskEnvelope, *, max_len: int,
@@ -277,17 +310,45 @@ class StreamProtocol:
 
         Each envelope is all-or-nothing; if any hit a full queue, :class:`QueueFull` is raised
         after the others were enqueued, with ``detail = {"accepted": [ids], "rejected": [ids]}``."""
+        return await self.enqueue_prepared([self.prepare_enqueue(e, max_len=max_len, idem_ttl_ms=idem_ttl_ms)
+                                            for e in envs])
+
+    def prepare_enqueue(self, env: TaskEnvelope, *, max_len: int,
+                        idem_ttl_ms: int = IDEM_TTL_MS) -> PreparedEnqueue:
+        """Serialise one envelope for :meth:`enqueue_prepared` (a batcher does this in the
+        caller's own request, so an envelope that cannot be serialised fails only there)."""
+        keys, args = self._enqueue_args(env, max_len, idem_ttl_ms)
+        return PreparedEnqueue(env, keys, args)
+
+    async def enqueue_prepared(self, items: Sequence[PreparedEnqueue]) -> list[Enqueued]:
+        """:meth:`enqueue_many` of envelopes already serialised."""
         calls = []
-        for i in range(0, len(envs), ENQUEUE_BATCH):  # one script call per batch: less per-call cost
-            parts = [self._enqueue_args(e, max_len, idem_ttl_ms) for e in envs[i:i + ENQUEUE_BATCH]]
-            calls.append(("enqueue", [x for p in parts for x in p[0]], [x for p in parts for x in p[1]]))
+        for i in range(0, len(items), ENQUEUE_BATCH):  # one script call per batch: less per-call cost
+            part = items[i:i + ENQUEUE_BATCH]
+            calls.append(("enqueue", [x for p in part for x in p.keys], [x for p in part for x in p.args]))
         replies = [r for batch in await self._eval_many(calls) for r in batch]
+        envs = [p.env for p in items]
         done = [self._enqueued(env, r) for env, r in zip(envs, replies, strict=True)]
         rejected = [env.id for env, d in zip(envs, done, strict=True) if d is None]
         if rejected:
             accepted = [d.task_id for d in done if d is not None]
             raise QueueFull(detail={"accepted": accepted, "rejected": rejected})
         return [d for d in done if d is not None]
+
+    async def idempotency_conflicts(self, envs: Sequence[TaskEnvelope]) -> list[int]:
+        """Indexes of the envelopes whose idempotency key was already used (in its scope) for
+        another func: a check before a batch is enqueued, so it can be refused whole."""
+        keyed = [(i, e) for i, e in enumerate(envs) if e.idempotency_key]
+        if not keyed:
+            return []
+        values = await self.redis.mget([self.keys.idem(e.idempotency_key or "", e.idempotency_scope or "")
+                                        for _, e in keyed])
+        out = []
+        for (i, env), value in zip(keyed, values, strict=True):
+            _, sep, func_id = _str(value or b"").partition("\x1f")
+            if sep and func_id != env.func_id:
+                out.append(i)
+        return out
 
     async def promote(self, queue: str, *, batch: int = 500) -> tuple[int, int | None]:
         """Move due delayed tasks (Redis TIME) onto the stream; return (moved, next due ms)."""
@@ -307,33 +368,47 @@ class StreamProtocol:
     ) -> list[Delivery]:
         """Up to ``count`` new entries: non-blocking probe per queue in priority order, then one
         blocking read over all queues (on the blocking client) if nothing came back.
-        ``block_ms <= 0`` skips the blocking read."""
+        ``block_ms <= 0`` skips the blocking read. The entries are taken under a new lease."""
         out: list[Delivery] = []
+        lease = new_lease()
         for queue in queues:
             if len(out) >= count:
                 break
             streams: dict[Any, Any] = {self.keys.queue(queue): ">"}
             reply: Any = await self.redis.xreadgroup(self.group, consumer, streams, count=count - len(out))
-            out += await self._deliveries(consumer, reply)
-        if out or block_ms <= 0 or count <= 0:
-            return out
-        streams = {self.keys.queue(q): ">" for q in queues}
-        reply = await self.blocking.xreadgroup(self.group, consumer, streams, count=count, block=block_ms)
-        return await self._deliveries(consumer, reply)
+            out += await self._deliveries(consumer, reply, lease=lease)
+        if not out and block_ms > 0 and count > 0:
+            streams = {self.keys.queue(q): ">" for q in queues}
+            reply = await self.blocking.xreadgroup(self.group, consumer, streams, count=count, block=block_ms)
+            out = await self._deliveries(consumer, reply, lease=lease)
+        await self._take_leases(out)
+        return out
 
-    async def _deliveries(self, consumer: str, reply: Any,
-                          counts: Mapping[str, int] | None = None) -> list[Delivery]:
+    async def _take_leases(self, deliveries: Sequence[Delivery]) -> None:
+        """Write the lease tokens of entries taken outside a script (``read``)."""
+        if not deliveries:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q, ds in self._by_queue(deliveries).items():
+                pipe.hset(self.keys.leases(q), mapping={d.entry_id: d.lease for d in ds})
+            await pipe.execute()
+
+    async def _deliveries(self, consumer: str, reply: Any, counts: Mapping[str, int] | None = None,
+                          *, lease: str) -> list[Delivery]:
         """Parse an XREADGROUP reply; malformed bodies go to the dead letters."""
         if isinstance(reply, Mapping):  # RESP3
             reply = list(reply.items())
         out: list[Delivery] = []
         for stream, entries in reply or ():
             queue = self.keys.queue_name(_str(stream))
-            out += await self._parse_entries(consumer, queue, entries, counts)
+            out += await self._parse_entries(consumer, queue, entries, counts, lease)
         return out
 
     async def _parse_entries(self, consumer: str, queue: str, entries: Iterable[Any],
-                             counts: Mapping[str, int] | None) -> list[Delivery]:
+                             counts: Mapping[str, int] | None,
+                             lease: str | Mapping[str, str]) -> list[Delivery]:
+        """Deliveries of the valid entries, each under ``lease`` (one token, or one per entry
+        id); malformed ones are dead-lettered at once (owner check by consumer only)."""
         out: list[Delivery] = []
         bad: list[tuple[str, int, dict[str, Any], str]] = []
         for entry_id, raw in entries:
@@ -345,40 +420,74 @@ class StreamProtocol:
             except (KeyError, ValidationError, ValueError) as exc:
                 bad.append((eid, count, fields, f"malformed: {type(exc).__name__}: {exc}"[:500]))
                 continue
-            out.append(Delivery(queue, eid, env, count))
+            token = lease if isinstance(lease, str) else lease.get(eid) or new_lease()
+            out.append(Delivery(queue, eid, env, count, token))
         if bad:
-            await self._eval_many([self._dead_call(consumer, queue, eid, n, None, reason, 0,
-                                                   task=_str(f.get("task", b"")),
-                                                   func=_str(f.get("func", b"")),
-                                                   body=f.get("body", b""))
+            await self._eval_many([self._undecodable_call(consumer, queue, eid, n, f, reason)
                                    for eid, n, f, reason in bad])
         return out
 
+    def _undecodable_call(self, consumer: str, queue: str, entry_id: str, count: int,
+                          fields: Mapping[str, Any], reason: str) -> tuple[str, list[Any], list[Any]]:
+        """The ``dead`` call of an entry whose envelope cannot be read: it is dead-lettered,
+        and its task (when the entry names one) ends ``failure`` with the reason, told to a
+        waiting sync caller when the body still names its reply stream."""
+        task, func = _str(fields.get("task", b"")), _str(fields.get("func", b""))
+        body = fields.get("body", b"")
+        if not task:
+            return self._dead_call(consumer, queue, entry_id, count, None, reason, 0, task=task,
+                                   func=func, body=body)
+        known = _top_level(body)
+        reply_to = known.get("replyTo")
+        if not (isinstance(reply_to, str) and reply_to.startswith(self.keys.reply(""))):
+            reply_to = None
+        origin = known.get("origin")
+        ttl = known.get("resultTtl")
+        result = TaskResult(
+            id=task, func_id=func, status=TaskStatus.FAILURE, queue=queue,
+            origin=Origin(origin) if origin in set(Origin) else Origin.DIRECT,
+            origin_id=known.get("originId") if isinstance(known.get("originId"), str) else None,
+            end_time=time.time(), exception=f"The task envelope cannot be read: {reason}")
+        ttl_s = ttl if isinstance(ttl, int) and ttl > 0 else DEFAULT_RESULT_TTL_S
+        return self._dead_call(consumer, queue, entry_id, count, result, reason, ttl_s * 1000,
+                               task=task, func=func, body=body, reply_to=reply_to)
+
     async def read_own_pending(self, consumer: str, queues: Sequence[str]) -> list[Delivery]:
-        """Entries already delivered to this consumer (after a lost read reply)."""
+        """Entries already delivered to this consumer (after a lost read reply), under the
+        lease token they already hold, or a new one (to be taken by :meth:`start`) when none
+        was written. Read with XPENDING + XRANGE, not ``XREADGROUP … 0``: a re-read is no
+        delivery, so it changes neither ownership nor the delivery count."""
         out: list[Delivery] = []
         for queue in queues:
             stream = self.keys.queue(queue)
-            entries: list[Any] = []
-            last = "0"
-            while True:
-                reply: Any = await self.redis.xreadgroup(self.group, consumer, {stream: last}, count=100)
-                page = reply[0][1] if reply else []
-                if not page:
-                    break
-                entries += page
-                last = _str(page[-1][0])
-            gone = [_str(e[0]) for e in entries if not e[1]]  # deleted while pending
-            if gone:
-                await self.redis.xack(stream, self.group, *gone)
-            live = [e for e in entries if e[1]]
-            if not live:
+            counts = await self._own_pending(stream, consumer)
+            if not counts:
                 continue
-            pending = await self.redis.xpending_range(stream, self.group, "-", "+", len(entries) + 100,
-                                                      consumername=consumer)
-            counts = {_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
-            out += await self._parse_entries(consumer, queue, live, counts)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for eid in counts:
+                    pipe.xrange(stream, eid, eid)
+                pipe.hmget(self.keys.leases(queue), list(counts))
+                *ranges, tokens = await pipe.execute()
+            gone = [eid for eid, found in zip(counts, ranges, strict=True) if not found]
+            if gone:  # deleted while pending
+                await self.redis.xack(stream, self.group, *gone)
+                await self.redis.hdel(self.keys.leases(queue), *gone)
+            held = {eid: _str(v) for eid, v in zip(counts, tokens, strict=True) if v is not None}
+            live = [found[0] for found in ranges if found]
+            out += await self._parse_entries(consumer, queue, live, counts, held)
         return out
+
+    async def _own_pending(self, stream: str, consumer: str, *, page: int = 500) -> dict[str, int]:
+        """Entry id → delivery count of everything pending for ``consumer``, in id order."""
+        counts: dict[str, int] = {}
+        start = "-"
+        while True:
+            rows = await self.redis.xpending_range(stream, self.group, start, "+", page,
+                                                   consumername=consumer)
+            counts.update((_str(r["message_id"]), int(r["times_delivered"])) for r in rows)
+            if len(rows) < page:
+                return counts
+            start = "(" + _str(rows[-1]["message_id"])
 
     async def claim(
         self,
@@ -403,35 +512,38 @@ class StreamProtocol:
         if completions:
             minute = await self._server_minute()
             calls = [self._complete_call(consumer, d, r, ttl, minute) for d, r, ttl in completions]
-        calls.append(("claim", [k.queue(q) for q in queues],
+        lease = new_lease()
+        calls.append(("claim", [*map(k.queue, queues), *map(k.leases, queues)],
                       [self.group, consumer, count, k.result(""), k.cancel(""), k.running(""),
-                       marker_ttl_ms]))
+                       marker_ttl_ms, lease]))
         replies = await self._eval_many(calls)
         done = [bool(r) for r in replies[:-1]]
         claimed: list[Claimed] = []
         for index, entries, codes in replies[-1] or ():
             by_id = {_str(e[0]): Start(int(c)) for e, c in zip(entries, codes, strict=True)}
-            for d in await self._parse_entries(consumer, queues[int(index) - 1], entries, None):
+            for d in await self._parse_entries(consumer, queues[int(index) - 1], entries, None, lease):
                 claimed.append(Claimed(d, by_id[d.entry_id]))
         if claimed or block_ms <= 0 or count <= 0 or completions:
             return done, claimed
         streams: dict[Any, Any] = {k.queue(q): ">" for q in queues}
         reply: Any = await self.blocking.xreadgroup(self.group, consumer, streams, count=count,
                                                     block=block_ms)
-        deliveries = await self._deliveries(consumer, reply)
+        deliveries = await self._deliveries(consumer, reply, lease=lease)
         starts = await self.start(consumer, deliveries, marker_ttl_ms=marker_ttl_ms)
         return done, [Claimed(d, s) for d, s in zip(deliveries, starts, strict=True)]
 
     async def start(self, consumer: str, deliveries: Sequence[Delivery], *,
                     marker_ttl_ms: int) -> list[Start]:
         """The start check of entries got otherwise (reclaim, own pending): already
-        completed, cancelled, or run (running marker set), in one script call."""
+        completed, cancelled, or run (running marker set), in one script call that also takes
+        each entry under its delivery's lease token."""
         if not deliveries:
             return []
         k = self.keys
         keys = [x for d in deliveries for x in (k.result(d.envelope.id), k.cancel(d.envelope.id),
-                                                 k.running(d.envelope.id))]
-        args = [consumer, marker_ttl_ms, *[d.envelope.attempt for d in deliveries]]
+                                                 k.running(d.envelope.id), k.leases(d.queue))]
+        args = [consumer, marker_ttl_ms,
+                *[x for d in deliveries for x in (d.envelope.attempt, d.entry_id, d.lease)]]
         return [Start(int(c)) for c in await self._eval("start", keys, args)]
 
     @staticmethod
@@ -443,8 +555,8 @@ class StreamProtocol:
 
     async def touch(self, consumer: str, deliveries: Sequence[Delivery]) -> list[str]:
         """Owner-checked lease renewal; returns entry ids this consumer no longer owns."""
-        calls = [("touch", [self.keys.queue(q)],
-                  [self.group, consumer, *[x for d in ds for x in (d.entry_id, d.count)]])
+        calls = [("touch", [self.keys.queue(q), self.keys.leases(q)],
+                  [self.group, consumer, *[x for d in ds for x in (d.entry_id, d.lease)]])
                  for q, ds in self._by_queue(deliveries).items()]
         return [_str(i) for lost in await self._eval_many(calls) for i in lost]
 
@@ -453,12 +565,12 @@ class StreamProtocol:
         env, k = d.envelope, self.keys
         blob = result.to_json().encode()
         keys = [k.queue(d.queue), k.result(env.id), k.running(env.id), k.stats(d.queue, minute),
-                k.enqueued(env.id), k.task_counts(), k.task_durations()]
+                k.enqueued(env.id), k.task_counts(), k.task_durations(), k.leases(d.queue)]
         if env.reply_to:
             keys.append(env.reply_to)
         ran = result.start_time is not None and result.end_time is not None
         seconds = max(0.0, result.end_time - result.start_time) if ran else 0.0  # type: ignore[operator]
-        args = [self.group, consumer, d.entry_id, d.count, blob, ttl_ms, env.id, result.status.value,
+        args = [self.group, consumer, d.entry_id, d.lease, blob, ttl_ms, env.id, result.status.value,
                 int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, env.func_id,
                 bucket_label(seconds) if ran else "", repr(seconds)]
         return "complete", keys, args
@@ -479,8 +591,9 @@ class StreamProtocol:
 
     async def ack_duplicate(self, consumer: str, delivery: Delivery) -> bool:
         """Owner-checked XACK+XDEL of an entry whose task already has a result."""
-        return bool(await self._eval("ack", [self.keys.queue(delivery.queue)],
-                                     [self.group, consumer, delivery.entry_id, delivery.count]))
+        q = delivery.queue
+        return bool(await self._eval("ack", [self.keys.queue(q), self.keys.leases(q)],
+                                     [self.group, consumer, delivery.entry_id, delivery.lease]))
 
     async def retry(self, consumer: str, delivery: Delivery, next_env: TaskEnvelope,
                     due_ms: int) -> bool:
@@ -489,33 +602,37 @@ class StreamProtocol:
         drops the running marker, so the task reads as ``queued`` again."""
         k, q = self.keys, delivery.queue
         keys = [k.queue(q), k.delayed(next_env.queue), k.delayed_body(next_env.queue),
-                k.running(next_env.id), k.enqueued(next_env.id)]
+                k.running(next_env.id), k.enqueued(next_env.id), k.leases(q)]
         ttl = _result_ttl_ms(next_env) + max(0, int(due_ms - time.time() * 1000))
-        args = [self.group, consumer, delivery.entry_id, delivery.count, next_env.id,
+        args = [self.group, consumer, delivery.entry_id, delivery.lease, next_env.id,
                 next_env.to_json(), int(due_ms), _header(next_env), ttl]
         return bool(await self._eval("retry", keys, args))
 
     async def reclaim(self, consumer: str, queue: str, *, min_idle_ms: int, count: int,
                       cursor: str = "0-0") -> Reclaimed:
-        """XAUTOCLAIM entries idle ≥ min_idle_ms, with each one's delivery count."""
+        """XAUTOCLAIM entries idle ≥ min_idle_ms, with each one's delivery count, taken under a
+        new lease token (the previous holder can no longer write them)."""
+        lease = new_lease()
         nxt, entries, counts, deleted = await self._eval(
-            "reclaim", [self.keys.queue(queue)], [self.group, consumer, min_idle_ms, cursor, count])
+            "reclaim", [self.keys.queue(queue), self.keys.leases(queue)],
+            [self.group, consumer, min_idle_ms, cursor, count, lease])
         ids = [_str(e[0]) for e in entries]
         deliveries = await self._parse_entries(
-            consumer, queue, entries, dict(zip(ids, map(int, counts), strict=True)))
+            consumer, queue, entries, dict(zip(ids, map(int, counts), strict=True)), lease)
         return Reclaimed(_str(nxt), deliveries, [_str(i) for i in deleted])
 
     def _dead_call(self, consumer: str, queue: str, entry_id: str, count: int,
                    result: TaskResult | None, reason: str, ttl_ms: int, *, task: str, func: str,
-                   body: Any, reply_to: str | None = None) -> tuple[str, list[Any], list[Any]]:
+                   body: Any, reply_to: str | None = None,
+                   lease: str = "") -> tuple[str, list[Any], list[Any]]:
         k = self.keys
         blob = result.to_json().encode() if result else b""
-        keys = [k.queue(queue), k.dead(), k.result(task), k.running(task), k.task_counts()]
+        keys = [k.queue(queue), k.dead(), k.result(task), k.running(task), k.task_counts(), k.leases(queue)]
         if reply_to and result:
             keys.append(reply_to)
         status = result.status.value if result else ""
         args = [self.group, consumer, entry_id, count, blob, ttl_ms, task, status,
-                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, reason, queue, func, body]
+                int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, reason, queue, func, body, lease]
         return "dead", keys, args
 
     async def dead(self, consumer: str, delivery: Delivery, result: TaskResult, *,
@@ -525,14 +642,14 @@ class StreamProtocol:
         env = delivery.envelope
         call = self._dead_call(consumer, delivery.queue, delivery.entry_id, delivery.count, result,
                                reason, result_ttl_ms, task=env.id, func=env.func_id,
-                               body=env.to_json(), reply_to=env.reply_to)
+                               body=env.to_json(), reply_to=env.reply_to, lease=delivery.lease)
         return bool((await self._eval_many([call]))[0])
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *,
                       lease_ms: int) -> int:
         """Owner-checked XCLAIM … IDLE (10×lease) so any worker reclaims them at once."""
-        calls = [("release", [self.keys.queue(q)],
-                  [self.group, consumer, 10 * lease_ms, *[x for d in ds for x in (d.entry_id, d.count)]])
+        calls = [("release", [self.keys.queue(q), self.keys.leases(q)],
+                  [self.group, consumer, 10 * lease_ms, *[x for d in ds for x in (d.entry_id, d.lease)]])
                  for q, ds in self._by_queue(deliveries).items()]
         return sum(int(n) for n in await self._eval_many(calls))
 

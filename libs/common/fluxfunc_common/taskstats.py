@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,25 @@ class TaskStats:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def forget_funcs(redis: aioredis.Redis, keys: Keys, stats: TaskStats,
+                       keep: Callable[[str], bool]) -> TaskStats:
+    """``stats`` without the funcs ``keep`` refuses (deleted ones), whose fields are also
+    removed from both hashes so they stay as small as the set of funcs."""
+    drop = {func for func, _ in stats.counts} | set(stats.durations)
+    drop = {func for func in drop if not keep(func)}
+    if not drop:
+        return stats
+    counts = [SEP.join(k) for k in stats.counts if k[0] in drop]
+    durations = [f"{func}{SEP}{part}" for func in drop for part in (*LABELS, "sum")]
+    async with redis.pipeline(transaction=False) as pipe:
+        if counts:
+            pipe.hdel(keys.task_counts(), *counts)
+        pipe.hdel(keys.task_durations(), *durations)
+        await pipe.execute()
+    return TaskStats({k: n for k, n in stats.counts.items() if k[0] not in drop},
+                     {f: h for f, h in stats.durations.items() if f not in drop})
 
 
 async def read_task_stats(redis: aioredis.Redis, keys: Keys) -> TaskStats:

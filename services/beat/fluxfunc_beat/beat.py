@@ -10,6 +10,11 @@ Every Beat process is a candidate polling for the lease (:mod:`leader`). The one
    three times the recent preparation time + 50 ms ahead) and *sent* the moment it is due, so lateness is
    the send alone; the next moment is prepared while a send runs. A batch that failed
    (Redis or the store unreachable) is retried while its fires are still late, not missed;
+   a fire that could not be sent within the late window follows its job's
+   ``misfirePolicy`` (``fireOnce``: the newest such fire is fired once when the batch goes
+   through). While only the store fails, fires go on without store claims for up to
+   ``beat.store_outage_seconds`` (:class:`~fluxfunc_common.cron.CronFirer`); the claims are
+   written when it is back;
 3. runs the delayed-task promoter and the janitor.
 
 Leadership is checked before every batch; when a renew fails for longer than the lease
@@ -33,7 +38,7 @@ from fluxfunc_beat.jobs import JobTable
 from fluxfunc_beat.leader import Leadership
 from fluxfunc_common import ids
 from fluxfunc_common.clock import Clock, SystemClock
-from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, PreparedFires
+from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, PreparedFires, misfire_policy
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
@@ -44,6 +49,7 @@ TIME_SYNC_SECONDS = 60.0
 RESYNC_SECONDS = 300.0
 QUEUE_DISCOVERY_SECONDS = 60.0
 SUMMARY_SECONDS = 60.0
+CLAIMS_RETRY_SECONDS = 2.0  # how often claims of fires made in a store outage are retried
 FUNCS_POLL_SECONDS = 1.0
 LATE_EXTRA_SECONDS = 10.0  # late window = lease + this: longer than any leader change
 STOP_GRACE_SECONDS = 3.0
@@ -155,6 +161,7 @@ class Beat:
             lambda: self._every(RESYNC_SECONDS, self._resync, halt, first=False),
             lambda: self._every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
             lambda: self._every(SUMMARY_SECONDS, self._summary, halt, first=False),
+            lambda: self._every(CLAIMS_RETRY_SECONDS, self._write_unclaimed, halt, first=False),
             lambda: self._every(janitor.INTERVAL, self.run_janitor, halt, first=False),
         ]
         tasks = [keeper, *(asyncio.create_task(step()) for step in steps)]
@@ -287,15 +294,26 @@ class Beat:
         gc.collect(1)  # between ticks, not in the middle of one
 
     def _retry_later(self, requests: list[FireRequest]) -> None:
-        """Keep a failed batch's fires for the next tick while they are late, not missed."""
+        """Keep a failed batch's fires for the next tick while they are late, not missed; of
+        the missed ones, a ``fireOnce`` job keeps its newest when none of its fires is late."""
         floor = self.now_ms() - self.late_ms
-        self._backlog = [r for r in requests if r.fire_ms >= floor] + self._backlog
+        kept = [r for r in requests if r.fire_ms >= floor]
+        late_jobs = {r.job["id"] for r in kept} | {r.job["id"] for r in self._backlog}
+        missed: dict[str, FireRequest] = {}
+        for r in sorted(requests, key=lambda r: r.fire_ms):  # the newest stays
+            if r.fire_ms < floor and r.job["id"] not in late_jobs and misfire_policy(r.job) == "fireOnce":
+                missed[r.job["id"]] = r
+        self._backlog = [*missed.values(), *kept, *self._backlog]
 
     async def sent(self) -> None:
         """Wait until the batch being sent (if any) is done."""
         if self._sending is not None:
             task, self._sending = self._sending, None
             await task
+
+    async def _write_unclaimed(self) -> None:
+        if self.firer.unclaimed:
+            await self.firer.write_unclaimed()
 
     async def _summary(self) -> None:
         """One line a minute instead of one per fire."""

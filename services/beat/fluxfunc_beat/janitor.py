@@ -1,4 +1,4 @@
-"""The janitor: periodic clean-up run by the Beat leader (research/streams-protocol.md A.9–A.10).
+"""The janitor: periodic clean-up run by the Beat leader.
 
 Each round, for every known queue:
 
@@ -12,12 +12,16 @@ Each round, for every known queue:
 Then: the dead-letter stream is trimmed by age (14 days); **task records** are pruned
 (``tasks.record_retention_days`` and ``tasks.record_limit`` per origin, with each cron job's
 own ``taskRecordLimit``); the store's **fire claims** older than an hour are pruned (each
-job's newest claim stays, however old); ``beat:last`` forgets jobs that no longer exist. Results,
+job's newest claim stays, however old); ``beat:last`` forgets jobs that no longer exist; expired
+files posted to functions (``.uploads/``) and unfetched ``DFF.RESP_LARGE_DATA`` data
+(``.downloads/``) are deleted from the resource directory; expired ``DFF.STORE`` rows are
+purged (reads already hide them). Results,
 idempotency keys, dedup guards and markers expire by TTL in Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from fluxfunc_common import resources
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.settings import Settings
@@ -52,6 +57,8 @@ class JanitorReport:
     records_pruned: int = 0
     claims_pruned: int = 0
     last_forgotten: int = 0
+    temp_files_removed: int = 0
+    store_purged: int = 0
 
 
 def _decode(value: Any) -> Any:
@@ -130,8 +137,12 @@ async def sweep(
                                                         keep_latest=True)
     if cron_ids is not None:
         report.last_forgotten = await forget_last_fires(redis, keys, cron_ids)
+    report.temp_files_removed = await asyncio.to_thread(
+        resources.sweep_expired, settings.resources.path, now)
+    report.store_purged = await store.purge_expired_kv()
     log.info("janitor round", consumers_removed=len(report.consumers_removed),
              consumers_busy=len(report.consumers_busy), trimmed=report.trimmed,
              dead_trimmed=report.dead_trimmed, records_pruned=report.records_pruned,
-             claims_pruned=report.claims_pruned, last_forgotten=report.last_forgotten)
+             claims_pruned=report.claims_pruned, last_forgotten=report.last_forgotten,
+             temp_files_removed=report.temp_files_removed, store_purged=report.store_purged)
     return report

@@ -1,4 +1,4 @@
-"""Beat leadership: a Redis lease plus a fencing epoch (research/streams-protocol.md A.16).
+"""Beat leadership: a Redis lease plus a fencing epoch.
 
 - **Acquire** (``beat_acquire.lua``): ``SET leader <token> NX PX lease`` and, only if that
   worked, ``INCR epoch``. The epoch fences every fire: a fire carrying an older epoch is

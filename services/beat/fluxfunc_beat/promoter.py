@@ -2,7 +2,7 @@
 
 Run by the Beat leader only. ``StreamProtocol.promote`` is one atomic Lua mover using Redis
 ``TIME``, so a second runner would be harmless, just wasteful. The loop sleeps until the
-earliest due task, clamped to [50 ms, 500 ms] (research/streams-protocol.md A.11). The queues
+earliest due task, clamped to [50 ms, 500 ms]. The queues
 it looks at: the configured ones, those named by funcs and cron jobs, and every queue with a
 stream or a delayed set (found by SCAN once a minute).
 """

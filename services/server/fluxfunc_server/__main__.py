@@ -2,8 +2,11 @@
 
 Shutdown (first SIGTERM/SIGINT): stop accepting connections, let in-flight requests finish
 within ``server.shutdown_seconds``, then close the waiter, the store and Redis. A second
-signal stops at once. A bad config, or Redis/SQL unreachable at start, is one line on
-stderr and a non-zero exit (2 = config, 3 = a dependency is unavailable).
+signal stops at once. Connections are bounded in time (:mod:`fluxfunc_server.deadlines`).
+It listens on ``server.host``: every interface (``0.0.0.0``) unless set, right in a container
+behind the network's own boundary (``fluxfunc up`` sets 127.0.0.1). A bad config, or
+Redis/SQL unreachable at start, is one line on stderr and a non-zero exit (2 = config, 3 = a
+dependency is unavailable).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ async def serve(settings: Settings, shutdown: Shutdown) -> int:
 
     log = get_logger("server")
     runner = web.AppRunner(create_app(settings), access_log=None,
-                           shutdown_timeout=settings.server.shutdown_seconds)
+                           shutdown_timeout=settings.server.shutdown_seconds,
+                           keepalive_timeout=settings.server.keepalive_timeout)
     try:
         await runner.setup()  # opens Redis, store, groups, waiter, heartbeat (or raises)
     except BaseException:

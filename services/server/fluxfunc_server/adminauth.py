@@ -1,15 +1,17 @@
-"""Admin authentication (SPEC §4.3): a bearer token, or DataFlux Func access-key signing.
+"""Admin authentication: a bearer token, or DataFlux Func access-key signing.
 
 - ``Authorization: Bearer <token>``: the token's SHA-256 must be a stored admin token
-  (``fluxfunc admin create-token``). A positive answer is cached in-process for a few seconds
-  so the store stays off the hot path; a negative one is never cached.
+  (``fluxfunc admin create-token``). A positive answer is cached in-process for half a second
+  so the store stays off the hot path yet a revoked token stops working on every Server
+  within a second; a negative one is never cached.
 - Access key (what the DataFlux Func SDK sends): ``X-Dff-Ak-Id``, ``X-Dff-Ak-Timestamp``,
   ``X-Dff-Ak-Nonce``, ``X-Dff-Ak-Sign`` = hex HMAC-SHA1(secret, string to sign) where the
   string is ``METHOD&PATH?QUERY&timestamp&nonce&md5(body)`` and the body is the sorted,
-  compact JSON the SDK sends (``sdk/dataflux_func_sdk.py`` ``get_sign``). The timestamp may
-  be 900 s off, and a nonce is accepted once: it is remembered (``SET NX`` on
-  ``keys.nonce``) for twice the allowed skew, so a request signed 900 s in the future cannot
-  be replayed once its nonce is forgotten either.
+  compact JSON the SDK sends (``sdk/dataflux_func_sdk.py`` ``get_sign``); a request without
+  a body is signed, as the SDKs do, with the md5 of ``{}`` (the md5 of the empty body is
+  accepted too). The timestamp may be 900 s off, and a nonce is accepted once: it is
+  remembered (``SET NX`` on ``keys.nonce``) for 24 h, DataFlux Func's own nonce window and
+  far beyond the skew, so a request signed 900 s in the future cannot be replayed either.
 """
 
 from __future__ import annotations
@@ -20,20 +22,27 @@ import json
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from fluxfunc_common.crypto import hash_token
-from fluxfunc_common.errors import ConfigError, UserAuthError
+from fluxfunc_common.errors import ClientError, ConfigError, UserAuthError
+from fluxfunc_common.logs import get_logger
+from fluxfunc_server.bodies import check_depth
 from fluxfunc_server.context import CTX, AppContext
 
-TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SECONDS = 0.5  # a revoked token is refused everywhere within this (and < 1 s)
 TOKEN_CACHE_MAX = 1024
 SKEW_SECONDS = 900
-NONCE_TTL_SECONDS = 2 * SKEW_SECONDS
+NONCE_TTL_SECONDS = 24 * 3600  # DataFlux Func keeps nonces a day (_WEB_AK_NONCE_TTL)
+EMPTY_BODY_SIGNED_AS = b"{}"  # the SDKs sign a missing body as json_dumps(body or {})
+CANONICAL_MAX_BYTES = 1024 * 1024
+UNKNOWN_KEY_SECRET = "not-a-key"  # signs for unknown key ids: the same work, then refused
 # request[AUTH_KEY] = "token" | "ak:<id>" once authenticated
 AUTH_KEY = web.RequestKey("fluxfunc_admin_auth", str)
 
 AK_HEADERS = ("X-Dff-Ak-Id", "X-Dff-Ak-Timestamp", "X-Dff-Ak-Nonce", "X-Dff-Ak-Sign")
+log = get_logger("server.auth")
 
 
 async def require_admin(request: web.Request) -> None:
@@ -82,42 +91,56 @@ async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
         raise UserAuthError("X-Dff-Ak-Timestamp must be epoch seconds") from None
     if abs(ctx.clock.time() - sent_at) > SKEW_SECONDS:
         raise UserAuthError("X-Dff-Ak-Timestamp is too far from the server time (max 900 s)")
+    # An unknown key id and a wrong signature get the same answer after the same work, so
+    # the answer never tells which key ids exist; the body is only hashed until the
+    # signature is verified (parsed at most for the canonical form, bounded).
     secret = await _secret(ctx, ak_id)
     body = await request.read()
     text_to_sign = f"{request.method.upper()}&{request.raw_path}&{timestamp}&{nonce}&"
-    if not any(hmac.compare_digest(sign.lower(), _sign(secret, text_to_sign + md5))
-               for md5 in body_digests(body)):
+    valid = any(hmac.compare_digest(sign.lower(), _sign(secret or UNKNOWN_KEY_SECRET, text_to_sign + md5))
+                for md5 in body_digests(body, ctx.settings.server.max_json_depth))
+    if not (valid and secret is not None):
         raise UserAuthError("invalid access-key signature")
     if not await ctx.redis.set(ctx.keys.nonce(ak_id, nonce), b"1", nx=True, ex=NONCE_TTL_SECONDS):
         raise UserAuthError("access-key nonce already used")
     return ak_id
 
 
-async def _secret(ctx: AppContext, ak_id: str) -> str:
+async def _secret(ctx: AppContext, ak_id: str) -> str | None:
+    """The key's secret; None for an unknown key (or one whose secret cannot be decrypted,
+    which is logged: the caller is told nothing more than for a wrong signature)."""
     encrypted = await ctx.store.access_key_secret(ak_id)
     if encrypted is None:
-        raise UserAuthError("unknown access key")
+        return None
     try:
         return ctx.cipher.decrypt(encrypted)
     except ConfigError:
-        raise UserAuthError("the access key's secret cannot be decrypted (was `secret` changed?)") from None
+        log.warning("access key secret cannot be decrypted (was `secret` changed?)", ak_id=ak_id)
+        return None
 
 
 def _sign(secret: str, text: str) -> str:
     return hmac.new(secret.encode(), text.encode(), hashlib.sha1).hexdigest()
 
 
-def body_digests(body: bytes) -> list[str]:
-    """md5 hex of the body as sent, and of its sorted compact JSON form (as the SDK signs).
+def body_digests(body: bytes, max_depth: int) -> list[str]:
+    """md5 hex of the body as sent, and of its sorted compact JSON form (as the SDK signs);
+    for an empty body also the md5 of ``{}``, which is what the SDKs sign then.
 
     The SDK signs the exact bytes it sends; re-serialising covers clients that sign the
-    canonical form but send the body differently formatted.
+    canonical form but send the body differently formatted (only for bodies up to
+    :data:`CANONICAL_MAX_BYTES` nested at most ``max_depth`` deep: this runs before the
+    signature is known to be good).
     """
     out = [hashlib.md5(body).hexdigest()]
-    if body.strip():
+    if not body.strip():
+        out.append(hashlib.md5(EMPTY_BODY_SIGNED_AS).hexdigest())
+        return out
+    if len(body) <= CANONICAL_MAX_BYTES:
         try:
-            parsed: Any = json.loads(body)
-        except ValueError:
+            parsed: Any = orjson.loads(body)
+            check_depth(parsed, max_depth, "body")
+        except (orjson.JSONDecodeError, ClientError):
             return out
         for ascii_only in (True, False):
             canon = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only)
@@ -134,6 +157,6 @@ def sign_request(ak_id: str, secret: str, method: str, path_qs: str, body: bytes
 
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or _secrets.token_hex(16)
-    text = f"{method.upper()}&{path_qs}&{ts}&{nonce}&{hashlib.md5(body).hexdigest()}"
+    text = f"{method.upper()}&{path_qs}&{ts}&{nonce}&{hashlib.md5(body or EMPTY_BODY_SIGNED_AS).hexdigest()}"
     return {"X-Dff-Ak-Id": ak_id, "X-Dff-Ak-Timestamp": ts, "X-Dff-Ak-Nonce": nonce,
             "X-Dff-Ak-Sign": _sign(secret, text)}

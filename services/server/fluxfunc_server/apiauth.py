@@ -1,9 +1,10 @@
-"""API auth of sync/async API entries (SPEC §4.3): ``none``, ``fixedField``, ``httpBasic``.
+"""API auth of sync/async API entries: ``none``, ``fixedField``, ``httpBasic``.
 
-``apiAuth`` shapes accepted (the first is SPEC's, the others DataFlux Func's):
+``apiAuth`` shapes accepted (the first is fluxfunc's own, the others DataFlux Func's):
 
 - ``{"type": "none"}`` or absent
 - ``{"type": "fixedField", "location": "header|query|body", "field": "x-key", "value": "s3cret"}``
+  (stored with ``valueCipher`` instead of ``value``: encrypted with the deployment secret)
 - ``{"type": "fixedField", "fields": [{"location", "field", "value"}, …]}`` (any one match passes)
 - ``{"type": "httpBasic", "users": [{"username", "password"}]}`` (``passwordCipher`` also
   accepted: encrypted with the deployment secret)
@@ -45,6 +46,8 @@ class AuthInput:
     strip_query: set[str] = field(default_factory=set)
     strip_body: set[str] = field(default_factory=set)
     strip_headers: set[str] = field(default_factory=set)  # lower-case names
+    # who passed: "" (no API auth), "httpBasic:<user>" or "fixedField:<rule index>"
+    principal: str = ""
 
 
 def _same(given: Any, expected: Any) -> bool:
@@ -53,22 +56,32 @@ def _same(given: Any, expected: Any) -> bool:
     return hmac.compare_digest(given.encode(), str(expected).encode())
 
 
-def check_fixed_field(config: Mapping[str, Any], req: AuthInput) -> None:
-    """Pass when any configured field carries its value; remember which to strip."""
+def _rule_value(rule: Mapping[str, Any], cipher: Cipher | None) -> Any:
+    """A fixedField rule's value: ``valueCipher`` (how the API stores it) or a plain ``value``."""
+    if rule.get("valueCipher") and cipher is not None:
+        return cipher.decrypt(str(rule["valueCipher"]))
+    return rule.get("value")
+
+
+def check_fixed_field(config: Mapping[str, Any], req: AuthInput, cipher: Cipher | None = None) -> None:
+    """Pass when any configured field carries its value; remember which to strip and which
+    rule matched (the principal)."""
     rules = config.get("fields") or [config]
-    for rule in rules:
-        location, name, value = rule.get("location"), rule.get("field"), rule.get("value")
+    for index, rule in enumerate(rules):
+        location, name = rule.get("location"), rule.get("field")
         if not name:
             continue
+        value = _rule_value(rule, cipher)
         if location == "header" and _same(req.headers.get(name), value):
             req.strip_headers.add(name.lower())
-            return
-        if location == "query" and _same(req.query.get(name), value):
+        elif location == "query" and _same(req.query.get(name), value):
             req.strip_query.add(name)
-            return
-        if location == "body" and isinstance(req.body, Mapping) and _same(req.body.get(name), value):
+        elif location == "body" and isinstance(req.body, Mapping) and _same(req.body.get(name), value):
             req.strip_body.add(name)
-            return
+        else:
+            continue
+        req.principal = f"fixedField:{index}"
+        return
     raise APIAuthFailed("API auth failed: fixed field missing or wrong")
 
 
@@ -95,8 +108,18 @@ def check_http_basic(config: Mapping[str, Any], req: AuthInput, cipher: Cipher |
             expected = cipher.decrypt(entry["passwordCipher"])
         if _same(user, entry.get("username")) and _same(password, expected):
             req.strip_headers.add("authorization")
+            req.principal = f"httpBasic:{user}"
             return
     raise APIAuthFailed("API auth failed: wrong username or password", headers=challenge)
+
+
+def needs_body(api_auth: Mapping[str, Any] | None) -> bool:
+    """Whether ``api_auth`` can only be checked with the body (a fixedField in the body);
+    every other kind is checked before the body is read."""
+    if (api_auth or {}).get("type") != "fixedField":
+        return False
+    assert api_auth is not None
+    return any(rule.get("location") == "body" for rule in api_auth.get("fields") or [api_auth])
 
 
 def check(api_auth: Mapping[str, Any] | None, req: AuthInput, cipher: Cipher | None = None) -> None:
@@ -106,7 +129,7 @@ def check(api_auth: Mapping[str, Any] | None, req: AuthInput, cipher: Cipher | N
         return
     assert api_auth is not None
     if kind == "fixedField":
-        check_fixed_field(api_auth, req)
+        check_fixed_field(api_auth, req, cipher)
     elif kind == "httpBasic":
         check_http_basic(api_auth, req, cipher)
     else:  # an auth type this server does not know must never mean "open"

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from fluxfunc_common import ids
-from fluxfunc_common.crypto import Cipher
+from fluxfunc_common.crypto import cipher_for
 from fluxfunc_common.heartbeat import heartbeat
 from fluxfunc_common.redisconn import RedisClients, open_redis
 from fluxfunc_common.settings import Settings
@@ -26,7 +26,8 @@ from fluxfunc_server import openapi
 from fluxfunc_server.caller import Caller
 from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
 from fluxfunc_server.context import CTX, AppContext
-from fluxfunc_server.handlers import invoke, manage, ops, tasks
+from fluxfunc_server.deadlines import make_body_deadline
+from fluxfunc_server.handlers import credentials, invoke, manage, ops, ping, resources, tasks
 from fluxfunc_server.handlers.invoke import CALLER, CATALOG
 from fluxfunc_server.middlewares import make_error_middleware
 from fluxfunc_server.waiter import ReplyWaiter
@@ -44,10 +45,11 @@ def create_app(settings: Settings, *, server_id: str | None = None,
     invocations (tests use 0: every call sees the latest management change)."""
     max_bytes = int(settings.server.max_body_mb * MB)
     app = web.Application(client_max_size=max_bytes,
-                          middlewares=[make_error_middleware(max_bytes)])
+                          middlewares=[make_error_middleware(max_bytes),
+                                       make_body_deadline(settings.server.body_timeout)])
     app[SETTINGS] = settings
     instance = server_id or ids.instance_id()
-    cipher = Cipher(settings.require_secret())  # a missing secret fails before anything opens
+    cipher = cipher_for(settings)  # a missing secret fails before anything opens
 
     async def redis_clients(app: web.Application) -> AsyncIterator[None]:
         async with open_redis(settings.redis) as clients:
@@ -98,4 +100,7 @@ def add_routes(app: web.Application) -> None:
     tasks.add_routes(app)
     manage.add_routes(app)
     ops.add_routes(app)
+    credentials.add_routes(app)
+    ping.add_routes(app)
+    resources.add_routes(app)
     openapi.add_routes(app)

@@ -6,6 +6,13 @@ start within the queueing margin (the envelope's ``expires``; the worker ends it
 hard kill. There is no global cap. ``maxWait`` shortens the wait; when a wait ends without
 a result the caller gets the task id (HTTP 202) and the result stays fetchable from
 ``/api/v1/tasks/{id}``. Successful results of funcs with ``cacheResult`` are cached.
+
+An ``idempotencyKey`` is scoped (:func:`idempotency_scope`): anonymous callers of one entry
+point share a scope, admins share another; the same key in another scope is another key.
+Within a scope the key remembers its func: reusing it for another func is a 409.
+
+A sync call without ``maxWait`` to a queue that no live worker reads is refused at once (503
+``EQueueNoConsumer``) instead of waiting for its expiry.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from typing import Any
 
 import orjson
 
+from fluxfunc_common import queues
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.errors import Conflict, NoConsumer
+from fluxfunc_common.queues import LiveQueues
 from fluxfunc_common.streams import Enqueued
 from fluxfunc_common.tasks import build_envelope, func_timeout
 from fluxfunc_server.batcher import EnqueueBatcher
@@ -45,6 +55,23 @@ class CallSpec:
     trace_id: str | None = None
     http_request: dict[str, Any] | None = None
     record_limit: int | None = None
+    # who is calling: "admin" (direct calls), or "<entry id>/<API-auth principal>" for the
+    # sync/async APIs (``apiauth.AuthInput.principal``, "anyone" without API auth)
+    principal: str = "admin"
+
+
+def idempotency_scope(spec: CallSpec) -> str:
+    """The scope of a caller's idempotency keys: a digest of the origin and the principal
+    (which names the entry point for API calls)."""
+    return hashlib.sha256(f"{spec.origin.value}\x1f{spec.principal}".encode()).hexdigest()[:32]
+
+
+def check_conflict(enq: Enqueued, idempotency_key: str | None) -> Enqueued:
+    """409 when the key was first used (in the same scope) for another func."""
+    if enq.conflict:
+        raise Conflict("This idempotencyKey was already used for another function",
+                       {"idempotencyKey": idempotency_key})
+    return enq
 
 
 class Caller:
@@ -53,6 +80,7 @@ class Caller:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.batcher = EnqueueBatcher(ctx.streams, max_len=ctx.settings.redis.queue_max_len)
+        self.live = LiveQueues(ctx.redis, ctx.keys, seen_seconds=ctx.settings.worker.lease_seconds)
 
     @property
     def max_len(self) -> int:
@@ -66,21 +94,32 @@ class Caller:
             func, kwargs, origin=spec.origin, origin_id=spec.origin_id, now=now,
             settings=self.ctx.settings.tasks, queue=options.queue, eta=options.eta,
             expires=expires, reply_to=reply_to, idempotency_key=options.idempotency_key,
+            idempotency_scope=idempotency_scope(spec),
             trace_id=spec.trace_id, http_request=spec.http_request, record_limit=spec.record_limit,
         )
 
     async def enqueue(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
                       options: CallOptions) -> Enqueued:
         """Fire and forget: the task id (the first one when the idempotency key was seen)."""
-        return await self.batcher.enqueue(self.envelope(func, kwargs, spec, options))
+        enq = await self.batcher.enqueue(self.envelope(func, kwargs, spec, options))
+        return check_conflict(enq, options.idempotency_key)
 
     async def enqueue_many(self, envs: list[TaskEnvelope]) -> list[Enqueued]:
-        return await self.ctx.streams.enqueue_many(envs, max_len=self.max_len)
+        """All in one pipeline; a key reused for another func is a 409 naming its call, before
+        any call is enqueued (or, when two requests race, after)."""
+        conflicts = await self.ctx.streams.idempotency_conflicts(envs)
+        enqueued = [] if conflicts else await self.ctx.streams.enqueue_many(envs, max_len=self.max_len)
+        conflicts = conflicts or [i for i, enq in enumerate(enqueued) if enq.conflict]
+        if conflicts:
+            i = conflicts[0]
+            raise Conflict(f"calls[{i}]: this idempotencyKey was already used for another function",
+                           {"index": i, "idempotencyKey": envs[i].idempotency_key})
+        return enqueued
 
     async def run(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
                   options: CallOptions) -> SyncOutcome:
         """Enqueue with a reply note to this process and wait (see the module docstring)."""
-        cache_key = self._cache_key(func, kwargs)
+        cache_key = self._cache_key(func, kwargs, spec.principal)
         if cache_key is not None:
             raw = await self.ctx.redis.get(cache_key)
             if raw is not None:
@@ -97,9 +136,11 @@ class Caller:
         wait = (start - now) + margin + timeout + KILL_GRACE
         if options.max_wait is not None:
             wait = min(wait, options.max_wait)
+        elif not await self.live.read(env.queue):  # it would only wait: say so at once
+            raise NoConsumer(queues.no_consumer(env.queue), {"queue": env.queue})
         fut = waiter.register(env.id)  # before enqueueing: a fast result cannot be missed
         try:
-            enq = await self.batcher.enqueue(env)
+            enq = check_conflict(await self.batcher.enqueue(env), options.idempotency_key)
         except BaseException:
             waiter.discard(env.id)
             raise
@@ -112,13 +153,14 @@ class Caller:
             await self.ctx.redis.set(cache_key, result.to_json(), ex=int(extra["cacheResult"]))
         return SyncOutcome(enq.task_id, result)
 
-    def _cache_key(self, func: dict[str, Any], kwargs: dict[str, Any]) -> str | None:
-        """``keys.result_cache(funcId, sha1(canonical kwargs + func version))`` or None."""
+    def _cache_key(self, func: dict[str, Any], kwargs: dict[str, Any], principal: str) -> str | None:
+        """``keys.result_cache(funcId, sha256(principal, canonical kwargs, func version))`` or
+        None: a cached result is never served to another caller (entry + API-auth principal)."""
         ttl = (func.get("extraConfig") or {}).get("cacheResult")
         if not ttl or not isinstance(ttl, int | float) or ttl < 1:
             return None
         version = str(func.get("updateTime") or func.get("createTime") or "").encode()
         canonical = orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
                                  default=str)
-        digest = hashlib.sha1(canonical + b"\0" + version, usedforsecurity=False).hexdigest()
+        digest = hashlib.sha256(principal.encode() + b"\0" + canonical + b"\0" + version).hexdigest()
         return self.ctx.keys.result_cache(func["id"], digest)

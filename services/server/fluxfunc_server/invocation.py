@@ -1,6 +1,6 @@
 """The inputs of an invocation: reading a request in the ``normal`` or ``simplified`` format,
 the caller-options allow-list, merging fixed and caller kwargs, and checking them against the
-func's signature before anything is enqueued (SPEC §4.1).
+func's signature before anything is enqueued.
 
 Caller options are the fields of the models in :mod:`fluxfunc_server.schemas_invoke`
 (anything else → 400):
@@ -9,7 +9,7 @@ Caller options are the fields of the models in :mod:`fluxfunc_server.schemas_inv
 option             meaning                                    where
 =================  =========================================  ==============================
 ``maxWait``        seconds to wait before answering 202       sync APIs, ``/func`` (sync)
-``idempotencyKey`` same key → same task id (≤ 200 chars)      everywhere
+``idempotencyKey`` same key → same task id, per caller scope  everywhere
 ``returnType``     ``raw`` (default) or ``jsonDumps``         sync APIs, ``/func`` (sync)
 ``unbox``          bare value (APIs' default) or data.result  sync APIs, ``/func`` (sync)
 ``async``          enqueue and answer ``data.id``             ``/func`` only (admin)
@@ -25,15 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel
 
 from fluxfunc_common.errors import BadRequest
-from fluxfunc_server import schemas
+from fluxfunc_server import peer, schemas
 from fluxfunc_server.apiauth import AuthInput
-from fluxfunc_server.schemas_invoke import OptionsModel, option_names
+from fluxfunc_server.bodies import RequestBody, parse_json
+from fluxfunc_server.context import CTX
+from fluxfunc_server.schemas_invoke import MAX_DELAY, OptionsModel, option_names
 
 PLACEHOLDERS = frozenset({"INPUT_BY_CALLER", "FROM_PARAMETER"})
 FORMATS = {"normal": "normal", "s": "simplified", "simplified": "simplified"}
@@ -52,14 +53,6 @@ class CallOptions:
     queue: str | None = None
 
 
-@dataclass
-class RequestBody:
-    """A request body read once: ``value`` is a dict (JSON object, form), text, or None."""
-
-    value: Any
-    kind: str  # "none" | "json" | "form" | "text" | "binary"
-
-
 # --- reading requests ---------------------------------------------------------------------
 def query_dict(query: MultiMapping[str]) -> dict[str, Any]:
     """Query string → dict; a repeated name becomes a list."""
@@ -72,62 +65,15 @@ def query_dict(query: MultiMapping[str]) -> dict[str, Any]:
     return out
 
 
-def parse_json(raw: bytes | str, what: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Malformed JSON in {what}: {exc}") from None
-
-
-async def read_body(request: web.Request) -> RequestBody:
-    """The body as DataFlux Func reads it: JSON, form fields, text (``{"text"}``) or binary."""
-    if request.method in ("GET", "HEAD") or not request.body_exists:
-        return RequestBody(None, "none")
-    # aiohttp reports a missing Content-Type as application/octet-stream; tell them apart
-    ctype = request.content_type if "Content-Type" in request.headers else ""
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return RequestBody(await _read_form(request), "form")
-    raw = await request.read()
-    if not raw:
-        return RequestBody(None, "none")
-    if ctype == "application/json" or ctype.endswith("+json"):
-        return RequestBody(parse_json(raw, "request body"), "json")
-    if ctype == "application/octet-stream":
-        return RequestBody(raw, "binary")
-    try:
-        text = raw.decode(request.charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        return RequestBody(raw, "binary")
-    if not ctype.startswith("text/"):
-        # no (useful) content type: JSON if it parses
-        try:
-            return RequestBody(orjson.loads(raw), "json")
-        except orjson.JSONDecodeError:
-            pass
-    return RequestBody(text, "text")
-
-
-async def _read_form(request: web.Request) -> dict[str, Any]:
-    try:
-        form = await request.post()
-    except ValueError as exc:
-        raise BadRequest(f"Malformed form body: {exc}") from None
-    out: dict[str, Any] = {}
-    for name in form:
-        values = form.getall(name)
-        if any(not isinstance(v, str) for v in values):
-            raise BadRequest("File uploads are not supported; send the content as a field")
-        out[name] = values[0] if len(values) == 1 else list(values)
-    return out
-
-
 def _without(data: Mapping[str, Any], drop: set[str]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in drop}
 
 
 def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody,
-                 strip_query: set[str], strip_body: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(caller kwargs, raw caller options) from a sync/async API request."""
+                 strip_query: set[str], strip_body: set[str],
+                 max_depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(caller kwargs, raw caller options) from a sync/async API request (the body was
+    depth-checked when read; the JSON of the query is checked here)."""
     if fmt == "simplified":
         if method in ("GET", "HEAD"):
             return _without(query, strip_query), {}
@@ -137,8 +83,8 @@ def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody
         if unknown:
             raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}",
                              {"allowed": ["kwargs", "options"]})
-        kwargs = parse_json(query["kwargs"], "kwargs") if "kwargs" in query else {}
-        options = parse_json(query["options"], "options") if "options" in query else {}
+        kwargs = parse_json(query["kwargs"], "kwargs", max_depth) if "kwargs" in query else {}
+        options = parse_json(query["options"], "options", max_depth) if "options" in query else {}
         return expect_dict(kwargs, "kwargs"), expect_dict(options, "options")
     if body.kind == "none":
         return {}, {}
@@ -198,6 +144,9 @@ def options_from(parsed: BaseModel | None, now: float) -> CallOptions:
                        queue=given.get("queue"))
     if given.get("delay") is not None:
         opts.eta = now + given["delay"]
+    if opts.eta is not None and opts.eta - now > MAX_DELAY:
+        raise BadRequest(f"eta is more than {MAX_DELAY // 86_400} days ahead",
+                         {"maxDelaySeconds": MAX_DELAY})
     return opts
 
 
@@ -237,9 +186,10 @@ def check_signature(func: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
 def http_request_info(request: web.Request, query: dict[str, Any], body: RequestBody,
                       auth: AuthInput | None = None) -> dict[str, Any]:
     """``_DFF_HTTP_REQUEST``: method, path, headers (lower-case names), query, body, ip —
-    without the API-auth secrets ``auth`` matched (header, query or body field)."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    ips = [ip.strip() for ip in forwarded.split(",") if ip.strip()]
+    without credential headers (:mod:`peer`) and the API-auth secrets ``auth`` matched
+    (header, query or body field); ``ip`` trusts X-Forwarded-For only from trusted proxies."""
+    trusted = request.app[CTX].settings.server.trusted_networks
+    ip, ips = peer.client_ips(request.remote, request.headers.get("X-Forwarded-For", ""), trusted)
     hidden_headers = auth.strip_headers if auth else set()
     value = body.value
     if body.kind == "binary":
@@ -252,11 +202,10 @@ def http_request_info(request: web.Request, query: dict[str, Any], body: Request
         "url": str(request.rel_url.without_query_params(*auth.strip_query))
         if auth and auth.strip_query else request.path_qs,
         "host": request.host,
-        "headers": {name: v for k, v in request.headers.items()
-                    if (name := k.lower()) not in hidden_headers},
+        "headers": peer.without_credentials(request.headers, hidden_headers),
         "query": _without(query, auth.strip_query) if auth else query,
         "body": value,
-        "ip": ips[0] if ips else request.remote,
+        "ip": ip,
         "ips": ips,
     }
 

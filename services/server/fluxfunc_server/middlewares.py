@@ -1,5 +1,5 @@
 """The Server's one error middleware: trace ids, body-size limit, HTTP metrics, and every
-error (fluxfunc, aiohttp, unexpected) rendered as the DataFlux Func envelope (SPEC §4)."""
+error (fluxfunc, aiohttp, unexpected) rendered as the DataFlux Func envelope."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> Fluxfunc
     return FluxfuncError(exc.reason or "Server error")
 
 
+def _own_body_limit(request: web.Request) -> bool:
+    """A handler marked by :func:`fluxfunc_server.files.own_body_limit` (resource uploads)."""
+    return bool(getattr(request.match_info.handler, "own_body_limit", False))
+
+
 def _route_label(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.route else None
@@ -101,7 +106,7 @@ def make_error_middleware(max_body_bytes: int) -> Any:
         request[TRACE_KEY] = trace_id = trace_id_of(request)
         try:
             length = request.content_length
-            if length is not None and length > max_body_bytes:
+            if length is not None and length > max_body_bytes and not _own_body_limit(request):
                 raise PayloadTooLarge("Request body too large", {"maxBytes": max_body_bytes})
             response = await handler(request)
         except FluxfuncError as exc:

@@ -1,4 +1,4 @@
-"""``GET /api/openapi.json``: an OpenAPI 3.1 document of every route of SPEC §4.
+"""``GET /api/openapi.json``: an OpenAPI 3.1 document of every route of the HTTP API.
 
 Request bodies and query strings come from the very pydantic models that validate them
 (:mod:`fluxfunc_server.schemas` for management and ops, :mod:`fluxfunc_server.schemas_invoke`
@@ -21,6 +21,7 @@ from fluxfunc_common import __version__
 from fluxfunc_server import schemas
 from fluxfunc_server import schemas_invoke as call
 from fluxfunc_server import schemas_out as out
+from fluxfunc_server.handlers import resources as res
 from fluxfunc_server.responses import json_response
 
 REF = "#/components/schemas/{model}"
@@ -118,7 +119,7 @@ def _invocation() -> list[Op]:
 
 
 def operations() -> list[Op]:
-    """Every operation of SPEC §4, in document order."""
+    """Every operation of the HTTP API, in document order."""
     s = schemas
     ops = _invocation()
     ops += _crud("script-sets", "management", "script set", out.ScriptSet, s.ScriptSetListQuery,
@@ -150,15 +151,44 @@ def operations() -> list[Op]:
            _list(out.DeadLetter), query=s.DeadLetterQuery),
         Op("post", "/api/v1/ops/dead-letters/{entry}/requeue", "Put a dead letter back on its queue",
            "ops", _ref(out.Requeued)),
+        *(op for kind in ("tokens", "access-keys") for op in (
+            Op("get", f"/api/v1/admin/{kind}", f"List {kind} (never their secrets)", "admin",
+               _list(out.Credential)),
+            Op("post", f"/api/v1/admin/{kind}/{{id}}/revoke", f"Revoke one of the {kind}", "admin",
+               _ref(out.Revoked)))),
+        *_resources(),
         Op("get", "/metrics", "Prometheus metrics", "ops", auth=[],
            raw={"text/plain": {"type": "string"}}),
         Op("get", "/healthz", "Liveness: 200 while the process runs", "ops", _ref(out.Status), auth=[]),
-        Op("get", "/readyz", "Readiness: Redis and the store answer", "ops", _ref(out.Status), auth=[]),
+        Op("get", "/readyz", "Readiness: Redis and the store answer, the store takes a write",
+           "ops", _ref(out.Status), auth=[]),
         Op("head", "/", "Load-balancer probe", "ops", auth=[], raw={}),
+        Op("get", "/api/v1/do/ping", "DataFlux Func SDK check: answers `pong` (verifies access-key "
+           "headers when sent)", "ops", {"type": "string", "const": "pong"}, auth=[]),
+        Op("post", "/api/v1/do/echo", "DataFlux Func SDK check: answers the query and JSON body it got",
+           "ops", {"type": "object", "properties": {"query": {"type": "object"}, "body": {}}},
+           body=AnyKwargs, auth=[]),
         Op("get", "/api/openapi.json", "This document", "ops", auth=[],
            raw={"application/json": {"type": "object"}}),
     ]
     return ops
+
+
+def _resources() -> list[Op]:
+    """The resource directory (docs/resources.md)."""
+    query, binary = res.PathQuery, {"application/octet-stream": {"type": "string", "format": "binary"}}
+    return [
+        Op("get", "/api/v1/resources", "List a folder of the resource directory", "resources",
+           {"type": "array", "items": {"type": "object"}}, query=query),
+        Op("post", "/api/v1/resources", "Upload files (multipart/form-data, field `files`, streamed)",
+           "resources", {"type": "array", "items": {"type": "object"}}, query=query),
+        Op("get", "/api/v1/resources/download", "Download a file (streamed, Range honoured)",
+           "resources", query=query, raw=binary),
+        Op("post", "/api/v1/resources/operate", "mkdir, move, delete, zip or unzip", "resources",
+           {"type": "object", "properties": {"path": {"type": "string"}}}, body=res.Operation),
+        Op("get", "/api/v1/resources/large-data/{name}", "DFF.RESP_LARGE_DATA data, served once",
+           "resources", auth=[], raw=binary),
+    ]
 
 
 # --- building the document -------------------------------------------------------------------------

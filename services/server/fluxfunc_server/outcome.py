@@ -1,4 +1,4 @@
-"""Turning a finished task into the HTTP answer of a sync call (SPEC §4, §4.1).
+"""Turning a finished task into the HTTP answer of a sync call.
 
 Success: the bare return value (dict/list/number/bool/None as JSON, str as text), or what
 ``DFF.RESP`` asked for. Anything else raises the matching 599.x error, whose ``detail``
@@ -22,6 +22,7 @@ from fluxfunc_common.errors import (
     FuncTimeout,
     TaskError,
 )
+from fluxfunc_server.files import file_result
 
 _ERRORS: dict[TaskStatus, type[TaskError]] = {
     TaskStatus.FAILURE: FuncFailed,
@@ -80,4 +81,6 @@ def success_response(result: TaskResult, *, return_type: str = "raw") -> web.Res
 
 def result_value(result: TaskResult) -> Any:
     """The value a wrapped answer (``data.result``) carries."""
+    if result.response is not None and result.response.file_path:
+        return file_result(result.response)
     return result.response.data if result.response is not None else result.result

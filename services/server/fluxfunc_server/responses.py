@@ -1,4 +1,4 @@
-"""The DataFlux Func response envelope (SPEC §4): ``ok(request, data)`` for success; errors
+"""The DataFlux Func response envelope: ``ok(request, data)`` for success; errors
 are rendered by the one error middleware from the :mod:`fluxfunc_common.errors` tree."""
 
 from __future__ import annotations

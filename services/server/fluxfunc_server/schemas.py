@@ -1,4 +1,4 @@
-"""Request models of the management and ops API (SPEC §4.3, §4.4).
+"""Request models of the management and ops API.
 
 The same classes validate requests in the handlers and describe them in
 ``/api/openapi.json``. Bodies are strict (no type coercion, unknown fields refused, camelCase
@@ -132,7 +132,10 @@ class ScriptUpdate(Body):
 
 class PublishBody(Body):
     code: Annotated[str, Field(max_length=MAX_CODE)] | None = Field(
-        default=None, description="replace the draft with this code before publishing")
+        default=None, description="replace the draft with this code before publishing (a script "
+        "that does not exist yet is created with it)")
+    title: Title | None = Field(default=None, description="set the title too")
+    description: Text | None = Field(default=None, description="set the description too")
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -157,6 +160,9 @@ class BasicUser(Body):
 class ApiAuthHttpBasic(Body):
     type: Literal["httpBasic"]
     users: Annotated[list[BasicUser], Field(min_length=1, max_length=1000)]
+    allow_cross_origin_forms: bool = Field(default=False, description=(
+        "accept form posts from other origins (refused by default: a browser would send "
+        "its cached credentials with them)"))
 
 
 ApiAuth = Annotated[ApiAuthNone | ApiAuthFixedField | ApiAuthHttpBasic, Field(discriminator="type")]
@@ -255,18 +261,21 @@ class CronJobUpdate(Body):
 # --- env variables -----------------------------------------------------------------------------------
 
 
+ValueType = Literal["string", "password", "integer", "float", "boolean", "json", "commaArray"]
+
+
 class EnvVariableCreate(Body):
     id: EntryId
     title: Title | None = None
     description: Text | None = None
-    value_type: Literal["string", "password", "integer", "float", "boolean", "json"] = "string"
+    value_type: ValueType = "string"
     value: Any = Field(description="text, or a JSON value of the declared type")
 
 
 class EnvVariableUpdate(Body):
     title: Title | None = None
     description: Text | None = None
-    value_type: Literal["string", "password", "integer", "float", "boolean", "json"] | None = None
+    value_type: ValueType | None = None
     value: Any = None
 
 

@@ -1,4 +1,4 @@
-"""Request models of the invocation routes (SPEC §4.1): the caller-option allow-lists and the
+"""Request models of the invocation routes: the caller-option allow-lists and the
 bodies of ``/api/v1/func`` and ``/api/v1/func-many``.
 
 They validate the requests (:mod:`fluxfunc_server.invocation`) and describe them in
@@ -16,14 +16,17 @@ from fluxfunc_server.schemas import Body, FuncId, Timestamp
 
 QUEUE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_MANY = 1000
+MAX_DELAY = 366 * 86_400  # seconds: the furthest a task may be scheduled (delay or eta)
 
-MaxWait = Annotated[float, Field(ge=0, description="seconds to wait before answering 202 with the task id")]
+MaxWait = Annotated[float, Field(ge=0, le=MAX_DELAY, allow_inf_nan=False,
+                                 description="seconds to wait before answering 202 with the task id")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200,
                                       description="the same key gives the same task id (24 h)")]
 ReturnType = Annotated[Literal["raw", "jsonDumps"],
                        Field(description="raw (default), or jsonDumps: a str result as JSON")]
 Unbox = Annotated[bool, Field(description="true: the bare value; false: data.result in the envelope")]
-Delay = Annotated[float, Field(ge=0, description="run not before now + delay seconds")]
+Delay = Annotated[float, Field(ge=0, le=MAX_DELAY, allow_inf_nan=False,
+                               description="run not before now + delay seconds (at most 366 days)")]
 Queue = Annotated[str, Field(pattern=QUEUE_NAME, description="run on this queue")]
 Kwargs = Annotated[dict[str, Any] | None, Field(description="keyword arguments of the func")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Out(BaseModel):
@@ -130,6 +130,8 @@ class QueueStats(Out):
     delayed: int
     dead: int
     throughputLastMinute: int
+    noConsumer: bool = Field(default=False, description="no live worker reads this queue: its "
+                             "tasks wait until one does")
 
 
 class BeatInfo(Out):
@@ -161,6 +163,21 @@ class Deleted(Out):
 
 class Status(Out):
     status: str
+    instance: str | None = Field(default=None, description="/healthz: this process's instance id")
+
+
+class Credential(Out):
+    """An admin token or access key as listed (never its secret)."""
+
+    id: str
+    name: str
+    created: float
+    revoked: bool
+
+
+class Revoked(Out):
+    id: str
+    revoked: bool
 
 
 class TaskId(Out):
@@ -183,4 +200,5 @@ class PageInfo(Out):
 RESPONSE_MODELS: list[type[BaseModel]] = [
     ScriptSet, Script, Func, SyncApi, AsyncApi, CronJob, EnvVariable, TaskRecord, PublishResult,
     NextFires, Overview, DeadLetter, Requeued, Deleted, Status, TaskId, CronRun, PageInfo,
+    Credential, Revoked,
 ]

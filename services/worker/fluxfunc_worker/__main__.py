@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.message)
     if args.check:
         return 0 if asyncio.run(is_fresh(settings, "worker")) else 1
+    try:
+        settings.require_secret()  # it decrypts password env variables: refuse a weak one now
+    except FluxfuncError as exc:
+        return fail(exc.message)
     logs = configure_logging(settings.log)
 
     async def service(shutdown: Shutdown) -> int:

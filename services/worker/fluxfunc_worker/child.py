@@ -119,7 +119,9 @@ def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
     sdk.backend = rpc
     cache = ScriptCache(lambda script_id: _fetch_script(rpc, script_id))
     install_finder(cache)
-    runner = Runner(cache, memory_limit_mb=memory_mb or None)
+    # each printed line also goes to the worker at once: it outlives a crash of this process
+    runner = Runner(cache, memory_limit_mb=memory_mb or None,
+                    print_sink=lambda text: channel.send({"t": "print", "x": text}))
     _limit_memory(memory_mb)
     channel.send({"t": "ready", "pid": os.getpid()})
     while True:

@@ -6,10 +6,13 @@ value or raises :class:`~fluxfunc_worker.pool.RpcError` (``kind="func"`` becomes
 
 =================  ==========================================================================
 ``script``         published code + version of a script (cached per publish generation)
-``cache.*``        ``get/set/delete/incr/expire`` on ``keys.cache(scope, key)``
-``store.*``        ``get/set/delete`` on the SQL key/value store
+``cache.*``        DataFlux Func's cache command set on ``keys.cache(scope, key)``
+                   (:mod:`fluxfunc_worker.cachecalls`)
+``store.*``        ``set/mset/get/mget/getall/keys/delete`` on the SQL key/value store
+``env.keys``       the names of all env variables
 ``env``            an env variable's value; password values are decrypted and marked for
                    masking in the task's print output
+``resources``      the resource directory's absolute path and large-data lifetime
 ``func``           ``DFF.FUNC``: a child task built by ``tasks.build_envelope`` from the
                    catalogue row, enqueued; with ``wait`` its result is awaited
 =================  ==========================================================================
@@ -22,7 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fluxfunc_common.crypto import Cipher
+from fluxfunc_common import resources
+from fluxfunc_common.crypto import Cipher, cipher_for
 from fluxfunc_common.envelope import Origin, TaskStatus
 from fluxfunc_common.errors import FluxfuncError, QueueFull
 from fluxfunc_common.keys import Keys
@@ -31,6 +35,7 @@ from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity, Store
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_common.tasks import build_envelope
+from fluxfunc_worker.cachecalls import CacheCalls, Command
 from fluxfunc_worker.pool import RpcError
 from fluxfunc_worker.published import PublishedScripts
 
@@ -39,6 +44,13 @@ WAIT_POLL_MIN = 0.01
 WAIT_POLL_MAX = 0.2
 
 Method = Callable[[dict[str, Any], dict[str, Any] | None], Awaitable[Any]]
+
+
+def _ignore_job(command: Command) -> Method:
+    async def method(p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        return await command(p)
+
+    return method
 
 
 class DffCalls:
@@ -56,12 +68,15 @@ class DffCalls:
         self._env: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._methods: dict[str, Method] = {
             "script": self.script,
-            "cache.get": self.cache_get, "cache.set": self.cache_set,
-            "cache.delete": self.cache_delete, "cache.incr": self.cache_incr,
-            "cache.expire": self.cache_expire,
             "store.get": self.store_get, "store.set": self.store_set, "store.delete": self.store_delete,
-            "env": self.env, "func": self.func,
+            "store.mset": self.store_mset, "store.mget": self.store_mget,
+            "store.getall": self.store_getall, "store.keys": self.store_keys,
+            "env": self.env, "env.keys": self.env_keys, "func": self.func,
+            "resources": self.resources,
         }
+        cache = CacheCalls(self.redis, self.keys)
+        for name, command in cache.commands.items():
+            self._methods[f"cache.{name}"] = _ignore_job(command)
 
     async def __call__(self, method: str, params: dict[str, Any], job: dict[str, Any] | None) -> Any:
         handler = self._methods.get(method)
@@ -81,32 +96,6 @@ class DffCalls:
         found = await self.published.code(str(p["scriptId"]))
         return None if found is None else [found[0], found[1]]
 
-    # --- DFF.CACHE (Redis) ------------------------------------------------------------------
-    def _cache_key(self, p: dict[str, Any]) -> str:
-        return self.keys.cache(str(p["scope"]), str(p["key"]))
-
-    async def cache_get(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
-        raw: bytes | str | None = await self.redis.get(self._cache_key(p))
-        if isinstance(raw, bytes):
-            return raw.decode("utf-8", "replace")
-        return raw
-
-    async def cache_set(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
-        expires = p.get("expires")
-        px = max(1, int(float(expires) * 1000)) if expires else None
-        done = await self.redis.set(self._cache_key(p), str(p["value"]), px=px,
-                                    nx=bool(p.get("not_exists")))
-        return bool(done)
-
-    async def cache_delete(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
-        return int(await self.redis.delete(self._cache_key(p)))
-
-    async def cache_incr(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
-        return int(await self.redis.incrby(self._cache_key(p), int(p.get("step", 1))))
-
-    async def cache_expire(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
-        return bool(await self.redis.pexpire(self._cache_key(p), max(1, int(float(p["expires"]) * 1000))))
-
     # --- DFF.STORE (SQL) ----------------------------------------------------------------------
     async def store_get(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
         return await self.store.kv_get(str(p["scope"]), str(p["key"]))
@@ -114,14 +103,41 @@ class DffCalls:
     async def store_set(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
         expires = p.get("expires")
         await self.store.kv_set(str(p["scope"]), str(p["key"]), p.get("value"),
-                                float(expires) if expires else None)
+                                float(expires) if expires else None, not_exists=bool(p.get("not_exists")))
         return None
+
+    async def store_mset(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        expires = p.get("expires")
+        for key, value in dict(p["values"]).items():
+            await self.store.kv_set(str(p["scope"]), str(key), value, float(expires) if expires else None,
+                                    not_exists=bool(p.get("not_exists")))
+        return None
+
+    async def store_mget(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        return await self.store.kv_mget(str(p["scope"]), [str(k) for k in p["keys"]])
+
+    async def store_getall(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        return await self.store.kv_items(str(p["scope"]), str(p.get("pattern") or "*"))
+
+    async def store_keys(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        return list(await self.store.kv_items(str(p["scope"]), str(p.get("pattern") or "*")))
 
     async def store_delete(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
         await self.store.kv_delete(str(p["scope"]), str(p["key"]))
         return None
 
     # --- DFF.ENV ---------------------------------------------------------------------------------
+    async def env_keys(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        """``DFF.ENV.keys()``: every env variable's name."""
+        names: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.list(Entity.ENV_VARIABLE, limit=500, cursor=cursor)
+            names += [str(row["id"]) for row in page.items]
+            if page.next_cursor is None:
+                return names
+            cursor = page.next_cursor
+
     async def env(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
         """``{"value", "mask"}`` or None; cached for a second (a task reading the same
         variable in a loop costs one SQL query)."""
@@ -142,8 +158,15 @@ class DffCalls:
         if not cipher_text:
             return {"value": None, "mask": True}
         if self._cipher is None:
-            self._cipher = Cipher(self.settings.require_secret())
+            self._cipher = cipher_for(self.settings)
         return {"value": self._cipher.decrypt(str(cipher_text)), "mask": True}
+
+    # --- the resource directory ------------------------------------------------------------
+    async def resources(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:
+        """Where the resource directory is, for ``DFF.RSRC``/``RESP_FILE``/``RESP_LARGE_DATA``."""
+        conf = self.settings.resources
+        return {"root": str(resources.root_of(conf.path)),
+                "largeDataSeconds": conf.large_data_expires_seconds}
 
     # --- DFF.FUNC ----------------------------------------------------------------------------------
     async def func(self, p: dict[str, Any], job: dict[str, Any] | None) -> Any:

@@ -4,8 +4,11 @@ A stream entry delivered to this consumer is *in flight* from the moment it is r
 is completed, retried, dead-lettered or released. Every ``worker.heartbeat_interval`` the
 :class:`LeaseKeeper` runs the ``touch`` script over all of them: an entry still ours gets
 its PEL idle time reset (so no other worker's reclaim takes it); an entry that is no longer
-ours (another worker reclaimed it after we stalled past the lease) is reported *lost* — the
-worker stops that run and never completes it. The same round refreshes the running markers
+ours (another worker reclaimed it after we stalled past the lease, so the lease token we hold is
+not the stream's any more) is reported *lost* — the worker stops that run's child at once and
+never completes it. After the whole worker was stopped (SIGSTOP) past its lease, the first
+round after it resumes is the overdue one, so a stale child is signalled within one interval.
+The same round refreshes the running markers
 (``keys.running``, PX 2×lease) of started tasks so long tasks keep reading as ``running``,
 and looks at their cancel flags: a cancel whose pub/sub event was missed still stops the run.
 """
@@ -75,11 +78,13 @@ class Inflight:
 
     def adopt_count(self, delivery: Delivery) -> bool:
         """A reclaim handed us an entry we already run (our own lease had lapsed): keep
-        running it under the new delivery count. False when the entry is not ours here."""
+        running it under the new delivery count and lease token. False when the entry is not
+        ours here."""
         running = self._by_entry.get((delivery.queue, delivery.entry_id))
         if running is None:
             return False
-        running.delivery = dataclasses.replace(running.delivery, count=delivery.count)
+        running.delivery = dataclasses.replace(running.delivery, count=delivery.count,
+                                               lease=delivery.lease)
         running.lost = False
         return True
 

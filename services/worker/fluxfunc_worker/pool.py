@@ -1,4 +1,4 @@
-"""Supervised child processes that run user code (SPEC §7).
+"""Supervised child processes that run user code.
 
 Each child is a real child process of the worker joined to it by a Unix socketpair carrying
 :mod:`ipc` frames; it inherits no Redis socket, event loop or thread of the worker. Children
@@ -74,6 +74,7 @@ class Job:
     kill_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
     child: Child | None = None
+    prints: list[str] = field(default_factory=list)  # lines printed so far (kept on a crash)
 
     @property
     def task_id(self) -> str:
@@ -342,6 +343,8 @@ class Pool:
         elif kind == "rpc":
             job = child.job
             self._track(asyncio.create_task(self._serve_rpc(child, message, job)))
+        elif kind == "print" and child.job is not None:
+            child.job.prints.append(str(message.get("x", "")))
         elif kind == "ready" and not child.ready.done():
             child.ready.set_result(None)
 
@@ -388,7 +391,10 @@ class Pool:
         self._children.discard(child)
         job, child.job = child.job, None
         if job is not None:
-            self._resolve(job, self._ended(job, code))
+            ended = self._ended(job, code)
+            if job.prints:  # what it printed before it died or was stopped
+                ended.fields.setdefault("printLogs", "".join(job.prints))
+            self._resolve(job, ended)
         if child.retiring or not child.started:
             return  # replaced when it retired / its starter tries again
         if job is None and not self._closing:

@@ -2,7 +2,7 @@
 
 Every finished task adds its result to the buffer; every ``worker.record_batch_seconds`` the
 whole buffer goes to ``Store.insert_task_records`` — one multi-row statement in one
-transaction, never a round trip per task (SPEC §6: visible within 2 s of the task's end).
+transaction, never a round trip per task (visible within 2 s of the task's end).
 When the database is unreachable the batch stays buffered and is tried again next round;
 the buffer is bounded, and the oldest records are dropped (with a warning) beyond it.
 Shutdown flushes what is left.

@@ -9,17 +9,25 @@ completed through the batching :class:`~fluxfunc_worker.completion.Completer`, r
 :class:`~fluxfunc_worker.records.RecordBatcher`, and logged in one line. Every write is
 owner-checked: a run whose entry is no longer ours (lost lease, released at shutdown) writes
 nothing.
+
+An outcome write that fails on a Redis error (a timeout, a restart) is tried again until Redis
+answers, and a refused try is resolved by the stored result: when an earlier try landed (its
+reply was lost) the stored result is this run's, and the task is recorded once. A result that
+could not be written at all is kept (:class:`Unwritten`): if the same entry comes back to this
+worker, it is completed with that result instead of being run a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.logs import get_logger
@@ -46,6 +54,35 @@ STOPPED = frozenset({"shutdown", "released", "lost"})  # outcomes of runs stoppe
 # costs about a microsecond, several times per task.
 _DONE, _CANCELLED, _SUCCESS = Start.DONE, Start.CANCELLED, TaskStatus.SUCCESS
 _VALUE: dict[Any, str] = {**{s: s.value for s in TaskStatus}, **{o: o.value for o in Origin}}
+UNWRITTEN_MAX = 1000  # discarded results kept for a re-delivery to this worker
+PERSIST_DELAY_MAX = 2.0  # seconds between tries of an outcome write while Redis does not answer
+# Errors that leave open whether Redis applied a write (no reply, or no connection).
+UNANSWERED = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+class Unwritten:
+    """Results of runs this worker finished but could not write (lease lost to another worker
+    that then gave the entry up, or a write refused): by task id, the newest
+    ``UNWRITTEN_MAX``. The same worker never runs such a task again; it completes it with
+    the kept result when the entry comes back to it."""
+
+    def __init__(self, size: int = UNWRITTEN_MAX) -> None:
+        self.size = size
+        self._results: OrderedDict[str, TaskResult] = OrderedDict()
+
+    def keep(self, result: TaskResult) -> None:
+        self._results[result.id] = result
+        self._results.move_to_end(result.id)
+        while len(self._results) > self.size:
+            self._results.popitem(last=False)
+
+    def take(self, env: TaskEnvelope) -> TaskResult | None:
+        """The kept result of this attempt of ``env``, forgotten once taken."""
+        result = self._results.get(env.id)
+        if result is None or result.attempt != env.attempt:
+            return None
+        del self._results[env.id]
+        return result
 
 
 class Slots:
@@ -110,7 +147,7 @@ def run_message(env: TaskEnvelope) -> dict[str, Any]:
     return {"t": "run", "id": env.id, "func": env.func_id, "kwargs": env.kwargs,
             "origin": _VALUE[env.origin], "originId": env.origin_id, "triggerTime": env.trigger_time,
             "cronExpr": env.cron_expr, "httpRequest": env.http_request, "callChain": env.call_chain,
-            "traceId": env.trace_id, "queue": env.queue, "attempt": env.attempt}
+            "traceId": env.trace_id, "queue": env.queue, "attempt": env.attempt, "eta": env.eta}
 
 
 class Runs:
@@ -131,6 +168,7 @@ class Runs:
         self.counts: Counter[str] = Counter()
         self._task_line = task_line or log.info  # the one line per task attempt
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.unwritten = Unwritten()
 
     def dispatch(self, runs: Sequence[tuple[Running, Start]]) -> None:
         """Run, ack or end each started entry according to its start check. Runs are sent to
@@ -143,6 +181,8 @@ class Runs:
             elif start is _CANCELLED:
                 self.spawn(self._skip(r, TaskStatus.CANCELLED,
                                       "FuncCancelled: the task was cancelled before it started"))
+            elif (kept := self.unwritten.take(env)) is not None:
+                self.spawn(self._replay(r, kept))
             elif env.expires is not None and env.expires < now and env.attempt == 1:
                 self.spawn(self._skip(r, TaskStatus.EXPIRED,
                                       "FuncExpired: the task expired before it started"))
@@ -172,6 +212,8 @@ class Runs:
         started, ended = outcome.fields.get("startTime"), outcome.fields.get("endTime")
         self.slots.observe(ended - started if started and ended else float("inf"))
         if r.lost or (r.released and outcome.status in STOPPED):
+            if outcome.status not in STOPPED:  # it ran to the end all the same
+                self.unwritten.keep(result_from_outcome(env, outcome, r.start_time))
             self._forget(r)  # a run that finished just as it was released still completes below
             return
         result = result_from_outcome(env, outcome, r.start_time)
@@ -202,26 +244,41 @@ class Runs:
                         task_id=r.task_id, func_id=r.delivery.envelope.func_id)
 
     async def _finish(self, r: Running, result: TaskResult) -> None:
+        """Complete the entry (under the lease token held at each try: a reclaim of our own
+        entry while the write waited renews it), then record the task exactly once."""
         ttl = result_ttl_ms(r.delivery.envelope, self.settings.tasks.result_ttl)
-        ok = await self._persist(r, lambda: self.completer.complete(r.delivery, result, ttl))
-        if ok is False and await self._written_anyway(result):
+        lease: str | None = None
+        ok = False
+        while not ok and r.delivery.lease != lease:  # refused, but the lease was renewed meanwhile
+            lease = r.delivery.lease
+            ok = await self._persist(r, lambda: self.completer.complete(r.delivery, result, ttl))
+        if not ok and await self._persist(r, lambda: self._written_anyway(result)):
             ok = True
         self.inflight.remove(r)
         if ok:
             self.records.add(result)
             self.log(r, result)
-        elif ok is False and not r.released:
+        elif not r.released:
+            self.unwritten.keep(result)
             self.counts["stale"] += 1
             log.warning("entry no longer ours at completion; result discarded", task_id=r.task_id)
 
     async def _written_anyway(self, result: TaskResult) -> bool:
         """After an ambiguous failure (a reply lost after Redis applied the write), a second
         try finds the entry already acked: the stored result tells whether it was ours."""
-        with contextlib.suppress(Exception):
-            stored = await self.streams.get_result(result.id)
-            return stored is not None and stored.end_time == result.end_time and \
-                stored.attempt == result.attempt
-        return False
+        stored = await self.streams.get_result(result.id)
+        return stored is not None and stored.end_time == result.end_time and \
+            stored.attempt == result.attempt
+
+    async def _replay(self, r: Running, result: TaskResult) -> None:
+        """An entry came back whose run this worker already finished: complete it with that
+        result, never run it twice."""
+        self.slots.give()
+        log.info("re-delivered task completed with the result kept from its run", task_id=r.task_id)
+        if should_retry(r.delivery.envelope, result):
+            await self._retry(r, result)
+        else:
+            await self._finish(r, result)
 
     async def _retry(self, r: Running, result: TaskResult) -> None:
         env = r.delivery.envelope
@@ -233,10 +290,13 @@ class Runs:
         if ok:
             self.log(r, result, retry_in_ms=int(delay * 1000))
 
-    async def _persist(self, r: Running, write: Callable[[], Awaitable[bool]]) -> bool | None:
-        """Run an owner-checked write, trying again on Redis errors while the lease holds.
-        None when it could not be written (the entry is reclaimed and run again later)."""
-        delay = 0.05
+    async def _persist(self, r: Running, write: Callable[[], Awaitable[bool]]) -> bool:
+        """Run an owner-checked write (or its check), trying again until Redis answers: a
+        timed-out write may have landed, so giving up would guess. While Redis does not answer
+        no other worker can take the entry either; once it does, the owner check decides.
+        An error reply (Redis answered, e.g. out of memory) is tried again for one lease, then
+        the write counts as refused."""
+        delay, failures = 0.05, 0
         give_up = time.monotonic() + self.ws.lease_seconds
         while True:
             try:
@@ -244,12 +304,15 @@ class Runs:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if r.abandoned or time.monotonic() + delay > give_up:
-                    log.error("cannot write the task outcome; it will run again elsewhere",
-                              task_id=r.task_id, error=str(exc))
-                    return None
+                failures += 1
+                if failures == 1:
+                    log.warning("cannot write the task outcome yet; trying again until Redis answers",
+                                task_id=r.task_id, error=str(exc) or repr(exc))
+                if not isinstance(exc, UNANSWERED) and time.monotonic() > give_up:
+                    log.error("Redis refuses the task outcome", task_id=r.task_id, error=str(exc))
+                    return False
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, PERSIST_DELAY_MAX)
 
     async def _skip(self, r: Running, status: TaskStatus, exception: str) -> None:
         """End a task that never started (expired, cancelled)."""

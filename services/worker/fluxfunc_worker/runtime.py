@@ -18,6 +18,7 @@ Imported by the child process only: standard library, orjson and the sdk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.abc
 import importlib.machinery
 import inspect
@@ -148,8 +149,23 @@ class ScriptFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def context_globals(ctx: sdk.TaskContext) -> dict[str, Any]:
-    """The ``_DFF_*`` globals of one run."""
+    """The ``_DFF_*`` globals of one run (as DataFlux Func names them: the root task of a
+    ``DFF.FUNC`` child is the task that called it, ``"ROOT"`` otherwise; there are no delayed
+    cron fires nor a debugger, so ``_DFF_CRON_JOB_DELAY`` is 0 and ``_DFF_DEBUG`` False)."""
+    cron_mode = "cronJob" if ctx.origin == "cronJob" else None
+    delay = max(0.0, ctx.eta - ctx.trigger_time) if ctx.eta and ctx.trigger_time else 0
     return {
+        "_DFF_DEBUG": False,
+        "_DFF_ROOT_TASK_ID": (ctx.origin_id or "ROOT") if ctx.origin == "child" else "ROOT",
+        "_DFF_START_TIME": int(ctx.start_time),
+        "_DFF_START_TIME_MS": int(ctx.start_time * 1000),
+        "_DFF_ETA": ctx.eta,
+        "_DFF_DELAY": delay,
+        "_DFF_CRON_JOB_DELAY": 0,
+        "_DFF_CRON_JOB_EXEC_MODE": cron_mode,
+        "_DFF_CRONTAB": ctx.cron_expr,
+        "_DFF_CRONTAB_DELAY": 0,
+        "_DFF_CRONTAB_EXEC_MODE": cron_mode,
         "_DFF_TASK_ID": ctx.task_id,
         "_DFF_FUNC_ID": ctx.func_id,
         "_DFF_SCRIPT_ID": ctx.script_id,
@@ -168,15 +184,22 @@ def context_globals(ctx: sdk.TaskContext) -> dict[str, Any]:
 
 
 class PrintCapture:
-    """``sys.stdout`` during a run: keeps the first lines up to the line and byte limits."""
+    """``sys.stdout`` during a run: keeps the first lines up to the line and byte limits.
 
-    def __init__(self, max_lines: int = MAX_PRINT_LINES, max_bytes: int = MAX_PRINT_BYTES) -> None:
+    With a ``sink``, every complete line kept is also handed to it as it is printed (masked):
+    the worker keeps them, so the output survives a child that dies in the middle of a task."""
+
+    def __init__(self, max_lines: int = MAX_PRINT_LINES, max_bytes: int = MAX_PRINT_BYTES, *,
+                 sink: Callable[[str], None] | None = None, masks: set[str] | None = None) -> None:
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self._parts: list[str] = []
         self._lines = 0
         self._bytes = 0
         self.truncated = False
+        self._sink = sink
+        self._masks = masks or set()
+        self._unsent = 0  # index of the first part not handed to the sink yet
 
     def write(self, text: str) -> int:
         if self.truncated or not text:
@@ -191,7 +214,19 @@ class PrintCapture:
         self._parts.append(text)
         self._lines += newlines
         self._bytes += size
+        if newlines and self._sink is not None:
+            self._send()
         return len(text)
+
+    def _send(self) -> None:
+        """Hand the parts since the last send to the sink (print writes a line in two parts)."""
+        text = "".join(self._parts[self._unsent:])
+        self._unsent = len(self._parts)
+        for secret in self._masks:
+            text = text.replace(secret, "*****")
+        if self._sink is not None:
+            with contextlib.suppress(Exception):  # the output stays in the result anyway
+                self._sink(text)
 
     def _take_part(self, text: str) -> None:
         room_lines = self.max_lines - self._lines
@@ -254,16 +289,18 @@ def encode_result(value: Any) -> bytes:
 class Runner:
     """Runs tasks one at a time in this child process."""
 
-    def __init__(self, cache: ScriptCache, *, memory_limit_mb: int | None = None) -> None:
+    def __init__(self, cache: ScriptCache, *, memory_limit_mb: int | None = None,
+                 print_sink: Callable[[str], None] | None = None) -> None:
         self.cache = cache
         self.memory_limit_mb = memory_limit_mb
+        self.print_sink = print_sink
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def run(self, message: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
         """One ``run`` message → (outcome fields, result JSON bytes or None)."""
         self.cache.set_gen(message.get("gen"))
         ctx = _context(message)
-        capture = PrintCapture()
+        capture = PrintCapture(sink=self.print_sink, masks=ctx.masks)
         sdk.task = ctx
         saved_stdout = sys.stdout
         sys.stdout = capture
@@ -343,6 +380,8 @@ def _context(message: dict[str, Any]) -> sdk.TaskContext:
         trace_id=message.get("traceId"),
         queue=message.get("queue") or "default",
         attempt=int(message.get("attempt") or 1),
+        eta=message.get("eta"),
+        start_time=time.time(),
     )
 
 

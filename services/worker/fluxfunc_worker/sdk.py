@@ -1,5 +1,6 @@
-"""The ``DFF`` object user scripts see (SPEC §3): ``API``, ``ENV``, ``CACHE``, ``STORE``,
-``RESP``, ``FUNC``, ``SRC``/``CONN``.
+"""The ``DFF`` object user scripts see: ``API``, ``ENV``, ``CACHE``, ``STORE``,
+``RESP``, ``FUNC``, ``SRC``/``CONN``; ``RSRC``, ``RESP_FILE``, ``RESP_LARGE_DATA`` (the
+resource directory).
 
 Importable as ``from fluxfunc_worker.sdk import DFF`` for editors and tests; inside a worker
 child every script module gets its own ``DFF`` bound to its script id (the default scope of
@@ -15,11 +16,17 @@ memory) cannot leave a half-used connection or a held lock behind.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from fluxfunc_common.contenttypes import mime_type
+from fluxfunc_worker.dffcache import CacheHelper
+from fluxfunc_worker.dffstore import StoreHelper
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +66,8 @@ class TaskContext:
     queue: str = "default"
     attempt: int = 1
     masks: set[str] = field(default_factory=set)
+    eta: float | None = None
+    start_time: float = 0.0
 
 
 backend: Backend | None = None
@@ -101,6 +110,67 @@ class FuncResponse:
         }
 
 
+# --- the resource directory: DFF.RSRC, DFF.RESP_FILE, DFF.RESP_LARGE_DATA ------------------------
+_resources: dict[str, Any] | None = None  # {"root", "largeDataSeconds"}, asked once per child
+
+
+def _resource_settings() -> dict[str, Any]:
+    global _resources
+    if _resources is None:
+        _resources = dict(_call("resources"))
+    return _resources
+
+
+def resource_path(path: str) -> str:
+    """``DFF.RSRC``: the absolute path of ``path`` under the resource directory (a leading
+    ``/`` is ignored, as in DataFlux Func); a path that would leave it → DFFError."""
+    from fluxfunc_common import resources  # lazily: most scripts never need it
+    from fluxfunc_common.errors import FluxfuncError
+
+    root = Path(_resource_settings()["root"])
+    try:
+        return str(resources.resolve(root, str(path).lstrip("/")))
+    except FluxfuncError as exc:
+        raise DFFError(f"DFF.RSRC({str(path)[:100]!r}): {exc.message}") from None
+
+
+class FuncResponseFile(FuncResponse):
+    """``DFF.RESP_FILE``: answer a sync call with a file of the resource directory."""
+
+    def __init__(self, file_path: str, status_code: int = 200, headers: dict[str, str] | None = None,
+                 allow_304: bool = False, auto_delete: bool = False, download: bool | str = True) -> None:
+        super().__init__(None, status_code=status_code, headers=headers)
+        if not os.path.isfile(resource_path(file_path)):
+            raise DFFError(f"No such file in the resource directory: {file_path}")
+        self.file_path = str(file_path).lstrip("/")
+        self.auto_delete = bool(auto_delete)
+        self.download: bool | str = download if isinstance(download, str) else bool(download)
+        self.large_data = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "filePath": self.file_path, "autoDelete": self.auto_delete,
+                "download": self.download, "largeData": self.large_data}
+
+
+class FuncResponseLargeData(FuncResponseFile):
+    """``DFF.RESP_LARGE_DATA``: data written to ``.downloads/`` and served once (the sync
+    answer, or the one-time URL of a wrapped answer)."""
+
+    def __init__(self, data: Any, content_type: str | None = None) -> None:
+        from fluxfunc_common import resources
+
+        ext = content_type or ("json" if isinstance(data, dict | list | tuple) else "txt")
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+        conf = _resource_settings()
+        name = resources.stamped_name(f"api-resp.{ext}", time.time() + conf["largeDataSeconds"])
+        rel = f"{resources.DOWNLOADS}/{name}"
+        target = Path(resource_path(rel))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        super().__init__(rel, auto_delete=True, download=False)
+        self.large_data = True
+
+
 class _Scoped:
     def __init__(self, owner: DFFApi) -> None:
         self._owner = owner
@@ -115,53 +185,25 @@ class _Scoped:
         raise DFFError("no scope: pass scope= outside a running task")
 
 
-class CacheHelper(_Scoped):
-    """``DFF.CACHE``: Redis values scoped per script (strings back, as in DataFlux Func)."""
+class EnvHelper:
+    """``DFF.ENV``: ``DFF.ENV(name)`` / ``DFF.ENV.get(name)`` is a variable's value converted by
+    its valueType (``default``, None unless given, when it does not exist); ``keys()`` lists
+    every variable's name. Password values are masked in the task's print output."""
 
-    def get(self, key: str, scope: str | None = None) -> str | None:
-        value: str | None = _call("cache.get", scope=self._scope(scope), key=str(key))
-        return value
+    def __call__(self, name: str, default: Any = None) -> Any:
+        return self.get(name, default)
 
-    def set(
-        self, key: str, value: Any, expires: float | None = None, not_exists: bool = False,
-        scope: str | None = None,
-    ) -> bool:
-        return bool(_call("cache.set", scope=self._scope(scope), key=str(key), value=_to_text(value),
-                          expires=expires, not_exists=not_exists))
+    def get(self, name: str, default: Any = None) -> Any:
+        found = _call("env", name=str(name))
+        if found is None:
+            return default
+        if found.get("mask") and task is not None and found.get("value"):
+            task.masks.add(str(found["value"]))
+        return found.get("value")
 
-    def delete(self, key: str, scope: str | None = None) -> int:
-        return int(_call("cache.delete", scope=self._scope(scope), key=str(key)))
-
-    def incr(self, key: str, step: int = 1, scope: str | None = None) -> int:
-        return int(_call("cache.incr", scope=self._scope(scope), key=str(key), step=int(step)))
-
-    def expire(self, key: str, expires: float, scope: str | None = None) -> bool:
-        return bool(_call("cache.expire", scope=self._scope(scope), key=str(key), expires=expires))
-
-
-def _to_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, bool) or value is None or isinstance(value, dict | list | tuple):
-        import json
-
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-class StoreHelper(_Scoped):
-    """``DFF.STORE``: persistent JSON values in the SQL store, scoped per script."""
-
-    def get(self, key: str, scope: str | None = None) -> Any:
-        return _call("store.get", scope=self._scope(scope), key=str(key))
-
-    def set(self, key: str, value: Any, expires: float | None = None, scope: str | None = None) -> None:
-        _call("store.set", scope=self._scope(scope), key=str(key), value=value, expires=expires)
-
-    def delete(self, key: str, scope: str | None = None) -> None:
-        _call("store.delete", scope=self._scope(scope), key=str(key))
+    def keys(self) -> list[str]:
+        names: list[str] = _call("env.keys")
+        return names
 
 
 class _NoConnectors:
@@ -177,10 +219,15 @@ class DFFApi:
 
     def __init__(self, script_id: str | None = None) -> None:
         self.script_id = script_id
-        self.CACHE = CacheHelper(self)
-        self.STORE = StoreHelper(self)
+        scoped = _Scoped(self)
+        self.CACHE = CacheHelper(_call, scoped._scope)
+        self.STORE = StoreHelper(_call, scoped._scope)
+        self.ENV = EnvHelper()
         self.SRC = self.CONN = _NoConnectors()
         self.RESP = FuncResponse
+        self.RESP_FILE = FuncResponseFile
+        self.RESP_LARGE_DATA = FuncResponseLargeData
+        self.RSRC = resource_path
 
     # --- exporting ----------------------------------------------------------------------
     def API(self, title: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -193,16 +240,16 @@ class DFFApi:
 
         return mark
 
-    # --- configuration and context --------------------------------------------------------
-    def ENV(self, name: str, default: Any = None) -> Any:
-        """An env variable's value, converted by its valueType (None when missing)."""
-        found = _call("env", name=str(name))
-        if found is None:
-            return default
-        if found.get("mask") and task is not None and found.get("value"):
-            task.masks.add(str(found["value"]))
-        return found.get("value")
+    def __getattr__(self, name: str) -> Any:
+        """DataFlux Func's lower-case aliases: ``DFF.api``, ``DFF.log``, ``DFF.env`` …"""
+        if name.islower() and not name.startswith("_") and name.upper() != name:
+            try:
+                return getattr(self, name.upper())
+            except AttributeError:
+                pass
+        raise AttributeError(f"DFF has no member {name!r}")
 
+    # --- configuration and context --------------------------------------------------------
     def LOG(self, *args: Any, **kwargs: Any) -> None:
         print(*args, **kwargs)
 

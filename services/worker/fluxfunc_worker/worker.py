@@ -1,4 +1,4 @@
-"""The worker: one consumer's fetch loop and the shutdown sequence (SPEC §5, §7).
+"""The worker: one consumer's fetch loop and the shutdown sequence.
 
 One :class:`Worker` is one consumer (``{host}-{pid}-{rand}``) of the group ``workers`` on
 each of its queues, with a pool of ``worker.concurrency`` child processes.
@@ -353,7 +353,7 @@ class Worker:
         held: list[Running] = []
         for d in deliveries:
             if self.inflight.adopt_count(d):
-                continue  # ours already, running here: keep it under the new delivery count
+                continue  # ours already, running here: keep it under the new lease token
             if d.count > self.ws.max_deliveries:
                 self.runs.spawn(self.runs.dead_letter(d))
             else:

@@ -1,4 +1,8 @@
-"""`fluxfunc db`: apply schema migrations (``upgrade``) or show the schema version (``version``)."""
+"""`fluxfunc db`: apply schema migrations (``upgrade``) or show the schema version (``version``).
+
+The instance is found as every command finds it (:mod:`fluxfunc_common.instance`); the first
+output line names it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import asyncio
 from typing import Any
 
 from fluxfunc_common.errors import FluxfuncError, RetryableError
+from fluxfunc_common.instance import CONFIG_HELP, announce, load_instance
 from fluxfunc_common.lifecycle import fail
-from fluxfunc_common.settings import load_settings
 from fluxfunc_common.store import connect
 from fluxfunc_common.store.migrations import latest_version
 
@@ -18,13 +22,13 @@ def add_parser(sub: Any) -> None:
     actions = parser.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     for name, text in (("upgrade", "apply pending migrations"), ("version", "show the schema version")):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--config", metavar="PATH", help="config file (default: $FLUXFUNC_CONFIG "
-                            "or ./fluxfunc.yaml)")
+        action.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     parser.set_defaults(func=run)
 
 
 async def _run(action: str, config: str | None) -> str:
-    settings = load_settings(config)
+    settings, instance = load_instance(config)
+    announce(settings, instance)
     store = await connect(settings.store)
     try:
         before = await store.schema_version()

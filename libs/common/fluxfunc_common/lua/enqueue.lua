@@ -4,31 +4,37 @@
 -- KEYS, 5 per task: stream, enq guard, delayed zset, delayed body hash, idempotency key
 --   (any placeholder when the task has none)
 -- ARGV, 10 per task: task id, func id, origin, envelope JSON, max_len, header JSON,
---   eta ms ('' = none), result ttl ms, idempotency ttl ms, has idempotency key ('1'/'0')
--- Returns per task {'ok', entry id} | {'delayed', due ms} | {'dup', first task id} | {'full'}
+--   eta ms ('' = none), result ttl ms, idempotency ttl ms, idempotency value ('' = no key:
+--   else "<task id>\31<func id>", so a reuse for another func is told apart)
+-- Returns per task {'ok', entry id} | {'delayed', due ms} | {'dup', idempotency value or task
+--   id} | {'full'}
+-- What can fail (number formatting, XLEN of a key of another type) happens before the
+-- first write: a script error leaves no idempotency key or guard of a task never enqueued.
 local now
 
 local function enqueue(k, a)
-  local tid, idem = ARGV[a + 1], ARGV[a + 10] == '1' and KEYS[k + 5]
+  local tid, idem = ARGV[a + 1], ARGV[a + 10] ~= '' and KEYS[k + 5]
   local due = tonumber(ARGV[a + 7])
   local delay = 0
   if due then
     now = now or now_ms()
     if due > now then delay = due - now end
   end
-  if idem and not redis.call('SET', idem, tid, 'NX', 'PX', ARGV[a + 9]) then
+  local guard_ttl = string.format('%d', tonumber(ARGV[a + 8]) + delay)
+  local due_text = delay > 0 and string.format('%d', due)
+  local full = delay == 0 and redis.call('XLEN', KEYS[k + 1]) >= tonumber(ARGV[a + 5])
+  if idem and not redis.call('SET', idem, ARGV[a + 10], 'NX', 'PX', ARGV[a + 9]) then
     return {'dup', redis.call('GET', idem)}
   end
-  if not redis.call('SET', KEYS[k + 2], ARGV[a + 6], 'NX', 'PX',
-                    string.format('%d', tonumber(ARGV[a + 8]) + delay)) then
+  if not redis.call('SET', KEYS[k + 2], ARGV[a + 6], 'NX', 'PX', guard_ttl) then
     return {'dup', tid}
   end
   if delay > 0 then
     redis.call('HSET', KEYS[k + 4], tid, ARGV[a + 4])
-    redis.call('ZADD', KEYS[k + 3], string.format('%d', due), tid)
+    redis.call('ZADD', KEYS[k + 3], due_text, tid)
     return {'delayed', string.format('%d', due)}
   end
-  if redis.call('XLEN', KEYS[k + 1]) >= tonumber(ARGV[a + 5]) then
+  if full then
     -- refuse without a trace: undo both guards, never trim to make room
     redis.call('DEL', KEYS[k + 2])
     if idem then redis.call('DEL', idem) end

@@ -6,9 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store.base import INDEXED, Entity, Page, Store, TaskRecordQuery
+from fluxfunc_common.store.base import (
+    INDEXED,
+    Credential,
+    CredentialKind,
+    Entity,
+    Page,
+    Store,
+    TaskRecordQuery,
+)
 
-__all__ = ["INDEXED", "Entity", "Page", "Store", "TaskRecordQuery", "connect", "open_store"]
+__all__ = ["INDEXED", "Credential", "CredentialKind", "Entity", "Page", "Store", "TaskRecordQuery",
+           "connect", "open_store"]
 
 
 async def connect(settings: StoreSettings) -> Store:

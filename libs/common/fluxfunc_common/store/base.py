@@ -41,6 +41,23 @@ INDEXED: dict[Entity, tuple[str, ...]] = {
 TASK_RECORD_FILTERS = ("funcId", "origin", "originId", "status", "queue")
 
 
+class CredentialKind(StrEnum):
+    """What ``fluxfunc admin list-…`` and ``/api/v1/admin/…`` list and revoke."""
+
+    TOKEN = "tokens"
+    ACCESS_KEY = "access-keys"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An admin token or access key as listed: never its secret or hash."""
+
+    id: str
+    name: str
+    created: float
+    revoked: bool = False
+
+
 @dataclass
 class Page:
     """One page of a list; ``next_cursor`` is None on the last page."""
@@ -156,8 +173,18 @@ class Store(ABC):
         """The JSON value, or None when missing or expired."""
 
     @abstractmethod
-    async def kv_set(self, scope: str, key: str, value: Any, expires: float | None = None) -> None:
-        """Upsert a JSON value, expiring ``expires`` seconds from now when given."""
+    async def kv_set(self, scope: str, key: str, value: Any, expires: float | None = None, *,
+                     not_exists: bool = False) -> bool:
+        """Upsert a JSON value, expiring ``expires`` seconds from now when given; with
+        ``not_exists`` only when the key is missing or expired. True when written."""
+
+    @abstractmethod
+    async def kv_mget(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
+        """``{key: value}`` for every key asked (None for a missing or expired one)."""
+
+    @abstractmethod
+    async def kv_items(self, scope: str, pattern: str = "*") -> dict[str, Any]:
+        """``{key: value}`` of the scope's live keys matching the glob ``pattern``."""
 
     @abstractmethod
     async def kv_delete(self, scope: str, key: str) -> None:
@@ -208,3 +235,15 @@ class Store(ABC):
     @abstractmethod
     async def access_key_secret(self, ak_id: str) -> str | None:
         """The encrypted secret of an access key, or None."""
+
+    @abstractmethod
+    async def list_credentials(self, kind: CredentialKind) -> builtins.list[Credential]:
+        """Every admin token (revoked ones included, flagged) or access key, oldest first."""
+
+    @abstractmethod
+    async def revoke_access_key(self, ak_id: str) -> None:
+        """Delete an access key (NotFound if missing)."""
+
+    @abstractmethod
+    async def set_access_key_secret(self, ak_id: str, secret_encrypted: str) -> None:
+        """Replace an access key's encrypted secret (``fluxfunc admin rotate-secret``)."""

@@ -16,6 +16,7 @@ import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,8 @@ from fluxfunc_common.errors import BadRequest, Conflict, NotFound
 from fluxfunc_common.store.base import (
     INDEXED,
     TASK_RECORD_FILTERS,
+    Credential,
+    CredentialKind,
     Entity,
     Page,
     Store,
@@ -305,9 +308,10 @@ class SqlStore(Store):
         try:
             async with self.transaction() as s:
                 script = await self._locked(s, Entity.SCRIPT, script_id)
+                script.pop("codeMd5", None)  # written by earlier releases; codeMD5 is the name
                 script.update(
                     publishedCode=code,
-                    codeMd5=hashlib.md5(code.encode()).hexdigest(),
+                    codeMD5=hashlib.md5(code.encode()).hexdigest(),
                     publishVersion=int(script.get("publishVersion") or 0) + 1,
                     publishTime=now,
                     updateTime=now,
@@ -386,8 +390,11 @@ class SqlStore(Store):
             return None
         return loads(rows[0][0])
 
-    async def kv_set(self, scope: str, key: str, value: Any, expires: float | None = None) -> None:
+    async def kv_set(self, scope: str, key: str, value: Any, expires: float | None = None, *,
+                     not_exists: bool = False) -> bool:
         now = self.clock.time()
+        if not_exists and await self.kv_get(scope, key) is not None:
+            return False
         sql = self.dialect.upsert(
             "func_store", ("scope", "store_key", "value_json", "expire_at", "update_time"),
             ("scope", "store_key"),
@@ -395,6 +402,27 @@ class SqlStore(Store):
         expire_at = None if expires is None else now + expires
         async with self.session() as s:
             await s.execute(sql, (scope, key, dumps(value), expire_at, now))
+        return True
+
+    async def kv_mget(self, scope: str, keys: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = dict.fromkeys(keys)
+        unique = list(found)
+        for i in range(0, len(unique), 500):
+            chunk = unique[i:i + 500]
+            sql = (f"SELECT store_key, value_json FROM func_store WHERE scope = ? AND store_key IN "
+                   f"({', '.join('?' * len(chunk))}) AND (expire_at IS NULL OR expire_at > ?)")
+            async with self.session() as s:
+                rows = await s.fetchall(sql, (scope, *chunk, self.clock.time()))
+            found.update((str(r[0]), loads(r[1])) for r in rows)
+        return found
+
+    async def kv_items(self, scope: str, pattern: str = "*") -> dict[str, Any]:
+        sql = ("SELECT store_key, value_json FROM func_store WHERE scope = ? "
+               "AND (expire_at IS NULL OR expire_at > ?) ORDER BY store_key")
+        async with self.session() as s:
+            rows = await s.fetchall(sql, (scope, self.clock.time()))
+        # glob matched here, not with LIKE: exact and case-sensitive on every backend
+        return {str(r[0]): loads(r[1]) for r in rows if fnmatchcase(str(r[0]), pattern)}
 
     async def kv_delete(self, scope: str, key: str) -> None:
         async with self.session() as s:
@@ -521,6 +549,23 @@ class SqlStore(Store):
         async with self.session() as s:
             rows = await s.fetchall("SELECT secret_encrypted FROM access_keys WHERE id = ?", (ak_id,))
         return str(rows[0][0]) if rows else None
+
+    async def list_credentials(self, kind: CredentialKind) -> builtins.list[Credential]:
+        sql = ("SELECT id, name, created, revoked FROM admin_tokens" if kind is CredentialKind.TOKEN
+               else "SELECT id, name, created, 0 FROM access_keys")
+        async with self.session() as s:
+            rows = await s.fetchall(sql + " ORDER BY created, id", ())
+        return [Credential(str(i), str(n), float(c), bool(r)) for i, n, c, r in rows]
+
+    async def revoke_access_key(self, ak_id: str) -> None:
+        async with self.session() as s:
+            if not await s.execute("DELETE FROM access_keys WHERE id = ?", (ak_id,)):
+                raise NotFound(f"access key {ak_id!r} not found")
+
+    async def set_access_key_secret(self, ak_id: str, secret_encrypted: str) -> None:
+        async with self.session() as s:
+            await s.execute("UPDATE access_keys SET secret_encrypted = ? WHERE id = ?",
+                            (secret_encrypted, ak_id))
 
 
 def _where(conditions: Sequence[str]) -> str:

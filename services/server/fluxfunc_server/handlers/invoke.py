@@ -1,4 +1,4 @@
-"""Invocation routes (SPEC §4.1): sync/async API entries (and their legacy aliases), direct
+"""Invocation routes: sync/async API entries (and their legacy aliases), direct
 calls by func id, many calls at once, and running a cron job now.
 
 The hot path (a sync API call) reads the entry and the func from the in-process catalogue,
@@ -9,6 +9,7 @@ cache.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -18,11 +19,13 @@ from fluxfunc_common.clock import epoch
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull
 from fluxfunc_common.store import Entity
-from fluxfunc_server import apiauth, throttle
+from fluxfunc_server import apiauth, peer, throttle
 from fluxfunc_server.adminauth import require_admin
+from fluxfunc_server.bodies import BodyLimits, read_body
 from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
 from fluxfunc_server.catalog import Catalog
 from fluxfunc_server.context import CTX
+from fluxfunc_server.files import file_answer, upload_target
 from fluxfunc_server.invocation import (
     FORMATS,
     CallOptions,
@@ -33,7 +36,6 @@ from fluxfunc_server.invocation import (
     options_from,
     parse_options,
     query_dict,
-    read_body,
     split_call_body,
 )
 from fluxfunc_server.outcome import raise_for_status, result_value, success_response
@@ -50,6 +52,11 @@ from fluxfunc_server.schemas_invoke import (
 CATALOG: web.AppKey[Catalog] = web.AppKey("fluxfunc_catalog", Catalog)
 CALLER: web.AppKey[Caller] = web.AppKey("fluxfunc_caller", Caller)
 _FORMAT = "{format:normal|s|simplified}"
+
+
+def body_limits(request: web.Request) -> BodyLimits:
+    server = request.app[CTX].settings.server
+    return BodyLimits(int(server.max_body_mb * 1024 * 1024), server.max_json_depth)
 
 
 # --- shared ---------------------------------------------------------------------------------
@@ -70,14 +77,17 @@ def accepted(request: web.Request, task_id: str) -> web.Response:
 
 
 def sync_answer(request: web.Request, outcome: SyncOutcome,
-                options: CallOptions, *, unbox: bool) -> web.Response:
+                options: CallOptions, *, unbox: bool) -> web.StreamResponse:
     """The answer of a finished (or still running) sync call."""
     result = outcome.result
     if result is None:
         return accepted(request, outcome.task_id)
     raise_for_status(result)
+    response: web.StreamResponse
     if options.unbox is False or (options.unbox is None and not unbox):
         response = ok(request, {"result": result_value(result), "taskId": result.id})
+    elif result.response is not None and result.response.file_path:
+        response = file_answer(request, result.response)
     else:
         response = success_response(result, return_type=options.return_type)
     if outcome.cached:
@@ -86,29 +96,39 @@ def sync_answer(request: web.Request, outcome: SyncOutcome,
 
 
 # --- sync / async API entries ------------------------------------------------------------------
-async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web.Response:
+async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web.StreamResponse:
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
     what = "sync API" if entity is Entity.SYNC_API else "async API"
     entry = await catalog.get(entity, request.match_info["id"], what)
+    peer.check_form_origin(request, entry.get("apiAuth"))
     now = ctx.clock.time()
     query = query_dict(request.query)
-    body = await read_body(request)
-    auth = apiauth.AuthInput(request.headers, query, body.value)
-    apiauth.check(entry.get("apiAuth"), auth, ctx.cipher)
+    api_auth = entry.get("apiAuth")
+    limits = dataclasses.replace(body_limits(request), uploads=upload_target(request))
+    auth = apiauth.AuthInput(request.headers, query, None)
+    if not apiauth.needs_body(api_auth):  # header/query auth: before a byte of the body is read
+        apiauth.check(api_auth, auth, ctx.cipher)
+    body = await read_body(request, limits)
+    if apiauth.needs_body(api_auth):
+        auth.body = body.value
+        apiauth.check(api_auth, auth, ctx.cipher)
     check_entry(entry, what, now)
     if entry.get("throttling"):
         await throttle.check(ctx.redis, ctx.keys, entry["id"], entry["throttling"], now)
     fmt = FORMATS[request.match_info.get("format", "normal")]
     caller_kwargs, raw_options = caller_input(fmt, request.method, query, body,
-                                              auth.strip_query, auth.strip_body)
+                                              auth.strip_query, auth.strip_body, limits.max_depth)
     sync = origin is Origin.SYNC_API
     options = parse_options(raw_options, SyncCallOptions if sync else AsyncCallOptions, now)
     func = await catalog.get(Entity.FUNC, entry["funcId"], "func")
+    if body.files:  # DataFlux Func's `files` kwarg: path, original name, size, type of each
+        caller_kwargs["files"] = [f.kwarg() for f in body.files]
     kwargs = merge_kwargs(entry.get("kwargs"), caller_kwargs)
     check_signature(func, kwargs)
     spec = CallSpec(origin, entry["id"], request[TRACE_KEY],
                     http_request_info(request, query, body, auth),
                     entry.get("taskRecordLimit"))
+    spec.principal = f"{entry['id']}/{auth.principal or 'anyone'}"
     if not sync:
         enq = await caller.enqueue(func, kwargs, spec, options)
         return ok(request, {"id": enq.task_id})
@@ -116,19 +136,19 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
     return sync_answer(request, outcome, options, unbox=True)
 
 
-async def call_sync_api(request: web.Request) -> web.Response:
+async def call_sync_api(request: web.Request) -> web.StreamResponse:
     """``GET|POST /api/v1/sync/{id}[/{format}]``: run and wait; the bare return value."""
     return await _api_call(request, Entity.SYNC_API, Origin.SYNC_API)
 
 
-async def call_async_api(request: web.Request) -> web.Response:
+async def call_async_api(request: web.Request) -> web.StreamResponse:
     """``GET|POST /api/v1/async/{id}[/{format}]``: enqueue; ``data.id`` is the task id."""
     return await _api_call(request, Entity.ASYNC_API, Origin.ASYNC_API)
 
 
 # --- admin calls ---------------------------------------------------------------------------------
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request)
+    body = await read_body(request, body_limits(request))
     if body.kind == "none":
         return {}
     if body.kind != "json" or not isinstance(body.value, dict):
@@ -136,7 +156,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body.value
 
 
-async def call_func(request: web.Request) -> web.Response:
+async def call_func(request: web.Request) -> web.StreamResponse:
     """``POST /api/v1/func/{func_id}``: ``data.result`` (sync) or ``data.id`` (async/eta/delay)."""
     await require_admin(request)
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]

@@ -1,4 +1,4 @@
-"""The management API (SPEC §4.3): REST resources under ``/api/v1``, all admin-only.
+"""The management API: REST resources under ``/api/v1``, all admin-only.
 
 Every resource has the same five routes (``GET`` list with ``?limit&cursor`` and filters,
 ``POST`` create, ``GET``/``PATCH``/``DELETE`` one); what differs per resource (validation,
@@ -23,6 +23,7 @@ from fluxfunc_common.errors import BadRequest
 from fluxfunc_common.store import Entity, Page, TaskRecordQuery
 from fluxfunc_server import schemas
 from fluxfunc_server.adminauth import require_admin
+from fluxfunc_server.bodies import check_depth
 from fluxfunc_server.context import CTX, AppContext
 from fluxfunc_server.handlers import manage_checks as checks
 from fluxfunc_server.responses import START_KEY, TRACE_KEY, json_response, ok
@@ -56,6 +57,8 @@ class Resource:
     after: After = _nothing  # (ctx, op, id) after create/update/delete
     present: Callable[[dict[str, Any]], dict[str, Any]] = lambda entity: entity
     before_delete: After = _nothing
+    # entities not in the store, listed after the stored ones (cron jobs defined in code)
+    extra: Callable[[AppContext, dict[str, Any]], Awaitable[list[dict[str, Any]]]] | None = None
 
 
 # --- request/response helpers --------------------------------------------------------------------
@@ -72,6 +75,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise BadRequest(f"malformed JSON body: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
+    check_depth(data, request.app[CTX].settings.server.max_json_depth, "the request body")
     return data
 
 
@@ -103,6 +107,8 @@ def _handlers(res: Resource) -> dict[str, Callable[[web.Request], Awaitable[web.
         q = schemas.query_of(request.query, res.query)
         page = await request.app[CTX].store.list(res.entity, filters=_filters(q), limit=q.limit,
                                                  cursor=q.cursor)
+        if res.extra is not None and page.next_cursor is None:
+            page.items = [*page.items, *await res.extra(request.app[CTX], _filters(q))]
         return ok_page(request, page, q.limit, res.present)
 
     async def get(request: web.Request) -> web.Response:
@@ -179,6 +185,12 @@ async def _prepare_script_set(ctx: AppContext, data: dict[str, Any],
     return data
 
 
+async def _fixed_cron_jobs(ctx: AppContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    from fluxfunc_server.handlers import cron_fixed
+
+    return await cron_fixed.fixed_jobs(ctx, filters.get("funcId"))
+
+
 RESOURCES: tuple[Resource, ...] = (
     Resource("script-sets", Entity.SCRIPT_SET, "script set", schemas.ScriptSetListQuery,
              schemas.ScriptSetCreate, schemas.ScriptSetUpdate, prepare=_prepare_script_set,
@@ -191,7 +203,7 @@ RESOURCES: tuple[Resource, ...] = (
              prepare=checks.prepare_api, present=checks.present_api),
     Resource("cron-jobs", Entity.CRON_JOB, "cron job", schemas.EntryListQuery,
              schemas.CronJobCreate, schemas.CronJobUpdate, id_prefix="cron",
-             prepare=checks.prepare_cron_job, after=_cron_changed),
+             prepare=checks.prepare_cron_job, after=_cron_changed, extra=_fixed_cron_jobs),
     Resource("env-variables", Entity.ENV_VARIABLE, "env variable", schemas.EnvVariableListQuery,
              schemas.EnvVariableCreate, schemas.EnvVariableUpdate,
              prepare=checks.prepare_env_variable, present=checks.present_env_variable,
@@ -234,9 +246,10 @@ async def get_task_record(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register every management route."""
-    from fluxfunc_server.handlers import manage_scripts
+    from fluxfunc_server.handlers import cron_fixed, manage_scripts
 
     manage_scripts.add_routes(app)
+    cron_fixed.add_routes(app)  # before the generic cron-job routes
     for res in RESOURCES:
         add_resource(app, res)
     app.router.add_get(f"{API}/cron-jobs/{{id}}/next", cron_next, allow_head=False)

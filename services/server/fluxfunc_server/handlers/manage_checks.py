@@ -81,7 +81,17 @@ async def prepare_api(ctx: AppContext, data: dict[str, Any],
         data["apiAuth"] = {"type": "none"}
     elif isinstance(auth, dict) and auth.get("type") == "httpBasic":
         data["apiAuth"] = {**auth, "users": [_sealed_user(ctx, u) for u in auth.get("users") or []]}
+    elif isinstance(auth, dict) and auth.get("type") == "fixedField":
+        data["apiAuth"] = _sealed_field(ctx, auth)
     return data
+
+
+def _sealed_field(ctx: AppContext, rule: dict[str, Any]) -> dict[str, Any]:
+    """A fixedField rule as stored: the value only as ``valueCipher``."""
+    if rule.get("value") is None:
+        return rule
+    sealed = {k: v for k, v in rule.items() if k != "value"}
+    return {**sealed, "valueCipher": ctx.cipher.encrypt(str(rule["value"]))}
 
 
 def _sealed_user(ctx: AppContext, user: dict[str, Any]) -> dict[str, Any]:
@@ -92,12 +102,22 @@ def _sealed_user(ctx: AppContext, user: dict[str, Any]) -> dict[str, Any]:
 
 
 def present_api(entity: dict[str, Any]) -> dict[str, Any]:
-    """A sync/async API as answered: httpBasic passwords are never shown, not even sealed."""
+    """A sync/async API as answered: httpBasic passwords and fixedField values are never
+    shown, not even sealed."""
     auth = entity.get("apiAuth")
-    if not (isinstance(auth, dict) and auth.get("type") == "httpBasic"):
+    if not isinstance(auth, dict):
         return entity
-    users = [{"username": u.get("username")} for u in auth.get("users") or []]
-    return {**entity, "apiAuth": {**auth, "users": users}}
+    if auth.get("type") == "httpBasic":
+        users = [{"username": u.get("username")} for u in auth.get("users") or []]
+        return {**entity, "apiAuth": {**auth, "users": users}}
+    if auth.get("type") == "fixedField":
+        hidden = {"value", "valueCipher"}
+        shown = {k: v for k, v in auth.items() if k not in hidden and k != "fields"}
+        if isinstance(auth.get("fields"), list):
+            shown["fields"] = [{k: v for k, v in f.items() if k not in hidden}
+                               for f in auth["fields"] if isinstance(f, dict)]
+        return {**entity, "apiAuth": shown}
+    return entity
 
 
 async def prepare_cron_job(ctx: AppContext, data: dict[str, Any],
@@ -196,8 +216,15 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _comma_array(value: Any) -> list[str]:
+    """DataFlux Func's ``commaArray``: text split on commas (a list of texts is kept)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return _string(value).split(",")
+
+
 _CONVERT = {"string": _string, "password": _string, "integer": _integer, "float": _float,
-            "boolean": _boolean, "json": _json}
+            "boolean": _boolean, "json": _json, "commaArray": _comma_array}
 
 
 async def prepare_env_variable(ctx: AppContext, data: dict[str, Any],

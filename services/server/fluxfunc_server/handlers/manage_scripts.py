@@ -1,10 +1,12 @@
-"""Scripts, publishing and the func catalogue (SPEC §4.3, docs/internals.md "Notifications").
+"""Scripts, publishing and the func catalogue (docs/internals.md "Notifications").
 
 ``code`` of a script is its draft. ``POST /scripts/{id}/publish`` analyses the draft without
 running it (:mod:`fluxfunc_common.scripts`), stores it as the published code together with
 the script's funcs in one transaction, bumps ``scripts_version`` and announces
 ``scriptPublished`` so every worker drops its compiled copy, and tells the Beat about funcs
-whose ``fixedCronExpr`` appeared, changed or went away.
+whose ``fixedCronExpr`` appeared, changed or went away. Publishing a script id that does not
+exist yet, with code, creates it. The answer warns about each function whose queue no live
+worker reads.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from fluxfunc_common import cron, scripts
+from fluxfunc_common import cron, inspect, queues, scripts
 from fluxfunc_common.errors import BadRequest, Conflict
 from fluxfunc_common.store import Entity
 from fluxfunc_server import schemas
@@ -93,24 +95,46 @@ async def _delete_funcs(ctx: AppContext, op: str, script_id: str) -> None:
     await _announce(ctx, {"type": "scriptDeleted", "scriptId": script_id}, before, [])
 
 
+async def _draft(ctx: AppContext, script_id: str, body: schemas.PublishBody) -> dict[str, Any]:
+    """The script to publish, its draft replaced by ``body``; created when it does not exist yet
+    and ``body`` has code (so one call publishes a new script, as ``fluxfunc deploy`` expects)."""
+    changes = body.model_dump(exclude_none=True)
+    script = await ctx.store.find(Entity.SCRIPT, script_id)
+    if script is None and body.code is not None:
+        new = schemas.parse(schemas.ScriptCreate, {"id": script_id, **changes}).model_dump(by_alias=True)
+        with contextlib.suppress(Conflict):  # created meanwhile: update it like any other
+            return await ctx.store.create(Entity.SCRIPT, await prepare_script(ctx, new, None))
+    if script is None:
+        script = await ctx.store.get(Entity.SCRIPT, script_id)  # NotFound with the usual text
+    if body.code is not None:
+        changes["codeMD5"] = _md5(body.code)
+    return await ctx.store.update(Entity.SCRIPT, script_id, changes) if changes else script
+
+
+def _analyse(script_id: str, code: Any) -> scripts.Analysis:
+    if not isinstance(code, str) or not code.strip():
+        raise BadRequest(f"script {script_id!r} has no draft code to publish", {"field": "code"})
+    return scripts.analyse(script_id, code)
+
+
 async def publish(request: web.Request) -> web.Response:
     """``POST /scripts/{id}/publish``: analyse the draft, store it as published, notify."""
     await require_admin(request)
     ctx = request.app[CTX]
     script_id = request.match_info["id"]
     body = schemas.parse(schemas.PublishBody, await manage.read_json(request))
-    script = await ctx.store.get(Entity.SCRIPT, script_id)
-    if body.code is not None:
-        script = await ctx.store.update(Entity.SCRIPT, script_id,
-                                        {"code": body.code, "codeMD5": _md5(body.code)})
-    code = script.get("code")
-    if not isinstance(code, str) or not code.strip():
-        raise BadRequest(f"script {script_id!r} has no draft code to publish", {"field": "code"})
-    analysis = scripts.analyse(script_id, code)
+    # new code is checked before anything is written: a publish that fails leaves the draft
+    analysis = _analyse(script_id, body.code) if body.code is not None else None
+    script = await _draft(ctx, script_id, body)
+    code = body.code if body.code is not None else script.get("code")
+    analysis = analysis or _analyse(script_id, code)
+    assert isinstance(code, str)  # _analyse refuses anything else
     before = await _all_funcs(ctx, script_id)
     published = await ctx.store.publish_script(script_id, code, analysis.funcs)
     await _announce(ctx, {"type": "scriptPublished", "scriptId": script_id}, before, analysis.funcs)
-    return ok(request, {"script": published, "funcs": analysis.funcs, "warnings": analysis.warnings})
+    live = await inspect.live_queues(ctx.redis, ctx.keys)
+    warnings = [*analysis.warnings, *queues.unconsumed(analysis.funcs, live)]
+    return ok(request, {"script": published, "funcs": analysis.funcs, "warnings": warnings})
 
 
 SCRIPTS = manage.Resource(

@@ -1,27 +1,36 @@
-"""Ops and health (SPEC §4.4): overview, dead letters, Prometheus metrics, probes.
+"""Ops and health: overview, dead letters, Prometheus metrics, probes.
 
-``/healthz`` answers while the process runs; ``/readyz`` only when Redis and the store do;
-``HEAD /`` is for load balancers. ``/metrics`` is unauthenticated, as Prometheus expects
-(put it behind the network, not the internet). Queue figures come from
+``/healthz`` answers while the process runs (liveness); ``/readyz`` only when Redis and the
+store answer and the store takes a write, within 1 s whatever hangs, naming what failed;
+``HEAD /`` is for load balancers. ``/metrics`` is unauthenticated, as Prometheus expects,
+unless ``server.metrics_token`` is set (then a bearer token); keep it off the internet either
+way: it names every func. Queue figures come from
 :mod:`fluxfunc_common.inspect`, the same code ``fluxfunc streams`` prints.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import time
+from collections.abc import Awaitable, Iterable
 from contextlib import suppress
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from fluxfunc_common import inspect
-from fluxfunc_common.errors import FluxfuncError, NotFound, Unavailable
+from fluxfunc_common.errors import FluxfuncError, NotFound, Unavailable, UserAuthError
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.logs import get_logger
+from fluxfunc_common.queues import func_queues
 from fluxfunc_common.redisconn import ping as redis_ping
+from fluxfunc_common.store import Entity
 from fluxfunc_common.streams import is_entry_id
-from fluxfunc_common.taskstats import read_task_stats
+from fluxfunc_common.taskstats import forget_funcs, read_task_stats
 from fluxfunc_server import schemas
 from fluxfunc_server.adminauth import require_admin
 from fluxfunc_server.context import CTX, AppContext
@@ -39,10 +48,10 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def queue_stats(ctx: AppContext) -> dict[str, Any]:
-    """``serverTime``, per-queue figures (configured queues plus every queue stream of the
-    namespace) and the total of dead letters; used by the overview and ``/metrics``."""
-    queues = await inspect.discover_queues(ctx.redis, ctx.keys, ctx.settings.worker.queues)
+async def queue_stats(ctx: AppContext, extra: Iterable[str] = ()) -> dict[str, Any]:
+    """``serverTime``, per-queue figures (configured queues, ``extra`` and every queue stream of
+    the namespace) and the total of dead letters; used by the overview and ``/metrics``."""
+    queues = await inspect.discover_queues(ctx.redis, ctx.keys, [*ctx.settings.worker.queues, *extra])
     rows = await inspect.queue_stats(ctx.redis, ctx.keys, queues)
     now_ms = await inspect.server_ms(ctx.redis)
     return {"serverTime": now_ms / 1000, "queues": rows,
@@ -67,7 +76,7 @@ async def overview(request: web.Request) -> web.Response:
     services: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
     for svc in await list_services(ctx.redis, ctx.keys):
         services.setdefault(str(svc.get("role", "unknown")), []).append(svc)
-    stats = await queue_stats(ctx)
+    stats = await queue_stats(ctx, await func_queues(ctx.store))  # flags the unread ones
     return ok(request, {**stats, "services": services, "beat": await _beat(ctx)})
 
 
@@ -90,33 +99,103 @@ async def requeue(request: web.Request) -> web.Response:
     return ok(request, {"taskId": done.task_id, "entryId": done.entry_id, "duplicate": done.duplicate})
 
 
+async def _func_ids(ctx: AppContext) -> set[str]:
+    ids: set[str] = set()
+    cursor: str | None = None
+    while True:
+        page = await ctx.store.list(Entity.FUNC, limit=1000, cursor=cursor)
+        ids.update(str(f["id"]) for f in page.items)
+        cursor = page.next_cursor
+        if not cursor:
+            return ids
+
+
+async def _metrics_queue_stats(ctx: AppContext) -> dict[str, Any]:
+    """Like :func:`queue_stats` for the configured queues and those a live worker reads,
+    found without scanning the keyspace."""
+    queues = set(ctx.settings.worker.queues) | await inspect.live_queues(ctx.redis, ctx.keys)
+    rows = await inspect.queue_stats(ctx.redis, ctx.keys, sorted(queues))
+    return {"queues": rows, "deadLetters": int(await ctx.redis.xlen(ctx.keys.dead()))}
+
+
+def _check_metrics_token(request: web.Request, token: SecretStr | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.get_secret_value().encode()):
+        raise UserAuthError("/metrics needs `Authorization: Bearer <server.metrics_token>`")
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: this process's HTTP counters plus deployment-wide task and queue figures."""
+    """``GET /metrics``: this process's HTTP counters plus deployment-wide task and queue
+    figures. A fixed number of Redis commands per queue and per metric, whatever else Redis
+    holds; funcs that no longer exist are left out (and dropped from the statistics)."""
     ctx = request.app[CTX]
+    _check_metrics_token(request, ctx.settings.server.metrics_token)
     try:
-        ctx.metrics.set_tasks(await read_task_stats(ctx.redis, ctx.keys))
-        ctx.metrics.set_queues(await queue_stats(ctx))
+        stats = await read_task_stats(ctx.redis, ctx.keys)
+        funcs = await _func_ids(ctx)
+        ctx.metrics.set_tasks(await forget_funcs(ctx.redis, ctx.keys, stats, funcs.__contains__))
+        ctx.metrics.set_queues(await _metrics_queue_stats(ctx))
     except (RedisError, OSError, FluxfuncError) as exc:  # still serve the HTTP counters
         log.warning("metrics: task and queue figures unavailable", error=str(exc))
     return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: 200 while the process runs (no dependency is checked)."""
-    return ok(request, {"status": "ok"})
+    """``GET /healthz``: 200 while the process runs (no dependency is checked), with this
+    process's instance id, so a launcher can tell its own server from another on that port."""
+    return ok(request, {"status": "ok", "instance": request.app[CTX].server_id})
+
+
+READY_CHECK_SECONDS = 0.8  # each readiness check; the answer comes within 1 s
+READY_SCOPE = "__fluxfunc__"  # DFF.STORE scope of the readiness write probe (one row per Server)
+_probes: set[asyncio.Task[None]] = set()  # write probes still running after their deadline
+
+
+async def _check(what: str, probe: Awaitable[None]) -> str:
+    """``"ok"``, or why ``probe`` failed or did not answer within READY_CHECK_SECONDS. The
+    probe is shielded: a store write is never cancelled half-way, it ends on its own."""
+    task = asyncio.ensure_future(probe)
+    _probes.add(task)
+    task.add_done_callback(_probes.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), READY_CHECK_SECONDS)
+    except TimeoutError:
+        return f"{what}: no answer within {READY_CHECK_SECONDS:g} s"
+    except FluxfuncError as exc:  # already names the dependency
+        return exc.message
+    except Exception as exc:
+        return f"{what}: {exc or type(exc).__name__}"
+    return "ok"
+
+
+async def _store_write(ctx: AppContext) -> None:
+    """A real write (an expiring DFF.STORE row of this Server): a store that answers reads
+    but cannot commit (a full disk, a read-only database) is not ready."""
+    await ctx.store.kv_set(READY_SCOPE, f"readyz:{ctx.server_id}", time.time(), expires=300)
+
+
+async def _store_checks(ctx: AppContext) -> tuple[str, str]:
+    store = await _check("store unreachable", ctx.store.ping())
+    if store != "ok":
+        return store, "not tried"
+    return store, await _check("store cannot write", _store_write(ctx))
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when Redis answers PING and the store answers; 503 ESysUnavailable otherwise."""
+    """200 when Redis answers PING and the store answers and takes a write, each within its
+    own short timeout (the answer comes within 1 s whatever hangs); else 503 ESysUnavailable
+    naming what is unreachable or unhealthy (``detail.checks``)."""
     ctx = request.app[CTX]
-    await redis_ping(ctx.redis, ctx.settings.redis)
-    try:
-        await ctx.store.ping()
-    except Unavailable:
-        raise
-    except Exception as exc:
-        raise Unavailable(f"store unreachable: {type(exc).__name__}") from None
-    return ok(request, {"status": "ready"})
+    redis, (store, write) = await asyncio.gather(
+        _check("Redis unreachable", redis_ping(ctx.redis, ctx.settings.redis)), _store_checks(ctx))
+    checks = {"redis": redis, "store": store, "storeWrite": write}
+    failed = [v for v in checks.values() if v not in ("ok", "not tried")]
+    if failed:
+        raise Unavailable("not ready: " + "; ".join(failed), detail={"checks": checks})
+    return ok(request, {"status": "ready", "checks": checks})
 
 
 async def head_root(request: web.Request) -> web.Response:

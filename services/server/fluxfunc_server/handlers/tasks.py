@@ -1,4 +1,4 @@
-"""Task routes (SPEC §4.2): the status and result of one task, and cancelling it.
+"""Task routes: the status and result of one task, and cancelling it.
 
 Status as the Server sees it (docs/internals.md): the result key (final) → the running
 marker (``running``) → the enqueue marker (``queued``) → the task record in the store →

@@ -1,4 +1,4 @@
--- 0001: the initial schema (SPEC §6).
+-- 0001: the initial schema.
 -- Written in the subset SQLite and MySQL/MariaDB share; the MySQL dialect appends
 -- ENGINE=InnoDB, utf8mb4 and a binary collation (ids compare and sort byte-wise on both
 -- backends) to every CREATE TABLE. Statements end with a semicolon at the end of a line.

@@ -1,0 +1,90 @@
+"""``DFF.STORE``, child side: persistent JSON values in the SQL store, with DataFlux Func's
+method names, argument order and return shapes (its worker's ``FuncStoreHelper``).
+
+Every key lives in a scope, the calling script's id unless ``scope=`` names another. A value
+with ``expires`` (or DataFlux Func's other spelling ``expire``) seconds is hidden from reads
+once expired and purged by the Beat janitor. Keys and scopes are at most
+:data:`MAX_NAME` characters (DataFlux Func: 256; the store's index bounds it here).
+
+Departures from DataFlux Func, where its code is plainly broken: ``keys`` lists the scope's
+keys only (DataFlux Func lists every scope's), and patterns are globs matched exactly
+(``*``, ``?``, ``[…]``), case-sensitive on every database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+MAX_NAME = 191
+
+Rpc = Callable[..., Any]
+ScopeOf = Callable[[str | None], str]
+
+
+class StoreNameTooLong(ValueError):
+    """A key or scope longer than :data:`MAX_NAME`."""
+
+
+def _name(value: Any, what: str) -> str:
+    text = str(value)
+    if len(text) > MAX_NAME:
+        raise StoreNameTooLong(f"`{what}` is too long: at most {MAX_NAME} characters")
+    return text
+
+
+class StoreHelper:
+    """``DFF.STORE``: see the module docstring; ``DFF.STORE(key)`` is ``get``."""
+
+    def __init__(self, rpc: Rpc, scope_of: ScopeOf) -> None:
+        self._rpc = rpc
+        self._scope_of = scope_of
+
+    def _scope(self, scope: str | None) -> str:
+        return _name(self._scope_of(scope), "scope")
+
+    def __call__(self, key: str, scope: str | None = None) -> Any:
+        return self.get(key, scope=scope)
+
+    def set(self, key: str, value: Any, scope: str | None = None, expires: float | None = None,
+            not_exists: bool = False, expire: float | None = None) -> None:
+        """Write a JSON value; with ``not_exists`` only when the key is missing (or expired)."""
+        self._rpc("store.set", scope=self._scope(scope), key=_name(key, "key"), value=value,
+                  expires=expires or expire, not_exists=bool(not_exists))
+
+    def mset(self, key_values: dict[str, Any], scope: str | None = None, expires: float | None = None,
+             not_exists: bool = False, expire: float | None = None) -> None:
+        values = {_name(k, "key"): v for k, v in key_values.items()}
+        self._rpc("store.mset", scope=self._scope(scope), values=values, expires=expires or expire,
+                  not_exists=bool(not_exists))
+
+    def get(self, key: str, scope: str | None = None) -> Any:
+        """The value, or None when missing or expired."""
+        return self._rpc("store.get", scope=self._scope(scope), key=_name(key, "key"))
+
+    def mget(self, keys: str | list[str], scope: str | None = None) -> dict[str, Any]:
+        """``{key: value}`` for every key asked (None for a missing one); ``{}`` for no keys."""
+        names = [keys] if isinstance(keys, str) else list(keys or [])
+        if not names:
+            return {}
+        found: dict[str, Any] = self._rpc("store.mget", scope=self._scope(scope),
+                                          keys=[_name(k, "key") for k in names])
+        return found
+
+    def getall(self, scope: str | None = None) -> dict[str, Any]:
+        """Every live key of the scope with its value."""
+        found: dict[str, Any] = self._rpc("store.getall", scope=self._scope(scope), pattern="*")
+        return found
+
+    def get_pattern(self, pattern: str = "*", scope: str | None = None) -> dict[str, Any]:
+        """``{key: value}`` of the scope's live keys matching the glob ``pattern``."""
+        found: dict[str, Any] = self._rpc("store.getall", scope=self._scope(scope), pattern=str(pattern))
+        return found
+
+    def keys(self, pattern: str = "*", scope: str | None = None) -> list[str]:
+        """The scope's live keys matching the glob ``pattern``."""
+        found: list[str] = self._rpc("store.keys", scope=self._scope(scope), pattern=str(pattern))
+        return found
+
+    def delete(self, key: str, scope: str | None = None) -> None:
+        self._rpc("store.delete", scope=self._scope(scope), key=_name(key, "key"))
