@@ -392,3 +392,27 @@ async def test_ping_after_close_is_unavailable(store_url: str) -> None:
     await store.close()
     with pytest.raises(Unavailable, match="database unreachable at"):
         await store.ping()
+
+
+async def test_publish_writes_the_draft_in_the_same_transaction(store: SqlStore) -> None:
+    """The draft and the publish are one write: a publish that fails leaves the draft, the
+    published code and the funcs as they were, and a missing script is not created."""
+    await store.create(Entity.SCRIPT, {"id": "demo__a", "scriptSetId": "demo", "code": "v1"})
+    await store.create(Entity.SCRIPT, {"id": "demo__b", "scriptSetId": "demo"})
+    await store.publish_script("demo__b", "pass", [{"id": "demo__b.g", "name": "g"}])
+    script = await store.publish_script("demo__a", "v2", [{"id": "demo__a.f", "name": "f"}],
+                                        draft={"code": "v2", "id": "other"})
+    assert (script["id"], script["code"], script["publishedCode"]) == ("demo__a", "v2", "v2")
+
+    with pytest.raises(Conflict):  # a func id owned by another script
+        await store.publish_script("demo__a", "v3", [{"id": "demo__b.g"}], draft={"code": "v3"})
+    script = await store.get(Entity.SCRIPT, "demo__a")
+    assert (script["code"], script["publishedCode"], script["publishVersion"]) == ("v2", "v2", 1)
+
+    with pytest.raises(Conflict):
+        await store.publish_script("demo__new", "x", [{"id": "demo__b.g"}],
+                                   draft={"code": "x"}, create={"scriptSetId": "demo", "code": "x"})
+    assert await store.find(Entity.SCRIPT, "demo__new") is None
+    created = await store.publish_script("demo__new", "x", [], draft={"code": "x"},
+                                         create={"scriptSetId": "demo", "code": "x"})
+    assert created["publishVersion"] == 1 and (await store.get(Entity.SCRIPT, "demo__new"))["code"] == "x"

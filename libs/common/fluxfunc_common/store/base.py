@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -141,10 +141,18 @@ class Store(ABC):
     # --- scripts -----------------------------------------------------------------------------
     @abstractmethod
     async def publish_script(
-        self, script_id: str, code: str, funcs: Sequence[dict[str, Any]]
+        self,
+        script_id: str,
+        code: str,
+        funcs: Sequence[dict[str, Any]],
+        *,
+        draft: Mapping[str, Any] | None = None,
+        create: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Atomically: set the script's published code, md5 and version+1, and replace the
-        funcs of this script with ``funcs``. Returns the updated script."""
+        """Atomically: apply ``draft`` (changed script fields, e.g. new draft code) — or insert
+        ``create`` when the script does not exist yet —, set the published code, md5 and
+        version+1, and replace the funcs of this script with ``funcs``. All or nothing: a
+        publish that fails leaves the script as it was. Returns the updated script."""
 
     @abstractmethod
     async def published_code(self, script_id: str) -> tuple[str, int] | None:

@@ -14,7 +14,7 @@ import builtins
 import hashlib
 import json
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
@@ -302,12 +302,18 @@ class SqlStore(Store):
 
     # --- scripts ----------------------------------------------------------------------------------
     async def publish_script(
-        self, script_id: str, code: str, funcs: Sequence[dict[str, Any]]
+        self,
+        script_id: str,
+        code: str,
+        funcs: Sequence[dict[str, Any]],
+        *,
+        draft: Mapping[str, Any] | None = None,
+        create: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         now = self.clock.time()
         try:
             async with self.transaction() as s:
-                script = await self._locked(s, Entity.SCRIPT, script_id)
+                script = await self._draft_locked(s, script_id, draft or {}, create, now)
                 script.pop("codeMd5", None)  # written by earlier releases; codeMD5 is the name
                 script.update(
                     publishedCode=code,
@@ -325,6 +331,21 @@ class SqlStore(Store):
             if self.dialect.is_duplicate(exc):
                 raise Conflict(f"a func of script {script_id!r} already exists elsewhere") from None
             raise
+        return script
+
+    async def _draft_locked(
+        self, s: Session, script_id: str, draft: Mapping[str, Any], create: Mapping[str, Any] | None,
+        now: float,
+    ) -> dict[str, Any]:
+        """The script row locked for a publish, with ``draft`` applied; inserted from ``create``
+        first when it does not exist and ``create`` is given."""
+        if create is not None:
+            sql = f"SELECT 1 FROM {Entity.SCRIPT.value} WHERE id = ?{self.dialect.for_update}"
+            if not await s.fetchall(sql, (script_id,)):
+                row = {**create, "id": script_id, "createTime": now, "updateTime": now}
+                await s.execute(self._insert_sql(Entity.SCRIPT), self._insert_row(Entity.SCRIPT, row))
+        script = await self._locked(s, Entity.SCRIPT, script_id)
+        script.update({k: v for k, v in draft.items() if k not in ("id", "createTime")})
         return script
 
     @staticmethod

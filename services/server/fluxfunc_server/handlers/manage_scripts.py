@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -95,20 +95,27 @@ async def _delete_funcs(ctx: AppContext, op: str, script_id: str) -> None:
     await _announce(ctx, {"type": "scriptDeleted", "scriptId": script_id}, before, [])
 
 
-async def _draft(ctx: AppContext, script_id: str, body: schemas.PublishBody) -> dict[str, Any]:
-    """The script to publish, its draft replaced by ``body``; created when it does not exist yet
-    and ``body`` has code (so one call publishes a new script, as ``fluxfunc deploy`` expects)."""
+class _Publish(NamedTuple):
+    """What one publish writes, in one store transaction: the draft changes, the new script's
+    row when it does not exist yet, and the code to publish."""
+
+    draft: dict[str, Any]
+    create: dict[str, Any] | None
+    code: Any
+
+
+async def _plan(ctx: AppContext, script_id: str, body: schemas.PublishBody) -> _Publish:
+    """The draft is replaced by ``body``; a missing script is created when ``body`` has code
+    (so one call publishes a new script, as ``fluxfunc deploy`` expects)."""
     changes = body.model_dump(exclude_none=True)
-    script = await ctx.store.find(Entity.SCRIPT, script_id)
-    if script is None and body.code is not None:
-        new = schemas.parse(schemas.ScriptCreate, {"id": script_id, **changes}).model_dump(by_alias=True)
-        with contextlib.suppress(Conflict):  # created meanwhile: update it like any other
-            return await ctx.store.create(Entity.SCRIPT, await prepare_script(ctx, new, None))
-    if script is None:
+    if body.code is None:
         script = await ctx.store.get(Entity.SCRIPT, script_id)  # NotFound with the usual text
-    if body.code is not None:
-        changes["codeMD5"] = _md5(body.code)
-    return await ctx.store.update(Entity.SCRIPT, script_id, changes) if changes else script
+        return _Publish(changes, None, script.get("code"))
+    changes["codeMD5"] = _md5(body.code)
+    if await ctx.store.find(Entity.SCRIPT, script_id) is not None:
+        return _Publish(changes, None, body.code)
+    new = schemas.parse(schemas.ScriptCreate, {"id": script_id, **body.model_dump(exclude_none=True)})
+    return _Publish(changes, await prepare_script(ctx, new.model_dump(by_alias=True), None), body.code)
 
 
 def _analyse(script_id: str, code: Any) -> scripts.Analysis:
@@ -123,14 +130,15 @@ async def publish(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     script_id = request.match_info["id"]
     body = schemas.parse(schemas.PublishBody, await manage.read_json(request))
-    # new code is checked before anything is written: a publish that fails leaves the draft
+    # the code is checked before anything is written, and the draft and the publish are one
+    # transaction: a publish that fails leaves the script as it was
     analysis = _analyse(script_id, body.code) if body.code is not None else None
-    script = await _draft(ctx, script_id, body)
-    code = body.code if body.code is not None else script.get("code")
-    analysis = analysis or _analyse(script_id, code)
-    assert isinstance(code, str)  # _analyse refuses anything else
+    plan = await _plan(ctx, script_id, body)
+    analysis = analysis or _analyse(script_id, plan.code)
+    assert isinstance(plan.code, str)  # _analyse refuses anything else
     before = await _all_funcs(ctx, script_id)
-    published = await ctx.store.publish_script(script_id, code, analysis.funcs)
+    published = await ctx.store.publish_script(script_id, plan.code, analysis.funcs,
+                                               draft=plan.draft, create=plan.create)
     await _announce(ctx, {"type": "scriptPublished", "scriptId": script_id}, before, analysis.funcs)
     live = await inspect.live_queues(ctx.redis, ctx.keys)
     warnings = [*analysis.warnings, *queues.unconsumed(analysis.funcs, live)]
