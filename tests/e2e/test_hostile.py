@@ -316,6 +316,14 @@ def test_an_envelope_the_worker_cannot_read_ends_failure(deployment: Deployment)
     with redis.Redis.from_url(dep.redis_url) as r:
         r.xadd(dep.keys.queue("async"), {"task": env.id, "func": env.func_id, "origin": "asyncAPI",
                                          "body": body})
-    task = dep.admin_get(f"/api/v1/tasks/{env.id}?wait=30")
+    # the task is unknown (404) until the worker has read the entry and ended it
+    deadline = time.monotonic() + 60
+    while True:
+        resp = requests.get(f"{dep.base}/api/v1/tasks/{env.id}?wait=5", headers=dep.admin, timeout=60)
+        ended = resp.status_code == 200 and dep.data(resp)["status"] not in ("queued", "running")
+        if ended or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    task = dep.data(resp)
     assert task["status"] == "failure", task
     assert "cannot be read" in json.dumps(task)
