@@ -151,21 +151,24 @@ class CacheCalls:
             found[_text(field)] = _text(value)
         return found
 
+    async def _variadic(self, command: Callable[..., Awaitable[Any]], p: dict[str, Any], field: str) -> int:
+        """A command taking the key and one or more values (``HDEL``, ``LPUSH``, ``SADD``, …):
+        the values as text; none at all changes nothing and counts 0, as Redis can't be asked."""
+        values = [str(v) for v in p[field]]
+        return int(await command(self._key(p), *values)) if values else 0
+
     async def _hincrby(self, p: dict[str, Any]) -> Any:
         return int(await self.redis.hincrby(self._key(p), str(p["field"]), int(p["amount"])))
 
     async def _hdel(self, p: dict[str, Any]) -> Any:
-        fields = [str(f) for f in p["fields"]]
-        return int(await self.redis.hdel(self._key(p), *fields)) if fields else 0
+        return await self._variadic(self.redis.hdel, p, "fields")
 
     # --- lists --------------------------------------------------------------------------------
     async def _lpush(self, p: dict[str, Any]) -> Any:
-        values = [str(v) for v in p["values"]]
-        return int(await self.redis.lpush(self._key(p), *values)) if values else 0
+        return await self._variadic(self.redis.lpush, p, "values")
 
     async def _rpush(self, p: dict[str, Any]) -> Any:
-        values = [str(v) for v in p["values"]]
-        return int(await self.redis.rpush(self._key(p), *values)) if values else 0
+        return await self._variadic(self.redis.rpush, p, "values")
 
     async def _lpop(self, p: dict[str, Any]) -> Any:
         return _text(await self.redis.lpop(self._key(p)))
@@ -198,12 +201,10 @@ class CacheCalls:
 
     # --- sets and sorted sets -----------------------------------------------------------------
     async def _sadd(self, p: dict[str, Any]) -> Any:
-        members = [str(m) for m in p["members"]]
-        return int(await self.redis.sadd(self._key(p), *members)) if members else 0
+        return await self._variadic(self.redis.sadd, p, "members")
 
     async def _srem(self, p: dict[str, Any]) -> Any:
-        members = [str(m) for m in p["members"]]
-        return int(await self.redis.srem(self._key(p), *members)) if members else 0
+        return await self._variadic(self.redis.srem, p, "members")
 
     async def _scard(self, p: dict[str, Any]) -> Any:
         return int(await self.redis.scard(self._key(p)))
