@@ -69,6 +69,17 @@ def nginx_binary() -> str | None:
                                           if os.access(p, os.X_OK)), None)
 
 
+def require_nginx() -> str:
+    """The nginx binary; without one the test fails under CI (which installs it) and is
+    skipped elsewhere."""
+    nginx = nginx_binary()
+    if nginx is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and nginx is not installed (.ci/run installs it with apt)")
+        pytest.skip("nginx is not installed (apt-get install -y nginx)")
+    return nginx
+
+
 @dataclass
 class Proc:
     """One service process, its log in the run folder."""
@@ -184,11 +195,7 @@ async def wait_http(url: str, deadline: float, procs: list[Proc]) -> None:
 
 @pytest.fixture
 async def topology(tmp_path: Path, mysql_url: str) -> AsyncIterator[Topology]:
-    nginx = nginx_binary()
-    if nginx is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true and nginx is not installed (.ci/run installs it with apt)")
-        pytest.skip("nginx is not installed (apt-get install -y nginx)")
+    nginx = require_nginx()
     run = tmp_path / "run"
     run.mkdir()
     redis = LocalRedis(run / "redis")
@@ -528,11 +535,7 @@ async def test_ha_topology_survives_kills(topology: Topology, capsys: pytest.Cap
 
 def test_nginx_conf_is_valid(tmp_path: Path) -> None:
     """The generated load-balancer config passes ``nginx -t`` (fast feedback before the long run)."""
-    nginx = nginx_binary()
-    if nginx is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true and nginx is not installed")
-        pytest.skip("nginx is not installed")
+    nginx = require_nginx()
     (tmp_path / "nginx.conf").write_text(nginx_conf(tmp_path, free_port(), [free_port(), free_port()]))
     out = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e",
                           str(tmp_path / "err.log")], capture_output=True, text=True, timeout=30)

@@ -336,11 +336,7 @@ async def test_rendered_topology_survives_kills(mysql_url: str, tmp_path: Path,
     own pod IP) behind nginx (the Service). Then the HA kill test of tests/e2e/test_topology.py
     runs against them: a Worker, a Server and the Beat leader SIGKILLed under load, nothing
     lost, nothing doubled."""
-    nginx = ha.nginx_binary()
-    if nginx is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true and nginx is not installed")
-        pytest.skip("nginx is not installed")
+    nginx = ha.require_nginx()
     run = tmp_path / "run"
     run.mkdir()
     redis = LocalRedis(run / "redis")
