@@ -42,7 +42,7 @@ import yaml
 
 from fluxfunc_beat.leader import current_leader
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import LocalRedis
+from fluxfunc_common.proc.localredis import LocalRedis
 from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store import Entity, open_store
 

@@ -45,7 +45,8 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent),
 from tests.e2e.faults import SCRIPT_ID, Deployment, Load, TcpProxy, effects, runs_by_n
 from tests.processes import wait_for
 
-from fluxfunc_common.localredis import LocalRedis
+from fluxfunc_common.lifecycle import sleep_or_stop
+from fluxfunc_common.proc.localredis import LocalRedis
 
 MYSQL = {"host": os.environ.get("FF_TEST_MYSQL_HOST", "127.0.0.1"),
          "port": int(os.environ.get("FF_TEST_MYSQL_PORT", "3306")),
@@ -90,7 +91,7 @@ async def probe_ready(d: Deployment, stop: asyncio.Event, into: list[tuple[int, 
     while not stop.is_set():
         status, took, _ = await d.readyz()
         into.append((status, took))
-        await asyncio.sleep(0.5)
+        await sleep_or_stop(stop, 0.5)
 
 
 async def during(d: Deployment, fault: Callable[[], Awaitable[None]]) -> list[tuple[int, float]]:

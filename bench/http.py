@@ -50,7 +50,7 @@ from typing import Any
 import psutil
 import yaml
 
-from fluxfunc_common.localredis import free_port, private_redis
+from fluxfunc_common.proc.localredis import free_port, private_redis
 
 CODE = '''
 @DFF.API("No-op")

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import private_redis
+from fluxfunc_common.proc.localredis import private_redis
 from fluxfunc_common.streams import StreamProtocol
 
 

@@ -38,7 +38,7 @@ import psutil
 import yaml
 
 from fluxfunc_common.envelope import Origin
-from fluxfunc_common.localredis import private_redis
+from fluxfunc_common.proc.localredis import private_redis
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.scripts import analyse
 from fluxfunc_common.settings import Settings

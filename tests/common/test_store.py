@@ -14,9 +14,25 @@ from fluxfunc_common.clock import FakeClock
 from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
 from fluxfunc_common.errors import BadRequest, Conflict, NotFound, Unavailable
 from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store import Entity, Store, TaskRecordQuery, connect, open_store
+from fluxfunc_common.store import (
+    CronFireStore,
+    Entity,
+    EntityStore,
+    KvStore,
+    SqlStore,
+    Store,
+    TaskRecord,
+    TaskRecordQuery,
+    TaskRecordStore,
+    connect,
+    open_store,
+    task_record,
+)
+from fluxfunc_common.store.cronfires import SqlCronFires
+from fluxfunc_common.store.entities import SqlEntities
+from fluxfunc_common.store.kv import SqlKv
 from fluxfunc_common.store.migrations import latest_version
-from fluxfunc_common.store.sql import SqlStore
+from fluxfunc_common.store.records import SqlRecords
 
 T0 = 1_700_000_000.0
 
@@ -36,15 +52,15 @@ def clock(store: SqlStore) -> FakeClock:
 
 def record(task_id: str, *, trigger: float, func: str = "demo__s.f", origin: Origin = Origin.DIRECT,
            origin_id: str | None = None, status: TaskStatus = TaskStatus.SUCCESS,
-           queue: str = "default", **extra: Any) -> dict[str, Any]:
+           queue: str = "default", **extra: Any) -> TaskRecord:
     """A task record exactly as the worker writes it."""
-    return TaskResult(id=task_id, func_id=func, status=status, origin=origin, origin_id=origin_id,
-                      queue=queue, trigger_time=trigger, start_time=trigger + 0.1,
-                      end_time=trigger + 0.2, **extra).model_dump(mode="json", by_alias=True)
+    return task_record(TaskResult(id=task_id, func_id=func, status=status, origin=origin,
+                                  origin_id=origin_id, queue=queue, trigger_time=trigger,
+                                  start_time=trigger + 0.1, end_time=trigger + 0.2, **extra))
 
 
-async def all_records(store: Store, query: TaskRecordQuery) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+async def all_records(store: Store, query: TaskRecordQuery) -> list[TaskRecord]:
+    out: list[TaskRecord] = []
     while True:
         page = await store.list_task_records(query)
         out += page.items
@@ -70,7 +86,7 @@ async def test_migrate_is_idempotent(store_url: str) -> None:
 async def test_two_processes_migrate_at_once(store_url: str) -> None:
     a, b = await connect(StoreSettings(url=store_url)), await connect(StoreSettings(url=store_url))
     try:
-        assert await asyncio.gather(a.migrate(), b.migrate()) == [latest_version()] * 2
+        assert list(await asyncio.gather(a.migrate(), b.migrate())) == [latest_version()] * 2
         await a.create(Entity.SCRIPT_SET, {"id": "demo"})
     finally:
         await a.close()
@@ -117,7 +133,7 @@ async def test_list_pages_and_filters(store: SqlStore) -> None:
     cursor = None
     while True:
         page = await store.list(Entity.SCRIPT, limit=3, cursor=cursor)
-        seen += [s["id"] for s in page.items]
+        seen += [str(s["id"]) for s in page.items]
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
@@ -288,7 +304,8 @@ async def test_task_records_batch_filters_paging(store: SqlStore) -> None:
     assert await store.get_task_record("late") == final
     assert (await store.list_task_records(TaskRecordQuery(filters={"status": "queued"}))).items == []
     await store.insert_task_records([queued, final])  # within one batch, the last wins
-    assert (await store.get_task_record("late"))["status"] == "success"
+    late = await store.get_task_record("late")
+    assert late is not None and late["status"] == "success"
     await store.insert_task_records([])
 
 
@@ -305,7 +322,7 @@ async def test_prune_by_age_and_count_per_origin(store: SqlStore) -> None:
     removed = await store.prune_task_records(older_than=0, keep_per_origin=20, limits={"api-b": 5})
     assert removed == 30 + 45 + 10
 
-    def ids(prefix: str, found: list[dict[str, Any]]) -> list[str]:
+    def ids(prefix: str, found: list[TaskRecord]) -> list[str]:
         return [r["id"] for r in found if r["id"].startswith(prefix)]
 
     left = await all_records(store, TaskRecordQuery(limit=500))
@@ -336,6 +353,29 @@ async def test_admin_tokens_and_access_keys(store: SqlStore) -> None:
     assert await store.access_key_secret("ak") == "encrypted-secret"
     with pytest.raises(Conflict):
         await store.add_access_key("ak", "x", "y")
+
+
+# --- one part alone ---------------------------------------------------------------------------------
+
+
+async def test_each_part_works_alone_over_the_shared_database(store: SqlStore) -> None:
+    """A part is its narrow interface over the one connection layer: built alone, it sees
+    what the whole store wrote (same connection, same clock)."""
+    entities: EntityStore = SqlEntities(store.db)
+    kv: KvStore = SqlKv(store.db)
+    records: TaskRecordStore = SqlRecords(store.db)
+    fires: CronFireStore = SqlCronFires(store.db)
+    await store.create(Entity.SCRIPT_SET, {"id": "alone"})
+    assert (await entities.get(Entity.SCRIPT_SET, "alone"))["createTime"] == T0
+    await kv.kv_set("s", "k", [1], expires=5)
+    assert await store.kv_get("s", "k") == [1]
+    clock(store).advance(5)  # one clock for every part
+    assert await kv.kv_get("s", "k") is None and await kv.purge_expired_kv() == 1
+    await records.insert_task_records([record("alone-1", trigger=T0)])
+    alone = await store.get_task_record("alone-1")
+    assert alone is not None and alone["status"] == "success"
+    assert await fires.claim_cron_fires([("c", 1, "t")]) == [True]
+    assert await store.claim_cron_fire("c", 1, "t2") is False
 
 
 # --- availability and concurrency ------------------------------------------------------------------

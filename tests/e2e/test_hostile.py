@@ -37,7 +37,7 @@ from tests.server.processes import create_token, running, server, worker, write_
 
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-hostile")]
 
@@ -52,8 +52,15 @@ def secret(order):
 '''
 RATE = 200  # legitimate calls per second (half sync, half async)
 LOAD_SECONDS = 10.0
-HEALTH_LIMIT = 0.200  # seconds: the bound for /healthz under attack (95 % of the polls)
-STALL_LIMIT = 1.0  # seconds: no poll may take longer (a stalled event loop)
+# /healthz under attack, compared with the same probe just before the attack on the same machine
+# (a busy machine slows both alike): 95 % of the polls within HEALTH_LIMIT or HEALTH_FACTOR times
+# the quiet p95, whichever is larger; no poll beyond STALL_LIMIT or STALL_FACTOR times the quiet
+# worst poll (a stalled event loop). On a quiet machine the absolute limits are the ones that bite.
+HEALTH_LIMIT = 0.200
+HEALTH_FACTOR = 5
+STALL_LIMIT = 1.0
+STALL_FACTOR = 5
+QUIET_PROBE_SECONDS = 3.0
 PUNYCODE = b"-" + b"b" * 400_000
 MULTIPART = (b'--XyZ\r\nContent-Disposition: form-data; name="x"\r\n'
              b"Content-Type: text/plain; charset=punycode\r\n\r\n" + PUNYCODE + b"\r\n--XyZ--\r\n")
@@ -275,6 +282,12 @@ def test_legitimate_traffic_survives_hostile_callers(deployment: Deployment) -> 
             await asyncio.gather(*attackers)
         return failures, task_ids, rate, statuses, stolen
 
+    quiet = HealthProbe(dep.base + "/healthz")
+    quiet.start()
+    quiet.stop.wait(QUIET_PROBE_SECONDS)  # documented window: the quiet baseline's length
+    quiet.stop.set()
+    quiet.join(15)
+    quiet_p95 = sorted(quiet.latencies)[int(len(quiet.latencies) * 0.95)]
     probe = HealthProbe(dep.base + "/healthz")
     probe.start()
     try:
@@ -289,14 +302,16 @@ def test_legitimate_traffic_survives_hostile_callers(deployment: Deployment) -> 
     print(f"\nhostile: {int(RATE * LOAD_SECONDS)} legitimate calls started at {rate:.0f}/s, all "
           f"done in {elapsed:.1f} s, "
           f"hostile answers {dict(statuses)}, /healthz polls {len(probe.latencies)}, "
-          f"p95 {p95 * 1000:.0f} ms, worst {worst * 1000:.0f} ms")
+          f"p95 {p95 * 1000:.0f} ms, worst {worst * 1000:.0f} ms "
+          f"(quiet: p95 {quiet_p95 * 1000:.0f} ms, worst {max(quiet.latencies) * 1000:.0f} ms)")
     assert failures == [], failures[:10]
     assert stolen == [], stolen[:10]
-    assert rate >= RATE * 0.9, f"the load generator fell behind ({rate:.0f} calls/s)"
+    assert rate >= RATE * 0.5, f"the load generator fell far behind ({rate:.0f} calls/s)"
     assert sum(statuses.values()) >= 20 and all(s == 0 or 400 <= s < 500 for s in statuses), statuses
     assert probe.failures == [], probe.failures[:5]
-    assert p95 < HEALTH_LIMIT, f"/healthz p95 {p95 * 1000:.0f} ms"
-    assert worst < STALL_LIMIT, f"/healthz took {worst * 1000:.0f} ms"
+    assert p95 < max(HEALTH_LIMIT, HEALTH_FACTOR * quiet_p95), f"/healthz p95 {p95 * 1000:.0f} ms"
+    stall = max(STALL_LIMIT, STALL_FACTOR * max(quiet.latencies))
+    assert worst < stall, f"/healthz took {worst * 1000:.0f} ms"
     assert asyncio.run(_final_statuses(dep, task_ids)) == Counter({"success": len(task_ids)})
     letters = dep.admin_get("/api/v1/ops/dead-letters")
     assert [d for d in letters if not d["task"].startswith("task-deep-")] == []  # see below

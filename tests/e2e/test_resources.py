@@ -21,7 +21,7 @@ from tests.conftest import RedisServer
 from tests.e2e.test_server_worker import Client, _wait_for_worker
 from tests.server.processes import create_token, running, server, worker, write_config
 
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-resources")]
 

@@ -15,7 +15,7 @@ import requests
 from tests.conftest import RedisServer
 from tests.server.processes import create_token, running, server, worker, write_config
 
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 
 pytestmark = pytest.mark.slow
 

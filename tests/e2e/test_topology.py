@@ -34,7 +34,7 @@ import yaml
 
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.localredis import LocalRedis, free_port
+from fluxfunc_common.proc.localredis import LocalRedis, free_port
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fluxfunc_common import cli
-from fluxfunc_common.client import ApiError, resolve_target
-from fluxfunc_common.commands.deploy import ScriptFile, _failure, collect
+from fluxfunc_common.cli.client import ApiError, resolve_target
+from fluxfunc_common.cli.deploy import ScriptFile, _failure, collect
 from fluxfunc_common.errors import ConfigError, FluxfuncError
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

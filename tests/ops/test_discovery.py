@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from fluxfunc_common import cli
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.settings import Settings
 
 # every subcommand that talks to an instance, with the arguments of a harmless call
 COMMANDS: list[list[str]] = [["admin", "create-token"], ["admin", "create-access-key"],
                              ["db", "version"], ["db", "upgrade"], ["streams"], ["streams", "dead"],
-                             ["streams", "--json"], ["deploy", "scripts"]]
+                             ["streams", "--json"], ["deploy", "scripts"], ["export", "export.zip"]]
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ import yaml
 
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.keys import GROUP, Keys
-from fluxfunc_common.localredis import LocalRedis, free_port
+from fluxfunc_common.proc.localredis import LocalRedis, free_port
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_worker.__main__ import build_parser
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fluxfunc_common.localredis import LocalRedis, free_port
+from fluxfunc_common.proc.localredis import LocalRedis, free_port
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow, pytest.mark.xdist_group("images"),
               pytest.mark.timeout(900)]

@@ -1,6 +1,6 @@
 """``fluxfunc streams`` as an operator sees it: rich tables on a terminal, plain text in a pipe,
 ``--watch`` refreshing until Ctrl-C, one clear line when Redis is unreachable. (The figures
-themselves are checked in tests/common/test_inspect.py.)"""
+themselves are checked in tests/common/test_queuestats.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from fluxfunc_common import cli
-from fluxfunc_common.commands import streams
+from fluxfunc_common.cli import streams
 from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings
@@ -81,7 +81,7 @@ async def test_plain_pending_and_dead_tables(busy: StreamProtocol, config_file: 
 
 
 async def test_unreachable_redis_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fluxfunc_common.localredis import free_port
+    from fluxfunc_common.proc.localredis import free_port
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}))

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fluxfunc_common import cli
-from fluxfunc_common.commands import streams
+from fluxfunc_common.cli import streams
 from fluxfunc_common.envelope import Origin
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings

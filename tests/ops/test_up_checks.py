@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from tests.ops.test_up import clean_env
 
-from fluxfunc_common.commands import up
+from fluxfunc_common.cli import up
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.heartbeat import state_file
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.settings import Settings
 
 BIN = Path(sys.executable).parent

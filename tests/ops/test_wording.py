@@ -11,7 +11,7 @@ from fluxfunc_common.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ["libs", "services", "docs", "compose", "deploy", "examples", "README.md"]
-FORBIDDEN = ("SPEC §", "SPEC.md", "shared/", "research/")
+FORBIDDEN = ("SPEC §", "SPEC.md", "STYLE.md", "baseline.md", "streams-protocol.md", "shared/", "research/")
 SUFFIXES = {".py", ".md", ".lua", ".sql", ".yaml", ".yml", ".toml", ".txt", ".conf", ""}
 
 

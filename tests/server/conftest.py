@@ -1,7 +1,7 @@
 """Fixtures of the Server tests: the app under the aiohttp test client, an admin token, a
 published demo script, and an in-process fake consumer that plays the worker.
 
-The fake consumer reads the queue streams with ``StreamProtocol.read`` and completes with
+The fake consumer claims tasks with ``StreamProtocol.claim`` and completes them with
 ``StreamProtocol.complete_many`` — exactly what the real worker does — running the demo
 script's functions as plain Python coroutines (:data:`FAKE_FUNCS`), so invocation routes
 get real results without a worker process.
@@ -26,9 +26,10 @@ from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, Tas
 from fluxfunc_common.keys import GROUP
 from fluxfunc_common.redisconn import RedisClients, open_redis
 from fluxfunc_common.settings import Settings
-from fluxfunc_common.streams import Delivery, StreamProtocol
+from fluxfunc_common.streams import Claimed, Start, StreamProtocol
 from fluxfunc_server.app import create_app
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.appkeys import CTX
+from fluxfunc_server.context import AppContext
 
 # The script the route tests publish (the Server only analyses it; the fake consumer below
 # implements the same functions).
@@ -70,6 +71,8 @@ def noargs():
 '''
 
 FakeFunc = Callable[[dict[str, Any], TaskEnvelope], Awaitable[Any]]
+AK_ID, AK_SECRET = "ak-test", "the-ak-secret"  # the access key of the ``access_key`` fixture
+MARKER_TTL_MS = 60_000  # the running marker of a claimed task (the real Worker renews its own)
 
 
 class FakeFailure(Exception):
@@ -124,14 +127,21 @@ FAKE_FUNCS: dict[str, FakeFunc] = {
 
 @dataclass
 class FakeWorker:
-    """A consumer of the queue streams that runs :data:`FAKE_FUNCS` in-process."""
+    """A consumer of the queue streams that runs :data:`FAKE_FUNCS` in-process.
+
+    It takes tasks as the real Worker does: ``StreamProtocol.claim`` (read and start check in
+    one script call: an entry with a result is acknowledged, a cancelled one ends
+    ``cancelled`` without running, the others get their running marker) and completes them
+    with ``StreamProtocol.complete_many``. :meth:`pause` stops the claiming, so tasks enqueued
+    meanwhile stay ``queued`` until :meth:`resume`."""
 
     clients: RedisClients
     queues: list[str]
     consumer: str = "fake-worker"
     funcs: dict[str, FakeFunc] = field(default_factory=lambda: dict(FAKE_FUNCS))
     seen: list[TaskEnvelope] = field(default_factory=list)
-    hold: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: deliveries wait
+    _resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: bool = False
     _task: asyncio.Task[None] | None = None
     _running: set[asyncio.Task[None]] = field(default_factory=set)
@@ -139,7 +149,7 @@ class FakeWorker:
 
     def __post_init__(self) -> None:
         self.streams = StreamProtocol(self.clients.main, self.clients.keys, blocking=self.clients.blocking)
-        self.hold.set()
+        self._resumed.set()
 
     async def start(self) -> None:
         await self.streams.ensure_groups(self.queues)
@@ -149,7 +159,8 @@ class FakeWorker:
         self._task = asyncio.create_task(self._loop(), name="fake-worker")
 
     async def stop(self) -> None:
-        self._stopping = True  # the read loop ends within one short BLOCK
+        self._stopping = True  # the claim loop ends within one short BLOCK
+        self._resumed.set()
         if self._task is not None:
             await asyncio.wait_for(self._task, timeout=5)
         for task in list(self._running):
@@ -157,13 +168,27 @@ class FakeWorker:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._running, return_exceptions=True)
 
+    async def pause(self) -> None:
+        """Claim nothing more until :meth:`resume`; returns once a claim in flight has landed."""
+        self._resumed.clear()
+        async with self._claiming:
+            pass
+
+    def resume(self) -> None:
+        self._resumed.set()
+
     async def _loop(self) -> None:
         while not self._stopping:
-            deliveries = await self.streams.read(self.consumer, self.queues, 50, block_ms=100)
-            for d in deliveries:
-                self.seen.append(d.envelope)
+            await self._resumed.wait()
+            async with self._claiming:
+                if not self._resumed.is_set():
+                    continue
+                _, claimed = await self.streams.claim(self.consumer, self.queues, 50,
+                                                      marker_ttl_ms=MARKER_TTL_MS, block_ms=100)
+            for c in claimed:
+                self.seen.append(c.delivery.envelope)
                 self._delivered.set()
-                task = asyncio.create_task(self._run(d))
+                task = asyncio.create_task(self._settle(c))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
@@ -174,22 +199,23 @@ class FakeWorker:
                 self._delivered.clear()
                 await self._delivered.wait()
 
-    async def _run(self, d: Delivery) -> None:
-        await self.hold.wait()
-        env = d.envelope
-        start = time.time()
+    async def _settle(self, claimed: Claimed) -> None:
+        d = claimed.delivery
+        if claimed.start is Start.DONE:  # a re-delivery of a finished task: never run twice
+            await self.streams.ack_duplicate(self.consumer, d)
+            return
+        result = await self._run(d.envelope, cancelled=claimed.start is Start.CANCELLED)
+        await self.streams.complete_many(self.consumer, [(d, result, (d.envelope.result_ttl or 3600) * 1000)])
+
+    async def _run(self, env: TaskEnvelope, *, cancelled: bool) -> TaskResult:
         name = env.func_id.rsplit(".", 1)[-1]
-        fields: dict[str, Any] = {"start_time": start}
-        cancelled = await self.clients.main.exists(self.clients.keys.cancel(env.id))
+        fields: dict[str, Any] = {"start_time": time.time()}
         try:
             if cancelled:
                 raise FakeFailure(TaskStatus.CANCELLED, "Cancelled: the task was cancelled")
             value = await self.funcs[name](env.kwargs, env)
             status = TaskStatus.SUCCESS
-            if isinstance(value, HttpResponse):
-                fields["response"] = value
-            else:
-                fields["result"] = value
+            fields["response" if isinstance(value, HttpResponse) else "result"] = value
         except FakeFailure as exc:
             status = exc.status
             fields.update(exception=exc.exception, traceback=exc.traceback_text)
@@ -199,10 +225,8 @@ class FakeWorker:
                           traceback="Traceback (most recent call last):\n"
                                     f'  File "{env.func_id.split(".")[0]}", line 11, in {name}\n'
                                     + "".join(traceback.format_exception_only(exc)))
-        result = TaskResult.for_envelope(env, status, end_time=time.time(),
-                                         print_logs="fake worker log line", **fields)
-        ttl_ms = (env.result_ttl or 3600) * 1000
-        await self.streams.complete_many(self.consumer, [(d, result, ttl_ms)])
+        return TaskResult.for_envelope(env, status, end_time=time.time(),
+                                       print_logs="fake worker log line", **fields)
 
 
 @dataclass
@@ -235,6 +259,11 @@ class Api:
         _, body, _ = await self.call("POST", path, json=data)
         created: dict[str, Any] = body["data"]
         return created
+
+    async def entry(self, kind: str, func: str = "plus", **fields: Any) -> str:
+        """A new entry point (``kind``: ``sync-apis``, ``async-apis``…) of a demo func; its id."""
+        created = await self.create(f"/api/v1/{kind}", {"funcId": f"demo__basic.{func}", **fields})
+        return str(created["id"])
 
     async def publish(self, script_id: str = "demo__basic", code: str = DEMO_SCRIPT) -> dict[str, Any]:
         await self.call("POST", "/api/v1/scripts", json={"id": script_id, "code": code})
@@ -276,6 +305,20 @@ async def fake_worker(api: Api, server_settings: Settings) -> AsyncIterator[Fake
 async def published(api: Api) -> dict[str, Any]:
     """The demo script, published."""
     return await api.publish()
+
+
+@pytest.fixture
+async def access_key(api: Api) -> None:
+    """The access key :data:`AK_ID` with the secret :data:`AK_SECRET`."""
+    await api.ctx.store.add_access_key(AK_ID, api.ctx.cipher.encrypt(AK_SECRET), "tests")
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A JSON object nested ``levels`` deep (the outer object is level 1)."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
 
 
 @pytest.fixture

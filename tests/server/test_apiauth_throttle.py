@@ -21,14 +21,9 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-async def echo_api(api: Api, path: str = "sync-apis", **fields: Any) -> str:
-    entry = await api.create(f"/api/v1/{path}", {"funcId": "demo__basic.echo", **fields})
-    return str(entry["id"])
-
-
 @pytest.mark.parametrize("location", ["header", "query", "body"])
 async def test_fixed_field(api: Api, fake_worker: FakeWorker, location: str) -> None:
-    sid = await echo_api(api, apiAuth={"type": "fixedField", "location": location,
+    sid = await api.entry("sync-apis", "echo", apiAuth={"type": "fixedField", "location": location,
                                        "field": "x-key", "value": "s3cret"})
     url = f"/api/v1/sync/{sid}/s"
     _, body, _ = await api.call("POST", url, admin=False, expect=401, json={"a": 1})
@@ -48,7 +43,7 @@ async def test_fixed_field(api: Api, fake_worker: FakeWorker, location: str) -> 
 
 
 async def test_fixed_field_in_query_of_normal_get(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await echo_api(api, apiAuth={"type": "fixedField", "location": "query",
+    sid = await api.entry("sync-apis", "echo", apiAuth={"type": "fixedField", "location": "query",
                                        "field": "token", "value": "abc"})
     _, body, _ = await api.call("GET", f"/api/v1/sync/{sid}?token=abc&kwargs=%7B%22q%22%3A1%7D",
                                 admin=False)
@@ -57,7 +52,7 @@ async def test_fixed_field_in_query_of_normal_get(api: Api, fake_worker: FakeWor
 
 async def test_http_basic(api: Api, fake_worker: FakeWorker, cipher: Cipher) -> None:
     users = [{"username": "ann", "password": "pw1"}, {"username": "bob", "password": "pw2"}]
-    sid = await echo_api(api, apiAuth={"type": "httpBasic", "users": users})
+    sid = await api.entry("sync-apis", "echo", apiAuth={"type": "httpBasic", "users": users})
     url = f"/api/v1/sync/{sid}/s"
     _, _, resp = await api.call("POST", url, admin=False, expect=401, json={})
     assert resp.headers["WWW-Authenticate"].startswith("Basic")
@@ -80,7 +75,7 @@ async def test_http_basic(api: Api, fake_worker: FakeWorker, cipher: Cipher) -> 
 
 
 async def test_async_api_auth_too(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await echo_api(api, "async-apis", apiAuth={"type": "fixedField", "location": "header",
+    aid = await api.entry("async-apis", "echo", apiAuth={"type": "fixedField", "location": "header",
                                                      "field": "X-Token", "value": "t"})
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, expect=401)
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, headers={"X-Token": "t"})
@@ -98,7 +93,7 @@ async def test_api_auth_validation(api: Api) -> None:
 
 
 async def test_fixed_window_throttling(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await echo_api(api, throttling={"byMinute": 3, "window": "fixed"})
+    sid = await api.entry("sync-apis", "echo", throttling={"byMinute": 3, "window": "fixed"})
     url = f"/api/v1/sync/{sid}/s"
     for _ in range(3):
         await api.call("POST", url, admin=False, json={})
@@ -111,7 +106,7 @@ async def test_fixed_window_throttling(api: Api, fake_worker: FakeWorker) -> Non
 
 
 async def test_sliding_window_throttling_async(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await echo_api(api, "async-apis", throttling={"bySecond": 1000, "byHour": 2})
+    aid = await api.entry("async-apis", "echo", throttling={"bySecond": 1000, "byHour": 2})
     for _ in range(2):
         await api.call("POST", f"/api/v1/async/{aid}", admin=False)
     for _ in range(3):  # refused calls are not counted
@@ -123,7 +118,7 @@ async def test_sliding_window_throttling_async(api: Api, fake_worker: FakeWorker
 
 
 async def test_sliding_window_counts_the_previous_window(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await echo_api(api, throttling={"byDay": 10})
+    sid = await api.entry("sync-apis", "echo", throttling={"byDay": 10})
     ctx = api.ctx
     now = time.time()
     day = int(now // 86_400)

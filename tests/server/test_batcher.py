@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from tests.server.conftest import nested
 
 from fluxfunc_common.envelope import TaskEnvelope
 from fluxfunc_common.errors import QueueFull
@@ -94,17 +95,12 @@ async def test_a_cancelled_caller_does_not_break_the_batch(streams: Counting) ->
     assert gone.cancelled()
 
 
-def nested(depth: int) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
 
 
 async def test_an_envelope_that_cannot_be_serialised_fails_only_its_caller(streams: Counting) -> None:
     batcher = EnqueueBatcher(streams, max_len=100)
     results = await asyncio.gather(
-        batcher.enqueue(env(1)), batcher.enqueue(env(2).model_copy(update={"kwargs": nested(400)})),
+        batcher.enqueue(env(1)), batcher.enqueue(env(2).model_copy(update={"kwargs": nested(401)})),
         batcher.enqueue(env(3)), return_exceptions=True)
     assert isinstance(results[1], Exception)
     assert [r.task_id for r in (results[0], results[2]) if not isinstance(r, BaseException)] == [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.server.conftest import Api, FakeWorker
 
-from fluxfunc_common.client import Target
-from fluxfunc_common.commands.deploy import ScriptFile, deploy
+from fluxfunc_common.cli.client import Target
+from fluxfunc_common.cli.deploy import ScriptFile, deploy
 from fluxfunc_common.heartbeat import heartbeat
 from fluxfunc_server.context import AppContext
 

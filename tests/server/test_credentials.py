@@ -25,7 +25,7 @@ from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity, open_store
 from fluxfunc_server.adminauth import TOKEN_CACHE_SECONDS, sign_request
 from fluxfunc_server.app import create_app
-from fluxfunc_server.context import CTX
+from fluxfunc_server.appkeys import CTX
 
 FIELD_SECRET = "fixed-field-secret-4711"
 

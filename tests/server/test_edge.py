@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 import pytest
-from tests.server.conftest import Api, FakeWorker
+from tests.server.conftest import AK_ID, Api, FakeWorker, nested
 from tests.server.loopprobe import LoopHold
-from tests.server.test_adminauth import AK_ID, sdk_headers
+from tests.server.test_adminauth import sdk_headers
 
 from fluxfunc_common.store import Entity
 
@@ -21,22 +21,6 @@ pytestmark = pytest.mark.usefixtures("published")
 
 PUNYCODE_BODY = b"-" + b"b" * 400_000  # ~400 KB; Python's punycode decoder is quadratic
 
-
-async def sync_api(api: Api, func: str = "plus", **fields: Any) -> str:
-    entry = await api.create("/api/v1/sync-apis", {"funcId": f"demo__basic.{func}", **fields})
-    return str(entry["id"])
-
-
-async def async_api(api: Api, func: str = "plus", **fields: Any) -> str:
-    entry = await api.create("/api/v1/async-apis", {"funcId": f"demo__basic.{func}", **fields})
-    return str(entry["id"])
-
-
-def nested(depth: int) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return value
 
 
 # --- 1. idempotency keys are scoped ---------------------------------------------------------
@@ -49,12 +33,12 @@ async def test_an_anonymous_caller_never_gets_an_admin_result_by_idempotency_key
     _, body, _ = await api.call("POST", "/api/v1/func/demo__basic.echo", json={
         "kwargs": {"secret": "admin only"}, "options": {"idempotencyKey": "order-42"}})
     assert body["data"]["result"] == {"secret": "admin only"}
-    sid = await sync_api(api, "plus")
+    sid = await api.entry("sync-apis", "plus")
     _, body, _ = await api.call("GET", f"/api/v1/sync/{sid}", admin=False, params={
         "kwargs": json.dumps({"x": 1}), "options": json.dumps({"idempotencyKey": "order-42"})})
     assert body == 2
     # the reverse: an anonymous call first, then the admin's with the same key runs its func
-    echo = await sync_api(api, "echo")
+    echo = await api.entry("sync-apis", "echo")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{echo}", admin=False, json={
         "kwargs": {"who": "anonymous"}, "options": {"idempotencyKey": "order-43"}})
     assert body == {"who": "anonymous"}
@@ -81,7 +65,7 @@ async def test_a_key_reused_for_another_func_is_a_409(api: Api, fake_worker: Fak
     assert body["detail"]["index"] == 1
     assert await api.ctx.redis.zcard(api.ctx.keys.delayed("default")) == 0  # all or nothing
     # an entry point re-pointed to another func: its callers' old keys are a 409 too
-    aid = await async_api(api, "plus")
+    aid = await api.entry("async-apis", "plus")
     call = {"kwargs": {"x": 1}, "options": {"idempotencyKey": "k-entry"}}
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, json=call)
     await api.call("PATCH", f"/api/v1/async-apis/{aid}", json={"funcId": "demo__basic.echo"})
@@ -89,14 +73,14 @@ async def test_a_key_reused_for_another_func_is_a_409(api: Api, fake_worker: Fak
 
 
 async def test_each_entry_point_and_principal_has_its_own_keys(api: Api, fake_worker: FakeWorker) -> None:
-    first, second = await async_api(api), await async_api(api)
+    first, second = await api.entry("async-apis"), await api.entry("async-apis")
     call = {"kwargs": {"x": 1}, "options": {"idempotencyKey": "shared"}}
     ids = [(await api.call("POST", f"/api/v1/async/{aid}", admin=False, json=call))[1]["data"]["id"]
            for aid in (first, second, first)]
     assert ids[0] != ids[1] and ids[2] == ids[0]
     users = {"type": "httpBasic", "users": [{"username": "u1", "password": "p1"},
                                             {"username": "u2", "password": "p2"}]}
-    basic = await async_api(api, apiAuth=users)
+    basic = await api.entry("async-apis", apiAuth=users)
     got = set()
     for user in ("u1", "u2", "u1"):
         token = base64.b64encode(f"{user}:{user.replace('u', 'p')}".encode()).decode()
@@ -127,7 +111,7 @@ async def test_a_refused_delay_leaves_no_idempotency_key(api: Api, fake_worker: 
                                    "text/plain; charset=utf-7", "text/plain; charset=idna"])
 async def test_a_body_in_another_charset_is_refused_without_decoding(
         api: Api, fake_worker: FakeWorker, ctype: str) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     async with LoopHold() as hold:
         health = asyncio.create_task(api.client.get("/healthz"))
         _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, expect=400,
@@ -149,7 +133,7 @@ def multipart(*parts: tuple[str, bytes, str]) -> tuple[bytes, dict[str, str]]:
 
 
 async def test_a_multipart_field_in_another_charset_is_refused(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     data, headers = multipart(("ok", b"fine", "text/plain"),
                               ("bad", PUNYCODE_BODY, "text/plain; charset=punycode"))
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, expect=400,
@@ -163,7 +147,7 @@ async def test_a_multipart_field_in_another_charset_is_refused(api: Api, fake_wo
 
 
 async def test_allowed_charsets_decode_and_decode_errors_are_400(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     for charset, text in (("utf-8", "héllo"), ("ISO-8859-1", "héllo"), ("us-ascii", "hello"),
                           ("gbk", "你好"), ("utf-16", "héllo")):
         _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False,
@@ -185,7 +169,7 @@ async def test_allowed_charsets_decode_and_decode_errors_are_400(api: Api, fake_
 
 async def test_header_api_auth_is_checked_before_the_body(api: Api, fake_worker: FakeWorker) -> None:
     auth = {"type": "fixedField", "location": "header", "field": "X-Key", "value": "s3cret"}
-    sid = await sync_api(api, "echo", apiAuth=auth)
+    sid = await api.entry("sync-apis", "echo", apiAuth=auth)
     for ctype, data in (("application/json", b"{not json"), ("text/plain; charset=punycode", PUNYCODE_BODY),
                         ("application/json", json.dumps({"kwargs": nested(300)}).encode())):
         _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=401,
@@ -199,7 +183,7 @@ async def test_header_api_auth_is_checked_before_the_body(api: Api, fake_worker:
 
 async def test_body_api_auth_still_reads_the_body(api: Api, fake_worker: FakeWorker) -> None:
     auth = {"type": "fixedField", "location": "body", "field": "key", "value": "s3cret"}
-    sid = await sync_api(api, "echo", apiAuth=auth)
+    sid = await api.entry("sync-apis", "echo", apiAuth=auth)
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, json={"key": "s3cret", "n": 1})
     assert body == {"n": 1}
     await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, json={"key": "no"}, expect=401)
@@ -211,7 +195,7 @@ async def test_body_api_auth_still_reads_the_body(api: Api, fake_worker: FakeWor
 @pytest.mark.parametrize("depth", [65, 100, 220, 300])
 async def test_deeply_nested_kwargs_and_options_are_400(api: Api, fake_worker: FakeWorker,
                                                         depth: int) -> None:
-    sid, aid = await sync_api(api, "echo"), await async_api(api, "echo")
+    sid, aid = await api.entry("sync-apis", "echo"), await api.entry("async-apis", "echo")
     deep = nested(depth)
     requests: list[tuple[str, dict[str, Any]]] = [
         (f"/api/v1/sync/{sid}", {"json": {"kwargs": {"k": deep}}}),
@@ -237,7 +221,7 @@ async def test_deeply_nested_kwargs_and_options_are_400(api: Api, fake_worker: F
 
 async def test_a_large_body_is_depth_checked_too(api: Api, fake_worker: FakeWorker) -> None:
     """Bodies over 256 KB are depth-checked off the event loop: the same answers."""
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     pad = "x" * 300_000
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, expect=400,
                                 json={"pad": pad, "k": nested(100)})
@@ -250,7 +234,7 @@ async def test_a_large_body_is_depth_checked_too(api: Api, fake_worker: FakeWork
 async def test_nested_senders_do_not_fail_legitimate_async_calls(api: Api, fake_worker: FakeWorker) -> None:
     """4 anonymous senders of 300-level kwargs alongside 200 legitimate async calls: every
     legitimate call is accepted and runs; every bad one is a 400."""
-    aid, bad = await async_api(api, "plus"), await async_api(api, "echo")
+    aid, bad = await api.entry("async-apis", "plus"), await api.entry("async-apis", "echo")
     evil = json.dumps({"kwargs": {"k": nested(300)}})
 
     async def sender() -> list[int]:
@@ -293,11 +277,6 @@ async def test_access_key_errors_never_tell_which_key_ids_exist(api: Api) -> Non
         _, got, _ = await api.call("POST", path, admin=False, expect=400, data=deep,
                                    headers=sdk_headers("POST", path, deep))
         assert got["reason"] == "EClientBadRequest" and "deep" in got["message"]
-
-
-@pytest.fixture
-async def access_key(api: Api) -> None:
-    await api.ctx.store.add_access_key(AK_ID, api.ctx.cipher.encrypt("the-ak-secret"), "tests")
 
 
 # --- 8. admin writes are validated first and all-or-nothing ---------------------------------------

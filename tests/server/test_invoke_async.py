@@ -14,11 +14,6 @@ from fluxfunc_common.envelope import Origin
 pytestmark = pytest.mark.usefixtures("published")
 
 
-async def async_api(api: Api, func: str = "plus", **fields: Any) -> str:
-    entry = await api.create("/api/v1/async-apis", {"funcId": f"demo__basic.{func}", **fields})
-    return str(entry["id"])
-
-
 async def wait_task(api: Api, task_id: str, *, admin: bool = False) -> dict[str, Any]:
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=10", admin=admin)
     data: dict[str, Any] = body["data"]
@@ -26,7 +21,7 @@ async def wait_task(api: Api, task_id: str, *, admin: bool = False) -> dict[str,
 
 
 async def test_async_api_enqueues_and_answers_the_task_id(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await async_api(api, kwargs={"x": "INPUT_BY_CALLER"})
+    aid = await api.entry("async-apis", kwargs={"x": "INPUT_BY_CALLER"})
     _, body, _ = await api.call("POST", f"/api/v1/async/{aid}", admin=False, json={"kwargs": {"x": 4}})
     task_id = body["data"]["id"]
     assert body["ok"] is True and task_id.startswith("task-")
@@ -38,7 +33,7 @@ async def test_async_api_enqueues_and_answers_the_task_id(api: Api, fake_worker:
 
 
 async def test_async_api_formats_and_legacy_alias(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await async_api(api, "echo")
+    aid = await api.entry("async-apis", "echo")
     _, body, _ = await api.call("GET", f"/api/v1/bat/{aid}/s?a=1", admin=False)
     assert (await wait_task(api, body["data"]["id"]))["result"] == {"a": "1"}
     _, body, _ = await api.call("GET", f"/api/v1/async/{aid}?kwargs=%7B%22b%22%3A2%7D", admin=False)
@@ -46,7 +41,7 @@ async def test_async_api_formats_and_legacy_alias(api: Api, fake_worker: FakeWor
 
 
 async def test_async_api_refuses_sync_only_options(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await async_api(api)
+    aid = await api.entry("async-apis")
     _, body, _ = await api.call("POST", f"/api/v1/async/{aid}", admin=False, expect=400,
                                 json={"kwargs": {"x": 1}, "options": {"maxWait": 1}})
     assert body["detail"]["allowed"] == ["idempotencyKey"]
@@ -58,21 +53,21 @@ async def test_async_api_refuses_sync_only_options(api: Api, fake_worker: FakeWo
 
 
 async def test_async_api_disabled_expired_and_unknown(api: Api) -> None:
-    aid = await async_api(api, isDisabled=True)
+    aid = await api.entry("async-apis", isDisabled=True)
     _, body, _ = await api.call("POST", f"/api/v1/async/{aid}", admin=False, expect=403)
     assert body["reason"] == "EBizCondition"
-    aid = await async_api(api, expireTime=time.time() - 5)
+    aid = await api.entry("async-apis", expireTime=time.time() - 5)
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, expect=403)
     await api.call("POST", "/api/v1/async/aapi-missing", admin=False, expect=404)
 
 
 async def test_queue_full_is_429(api: Api, server_settings: Any, aiohttp_client: Any) -> None:
     from fluxfunc_server.app import create_app
-    from fluxfunc_server.context import CTX
+    from fluxfunc_server.appkeys import CTX
 
     small = server_settings.with_overrides(redis={"queue_max_len": 2})
     client = await aiohttp_client(create_app(small, catalog_ttl=0))
-    aid = await async_api(api)
+    aid = await api.entry("async-apis")
     for _ in range(2):
         resp = await client.post(f"/api/v1/async/{aid}", json={"kwargs": {"x": 1}})
         assert resp.status == 200

@@ -10,16 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.processes import wait_for
 from tests.server.conftest import Api, FakeFailure, FakeWorker
 
 from fluxfunc_common.envelope import Origin, TaskStatus
 
 pytestmark = pytest.mark.usefixtures("published")
-
-
-async def sync_api(api: Api, func: str = "plus", **fields: Any) -> str:
-    entry = await api.create("/api/v1/sync-apis", {"funcId": f"demo__basic.{func}", **fields})
-    return str(entry["id"])
 
 
 def error_of(body: dict[str, Any], status: int, reason: str) -> None:
@@ -32,7 +28,7 @@ def error_of(body: dict[str, Any], status: int, reason: str) -> None:
 
 
 async def test_normal_post_returns_bare_value(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, kwargs={"x": "INPUT_BY_CALLER"})
+    sid = await api.entry("sync-apis", kwargs={"x": "INPUT_BY_CALLER"})
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False,
                                    json={"kwargs": {"x": 2, "y": 3}})
     assert body == 5 and resp.content_type == "application/json"
@@ -44,7 +40,7 @@ async def test_normal_post_returns_bare_value(api: Api, fake_worker: FakeWorker)
 
 
 async def test_normal_get_takes_json_in_query(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     params = {"kwargs": json.dumps({"a": [1, 2], "b": {"c": None}}), "options": "{}"}
     _, body, _ = await api.call("GET", f"/api/v1/sync/{sid}/normal", admin=False, params=params)
     assert body == {"a": [1, 2], "b": {"c": None}}
@@ -52,7 +48,7 @@ async def test_normal_get_takes_json_in_query(api: Api, fake_worker: FakeWorker)
 
 @pytest.mark.parametrize("fmt", ["s", "simplified"])
 async def test_simplified_get_and_post(api: Api, fake_worker: FakeWorker, fmt: str) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     _, body, _ = await api.call("GET", f"/api/v1/sync/{sid}/{fmt}?a=1&b=x&b=y", admin=False)
     assert body == {"a": "1", "b": ["x", "y"]}
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/{fmt}", admin=False, json={"n": 1})
@@ -62,7 +58,7 @@ async def test_simplified_get_and_post(api: Api, fake_worker: FakeWorker, fmt: s
 
 
 async def test_simplified_text_and_binary_bodies(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}/s", admin=False, data="hello",
                                 headers={"Content-Type": "text/plain"})
     assert body == {"text": "hello"}  # DataFlux Func: a non-JSON text body arrives as {"text"}
@@ -72,19 +68,19 @@ async def test_simplified_text_and_binary_bodies(api: Api, fake_worker: FakeWork
 
 
 async def test_legacy_alias_al(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     _, body, _ = await api.call("POST", f"/api/v1/al/{sid}", admin=False, json={"kwargs": {"x": 1}})
     assert body == 2
-    echo = await sync_api(api, "echo")
+    echo = await api.entry("sync-apis", "echo")
     _, body, _ = await api.call("GET", f"/api/v1/al/{echo}/simplified?x=5", admin=False)
     assert body == {"x": "5"}
 
 
 async def test_results_of_every_json_kind(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "noargs")
+    sid = await api.entry("sync-apis", "noargs")
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False)
     assert resp.content_type == "application/json" and body is None
-    sid = await sync_api(api, "text")
+    sid = await api.entry("sync-apis", "text")
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False)
     assert body == "plain text" and resp.content_type == "text/plain"
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False,
@@ -93,7 +89,7 @@ async def test_results_of_every_json_kind(api: Api, fake_worker: FakeWorker) -> 
 
 
 async def test_dff_resp_is_honoured(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "resp")
+    sid = await api.entry("sync-apis", "resp")
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=201,
                                         json={"kwargs": {"kind": "k"}})
     assert body == {"kind": "k"} and resp.headers["X-Custom"] == "yes"
@@ -101,7 +97,7 @@ async def test_dff_resp_is_honoured(api: Api, fake_worker: FakeWorker) -> None:
 
 
 async def test_unbox_false_wraps_the_result(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False,
                                 json={"kwargs": {"x": 1}, "options": {"unbox": False}})
     assert body["ok"] is True and body["data"]["result"] == 2 and body["data"]["taskId"].startswith("task-")
@@ -111,7 +107,7 @@ async def test_unbox_false_wraps_the_result(api: Api, fake_worker: FakeWorker) -
 
 
 async def test_fixed_kwargs_cannot_be_overridden(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, kwargs={"x": 10, "y": "INPUT_BY_CALLER"})
+    sid = await api.entry("sync-apis", kwargs={"x": 10, "y": "INPUT_BY_CALLER"})
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, json={"kwargs": {"y": 5}})
     assert body == 15
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=400,
@@ -124,14 +120,14 @@ async def test_fixed_kwargs_cannot_be_overridden(api: Api, fake_worker: FakeWork
 
 
 async def test_signature_checked_before_enqueue(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=400,
                                 json={"kwargs": {"x": 1, "z": 2}})
     assert body["detail"]["unknown"] == ["z"]
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=400,
                                 json={"kwargs": {"y": 2}})
     assert body["detail"]["missing"] == ["x"]
-    sid = await sync_api(api, "echo")  # **kwargs accepts anything
+    sid = await api.entry("sync-apis", "echo")  # **kwargs accepts anything
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False,
                                 json={"kwargs": {"anything": True}})
     assert body == {"anything": True}
@@ -158,7 +154,7 @@ async def test_signature_checked_before_enqueue(api: Api, fake_worker: FakeWorke
 ])
 async def test_bad_bodies_are_400(api: Api, fake_worker: FakeWorker, payload: bytes,
                                   content_type: str, needle: str) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=400, data=payload,
                                 headers={"Content-Type": content_type})
     error_of(body, 400, "EClientBadRequest")
@@ -168,7 +164,7 @@ async def test_bad_bodies_are_400(api: Api, fake_worker: FakeWorker, payload: by
 
 
 async def test_bad_queries_are_400(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     for query in ("kwargs={bad", "kwargs=[1]", "options={bad", "other=1"):
         _, body, _ = await api.call("GET", f"/api/v1/sync/{sid}?{query}", admin=False, expect=400)
         error_of(body, 400, "EClientBadRequest")
@@ -185,7 +181,7 @@ async def test_unknown_entry_and_route(api: Api) -> None:
 
 
 async def test_oversized_body_is_413(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "echo")
+    sid = await api.entry("sync-apis", "echo")
     limit = int(api.ctx.settings.server.max_body_mb * 1024 * 1024)
     big = orjson.dumps({"kwargs": {"blob": "x" * (limit + 10)}})
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=413, data=big,
@@ -206,14 +202,14 @@ async def test_oversized_body_is_413(api: Api, fake_worker: FakeWorker) -> None:
 
 
 async def test_disabled_and_expired_entries_are_403(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "noargs", isDisabled=True)
+    sid = await api.entry("sync-apis", "noargs", isDisabled=True)
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=403)
     error_of(body, 403, "EBizCondition")
     assert "disabled" in body["message"]
-    sid = await sync_api(api, "noargs", expireTime=time.time() - 1)
+    sid = await api.entry("sync-apis", "noargs", expireTime=time.time() - 1)
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=403)
     assert "expired" in body["message"]
-    sid = await sync_api(api, "noargs", expireTime="2999-01-01T00:00:00Z")
+    sid = await api.entry("sync-apis", "noargs", expireTime="2999-01-01T00:00:00Z")
     await api.call("POST", f"/api/v1/sync/{sid}", admin=False)
     assert len(fake_worker.seen) == 1
 
@@ -222,7 +218,7 @@ async def test_disabled_and_expired_entries_are_403(api: Api, fake_worker: FakeW
 
 
 async def test_failing_function_is_599_with_user_traceback(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "fail")
+    sid = await api.entry("sync-apis", "fail")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=599)
     assert body["error"] == 599.1 and body["reason"] == "EFuncFailed"
     assert body["detail"]["exception"].startswith("ZeroDivisionError")
@@ -242,7 +238,7 @@ async def test_every_unsuccessful_status_has_its_code(api: Api, fake_worker: Fak
         raise FakeFailure(status, f"{status.value}: as the worker reports it")
 
     fake_worker.funcs["noargs"] = ends
-    sid = await sync_api(api, "noargs")
+    sid = await api.entry("sync-apis", "noargs")
     _, body, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=599)
     assert body["error"] == code and body["reason"] == reason and body["ok"] is False
     assert body["detail"]["status"] == status.value
@@ -250,11 +246,11 @@ async def test_every_unsuccessful_status_has_its_code(api: Api, fake_worker: Fak
 
 
 async def test_max_wait_answers_202_and_keeps_the_result(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "slow")
-    fake_worker.hold.clear()  # the function cannot finish until the 202 is in
+    sid = await api.entry("sync-apis", "slow")
+    await fake_worker.pause()  # the function cannot finish until the 202 is in
     _, body, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, expect=202,
                                    json={"kwargs": {"seconds": 0.1}, "options": {"maxWait": 0.2}})
-    fake_worker.hold.set()
+    fake_worker.resume()
     task_id = body["data"]["id"]
     assert resp.headers["Location"] == f"/api/v1/tasks/{task_id}" == body["data"]["location"]
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=10", admin=False)
@@ -262,7 +258,7 @@ async def test_max_wait_answers_202_and_keeps_the_result(api: Api, fake_worker: 
 
 
 async def test_cache_result_caches_successes_only(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api, "cached")
+    sid = await api.entry("sync-apis", "cached")
     _, first, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, json={"kwargs": {"x": 1}})
     assert "X-Dff-Cache" not in resp.headers
     _, second, resp = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, json={"kwargs": {"x": 1}})
@@ -281,7 +277,7 @@ async def test_cache_result_caches_successes_only(api: Api, fake_worker: FakeWor
 
 
 async def test_idempotency_key_returns_the_same_task(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     opts = {"kwargs": {"x": 1}, "options": {"idempotencyKey": "k-1", "unbox": False}}
     _, a, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, json=opts)
     _, b, _ = await api.call("POST", f"/api/v1/sync/{sid}", admin=False, json=opts)
@@ -290,7 +286,7 @@ async def test_idempotency_key_returns_the_same_task(api: Api, fake_worker: Fake
 
 
 async def test_many_concurrent_calls_share_one_reply_stream(api: Api, fake_worker: FakeWorker) -> None:
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     calls = [api.call("POST", f"/api/v1/sync/{sid}", admin=False, json={"kwargs": {"x": i}})
              for i in range(200)]
     results = await asyncio.gather(*calls)
@@ -299,13 +295,17 @@ async def test_many_concurrent_calls_share_one_reply_stream(api: Api, fake_worke
     assert api.ctx.waiter.pending == 0
 
 
+async def _pending(api: Api, count: int) -> bool:
+    return api.ctx.waiter.pending == count
+
+
 async def test_a_thousand_waiting_calls_hold_few_redis_connections(api: Api, fake_worker: FakeWorker) -> None:
     """1,000 sync calls waiting at once: one reply stream, a bounded pool, not 1,000 clients."""
     import aiohttp
 
-    sid = await sync_api(api)
+    sid = await api.entry("sync-apis")
     before = (await api.ctx.redis.info("clients"))["connected_clients"]
-    fake_worker.hold.clear()  # every call is enqueued and waits
+    await fake_worker.pause()  # every call is enqueued and waits
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
 
@@ -315,10 +315,9 @@ async def test_a_thousand_waiting_calls_hold_few_redis_connections(api: Api, fak
                 return await resp.json()
 
         calls = [asyncio.create_task(call(i)) for i in range(1000)]
-        await fake_worker.wait_seen(1000, within=60)
-        assert api.ctx.waiter.pending == 1000
+        await wait_for(lambda: _pending(api, 1000), within=60, what="1,000 waiting calls")
         during = (await api.ctx.redis.info("clients"))["connected_clients"]
-        fake_worker.hold.set()
+        fake_worker.resume()
         results = await asyncio.gather(*calls)
     assert results == [i + 1 for i in range(1000)]
     assert during - before < 80  # the command pool is bounded; waiting costs no connection

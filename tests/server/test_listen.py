@@ -16,8 +16,8 @@ from tests.conftest import RedisServer
 from tests.server.conftest import DEMO_SCRIPT
 from tests.server.processes import create_token, running, server, write_config
 
-from fluxfunc_common.commands.up import Up
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.cli.up import Up
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.settings import ServerSettings, Settings
 
 TIMEOUT = 1.0  # the configured timeouts

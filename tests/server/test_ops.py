@@ -14,7 +14,6 @@ from tests.server.conftest import Api, FakeWorker
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.errors import Unavailable
 from fluxfunc_common.heartbeat import heartbeat
-from fluxfunc_common.streams import Delivery
 from fluxfunc_server.app import create_app
 from fluxfunc_server.middlewares import make_error_middleware
 
@@ -89,10 +88,10 @@ async def _dead_letter(api: Api) -> str:
     env = TaskEnvelope(id="task-01DEADLETTER", func_id="demo__basic.plus", kwargs={"x": 1},
                        trigger_time=1.0, queue="default")
     enq = await ctx.streams.enqueue(env, max_len=100)
-    got = await ctx.streams.read("c-1", ["default"], 1, block_ms=0)
-    assert got and got[0].entry_id == enq.entry_id
+    _, got = await ctx.streams.claim("c-1", ["default"], 1, marker_ttl_ms=60_000, block_ms=0)
+    assert got and got[0].delivery.entry_id == enq.entry_id
     result = TaskResult.for_envelope(env, TaskStatus.DEAD, exception="crashed 5 times")
-    assert await ctx.streams.dead("c-1", Delivery("default", got[0].entry_id, env), result,
+    assert await ctx.streams.dead("c-1", got[0].delivery, result,
                                   reason="max deliveries", result_ttl_ms=60_000)
     letters = await ctx.streams.dead_letters()
     return letters[-1]["id"]

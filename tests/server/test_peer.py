@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable
 from ipaddress import ip_network
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +16,7 @@ from tests.server.conftest import Api, FakeWorker
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings
 from fluxfunc_server.app import create_app
-from fluxfunc_server.context import CTX
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.peer import client_ips
 
 pytestmark = pytest.mark.usefixtures("published")
@@ -25,11 +24,6 @@ pytestmark = pytest.mark.usefixtures("published")
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-async def entry(api: Api, path: str, func: str = "echo", **fields: Any) -> str:
-    created = await api.create(f"/api/v1/{path}", {"funcId": f"demo__basic.{func}", **fields})
-    return str(created["id"])
 
 
 async def everything_in(redis: aioredis.Redis, keys: Keys) -> str:
@@ -49,7 +43,7 @@ async def everything_in(redis: aioredis.Redis, keys: Keys) -> str:
 
 
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(api: Api, fake_worker: FakeWorker) -> None:
-    aid = await entry(api, "async-apis")
+    aid = await api.entry("async-apis", "echo")
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, json={},
                    headers={"X-Forwarded-For": "6.6.6.6, 7.7.7.7"})
     await fake_worker.wait_seen(1)
@@ -60,7 +54,7 @@ async def test_forwarded_for_is_ignored_from_an_untrusted_peer(api: Api, fake_wo
 async def test_forwarded_for_is_read_from_a_trusted_proxy(
         aiohttp_client: Callable[..., Awaitable[TestClient]], make_settings: Callable[..., Settings],
         fake_worker: FakeWorker, api: Api) -> None:
-    aid = await entry(api, "async-apis")
+    aid = await api.entry("async-apis", "echo")
     trusted = make_settings(server={"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8"]})
     proxy = await aiohttp_client(create_app(trusted, catalog_ttl=0))
     # the client, then two proxies: the nearest (127.0.0.1, the peer) and 10.1.2.3 are trusted
@@ -77,7 +71,7 @@ async def test_forwarded_for_is_read_from_a_trusted_proxy(
 
 async def test_credentials_never_reach_the_task(api: Api) -> None:
     """No worker runs: the envelope stays in its queue stream, where it is looked at."""
-    aid = await entry(api, "async-apis")
+    aid = await api.entry("async-apis", "echo")
     secrets = {"Authorization": f"Bearer {api.token}", "Cookie": "session=cookie-secret-1",
                "Proxy-Authorization": "Basic cHJveHktc2VjcmV0", "X-Dff-Ak-Sign": "ak-sign-secret"}
     await api.call("POST", f"/api/v1/async/{aid}", admin=False, json={"kwargs": {"x": 1}},
@@ -94,7 +88,7 @@ async def test_credentials_never_reach_the_task(api: Api) -> None:
 async def test_cross_origin_form_posts_to_http_basic_entries_are_refused(
         api: Api, fake_worker: FakeWorker, headers: dict[str, str]) -> None:
     auth = {"type": "httpBasic", "users": [{"username": "ann", "password": "pw-ann"}]}
-    aid = await entry(api, "async-apis", apiAuth=auth)
+    aid = await api.entry("async-apis", "echo", apiAuth=auth)
     url = f"/api/v1/async/{aid}/s"
     creds = basic("ann", "pw-ann")
     for form in ({"data": {"x": "1"}}, {"data": "x=1", "headers": {"Content-Type": "text/plain"}}):
@@ -109,20 +103,20 @@ async def test_cross_origin_form_posts_to_http_basic_entries_are_refused(
                    headers={**creds, "Sec-Fetch-Site": "same-origin"})
     await api.call("POST", url, admin=False, data={"x": "1"}, headers=creds)
     # an entry that opts in
-    opted = await entry(api, "async-apis", apiAuth={**auth, "allowCrossOriginForms": True})
+    opted = await api.entry("async-apis", "echo", apiAuth={**auth, "allowCrossOriginForms": True})
     await api.call("POST", f"/api/v1/async/{opted}/s", admin=False, data={"x": "1"},
                    headers={**creds, **headers})
 
 
 async def test_cross_origin_forms_to_open_entries_are_not_concerned(api: Api) -> None:
-    aid = await entry(api, "async-apis")
+    aid = await api.entry("async-apis", "echo")
     await api.call("POST", f"/api/v1/async/{aid}/s", admin=False, data={"x": "1"},
                    headers={"Origin": "https://evil.example"})
 
 
 async def test_result_cache_is_per_principal(api: Api, fake_worker: FakeWorker) -> None:
     users = [{"username": "ann", "password": "pw-ann"}, {"username": "bob", "password": "pw-bob"}]
-    sid = await entry(api, "sync-apis", "cached", apiAuth={"type": "httpBasic", "users": users})
+    sid = await api.entry("sync-apis", "cached", apiAuth={"type": "httpBasic", "users": users})
     url, call = f"/api/v1/sync/{sid}", {"json": {"kwargs": {"x": 1}}}
     _, _, resp = await api.call("POST", url, admin=False, headers=basic("ann", "pw-ann"), **call)
     assert "X-Dff-Cache" not in resp.headers
@@ -131,7 +125,7 @@ async def test_result_cache_is_per_principal(api: Api, fake_worker: FakeWorker) 
     _, _, resp = await api.call("POST", url, admin=False, headers=basic("bob", "pw-bob"), **call)
     assert "X-Dff-Cache" not in resp.headers  # bob's call ran: ann's result is ann's
     # nor across entries, nor with the admin's direct call
-    open_sid = await entry(api, "sync-apis", "cached")
+    open_sid = await api.entry("sync-apis", "cached")
     _, _, resp = await api.call("POST", f"/api/v1/sync/{open_sid}", admin=False, **call)
     assert "X-Dff-Cache" not in resp.headers
     _, _, resp = await api.call("POST", "/api/v1/func/demo__basic.cached", **call)

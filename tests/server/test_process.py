@@ -17,7 +17,7 @@ from tests.conftest import RedisServer
 from tests.server.conftest import DEMO_SCRIPT, FakeWorker
 from tests.server.processes import create_token, running, server, write_config
 
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import load_settings
 

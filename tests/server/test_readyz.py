@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import RedisServer
 
 from fluxfunc_server.app import create_app
-from fluxfunc_server.context import CTX
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.handlers import ops
 
 # Far above the handler's own deadline (READY_CHECK_SECONDS): a probe that hangs fails this,

@@ -17,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -27,7 +28,7 @@ from tests.conftest import RedisServer
 from tests.server.conftest import DEMO_SCRIPT
 from tests.server.processes import create_token, running, server, write_config
 
-from fluxfunc_common.localredis import free_port
+from fluxfunc_common.proc.localredis import free_port
 
 BUDGET_SECONDS = 45  # negative cases stop here; the positive pass always runs in full
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 12}
@@ -51,6 +52,13 @@ def target(tmp_path: Path, redis_server: RedisServer, namespace: str) -> Iterato
                            ("/api/v1/sync-apis", {"id": "sapi-demo", "funcId": "demo__basic.echo"})):
             requests.post(base + path, json=body, headers=admin, timeout=10).raise_for_status()
         yield base, token
+
+
+def refused_by_http_parser(response: Response) -> bool:
+    """A request line or header beyond aiohttp's 8190-byte limits (a negative case can make
+    one) is refused by its HTTP parser with a plain-text 400 before the application sees the
+    request: no route answered, so the document has nothing to say about it."""
+    return response.status_code == 400 and b"Got more than 8190 bytes" in (response.content or b"")
 
 
 @pytest.mark.parametrize("as_admin", [True, False], ids=["admin", "anonymous"])
@@ -80,9 +88,10 @@ def test_schemathesis(target: tuple[str, str], as_admin: bool) -> None:
                                  suppress_health_check=list(HealthCheck), derandomize=True)
             @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
-                response = case.call_and_validate(base_url=base, session=session, headers=headers,
-                                                  checks=CHECKS, timeout=15)
+                response = case.call(base_url=base, session=session, headers=headers, timeout=60)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if not refused_by_http_parser(response):
+                    case.validate_response(response, checks=CHECKS)
 
             try:
                 run()

@@ -24,7 +24,7 @@ async def enqueue(api: Api, func: str = "plus", kwargs: dict[str, Any] | None = 
 
 
 async def test_queued_then_running_then_success(api: Api, fake_worker: FakeWorker) -> None:
-    fake_worker.hold.clear()  # deliveries wait: the task stays "queued" (not yet picked up)
+    await fake_worker.pause()  # nothing is claimed: the task stays "queued" (not yet picked up)
     task_id = await enqueue(api, "slow", {"seconds": 0.5})
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}")
     data = body["data"]
@@ -34,7 +34,7 @@ async def test_queued_then_running_then_success(api: Api, fake_worker: FakeWorke
     await api.ctx.redis.set(api.ctx.keys.running(task_id), marker)
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}")
     assert body["data"]["status"] == "running" and body["data"]["startTime"] == 1.5
-    fake_worker.hold.set()
+    fake_worker.resume()
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=10")
     data = body["data"]
     assert data["status"] == "success" and data["result"] == "done"
@@ -42,13 +42,13 @@ async def test_queued_then_running_then_success(api: Api, fake_worker: FakeWorke
 
 
 async def test_long_poll_returns_early_and_times_out(api: Api, fake_worker: FakeWorker) -> None:
-    fake_worker.hold.clear()
+    await fake_worker.pause()
     task_id = await enqueue(api)
     started = time.monotonic()
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=0.3")
     # waited for the 0.3 s asked, and no longer: the held task would never end (10 s: a busy machine)
     assert body["data"]["status"] == "queued" and 0.25 < time.monotonic() - started < 10
-    fake_worker.hold.set()
+    fake_worker.resume()
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=30")
     assert body["data"]["status"] == "success"
 
@@ -88,7 +88,7 @@ async def test_api_tasks_are_readable_by_id_others_need_admin(api: Api, fake_wor
 
 
 async def test_cancel_a_queued_task(api: Api, fake_worker: FakeWorker) -> None:
-    fake_worker.hold.clear()
+    await fake_worker.pause()
     task_id = await enqueue(api)
     events = api.ctx.redis.pubsub()
     await events.subscribe(api.ctx.keys.events())
@@ -107,7 +107,7 @@ async def test_cancel_a_queued_task(api: Api, fake_worker: FakeWorker) -> None:
     assert body["data"]["status"] == "cancelled"
     # cancelling twice is fine; the worker then ends it cancelled without running it
     await api.call("POST", f"/api/v1/tasks/{task_id}/cancel")
-    fake_worker.hold.set()
+    fake_worker.resume()
     _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=10")
     assert body["data"]["status"] == "cancelled"
 
@@ -121,10 +121,10 @@ async def test_cancel_a_finished_or_unknown_task(api: Api, fake_worker: FakeWork
 
 
 async def test_concurrent_long_polls(api: Api, fake_worker: FakeWorker) -> None:
-    fake_worker.hold.clear()
+    await fake_worker.pause()
     ids = [await enqueue(api, kwargs={"x": i}) for i in range(20)]
     polls = [api.call("GET", f"/api/v1/tasks/{t}?wait=20") for t in ids]
-    release = asyncio.get_running_loop().call_later(0.3, fake_worker.hold.set)
+    release = asyncio.get_running_loop().call_later(0.3, fake_worker.resume)
     try:
         results = await asyncio.gather(*polls)
     finally:

@@ -2,7 +2,8 @@
 scripts and enqueueing tasks without the Server, and real ``fluxfunc-worker`` processes.
 
 Scripts are published the way the Server does it: script row + ``store.publish_script`` with
-the funcs found by ``fluxfunc_common.scripts.analyse``, then ``INCR scripts_version``.
+the funcs found by ``fluxfunc_common.scripts.analyse``, then
+``scriptchanges.announce`` (the version step and which script it changed).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import pytest
 import yaml
 from tests.processes import LoggedProcess, wait_for
 
+from fluxfunc_common import scriptchanges
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.redisconn import RedisClients, open_redis
-from fluxfunc_common.scripts import analyse, script_set_id
+from fluxfunc_common.scripts import FuncRow, analyse, script_set_id
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity, Store, open_store
 from fluxfunc_common.streams import StreamProtocol
@@ -56,7 +58,7 @@ class Bench:
     def redis(self) -> Any:
         return self.clients.main
 
-    async def publish(self, script_id: str, code: str) -> list[dict[str, Any]]:
+    async def publish(self, script_id: str, code: str) -> list[FuncRow]:
         """Create (first time) and publish a script; announce it like the Server does."""
         if await self.store.find(Entity.SCRIPT, script_id) is None:
             set_id = script_set_id(script_id)
@@ -67,7 +69,7 @@ class Bench:
         funcs = analyse(script_id, code).funcs
         await self.store.publish_script(script_id, code, funcs)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(self.keys.scripts_version())
+            await scriptchanges.announce(self.redis, self.keys, script_id, pipe)
             pipe.publish(self.keys.events(), orjson.dumps({"type": "scriptPublished", "scriptId": script_id}))
             await pipe.execute()
         return funcs
@@ -92,7 +94,7 @@ class Bench:
         await self.streams.enqueue_many(envs, max_len=self.settings.redis.queue_max_len)
         return [e.id for e in envs]
 
-    async def result(self, task_id: str, within: float = 15) -> TaskResult:
+    async def result(self, task_id: str, within: float = 60) -> TaskResult:
         """Wait for the task's result key."""
         found: TaskResult = await wait_for(lambda: self.streams.get_result(task_id), within,
                                            what=f"result of {task_id}")

@@ -4,11 +4,13 @@ produced: each printed line reaches the worker as it is printed, masked like the
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fluxfunc_common.envelope import TaskEnvelope
-from fluxfunc_worker.pool import Pool, RpcError
-from fluxfunc_worker.runs import run_message
+from fluxfunc_worker.messages import JSONObject, RunMessage
+from fluxfunc_worker.outcome import End
+from fluxfunc_worker.pool import Pool
+from fluxfunc_worker.rpc import RpcError
+from fluxfunc_worker.run import run_message
 
 CODE = '''
 import os
@@ -35,13 +37,13 @@ def fine():
 '''
 
 
-async def rpc(method: str, params: dict[str, Any], task: dict[str, Any] | None) -> Any:
+async def rpc(method: str, params: JSONObject, task: RunMessage | None) -> object:
     if method == "script" and params.get("scriptId") == "demo__prints":
         return [CODE, 1]
     raise RpcError(f"no {method} here")
 
 
-def message(func: str) -> dict[str, Any]:
+def message(func: str) -> RunMessage:
     env = TaskEnvelope(id=f"task-{time.monotonic_ns()}", func_id=f"demo__prints.{func}", kwargs={},
                        trigger_time=time.time())
     return run_message(env)
@@ -50,11 +52,13 @@ def message(func: str) -> dict[str, Any]:
 async def test_a_crashed_child_keeps_what_it_printed() -> None:
     async with Pool(1, max_tasks=1000, memory_mb=256, rpc=rpc) as pool:
         outcome = await pool.run(message("crash"), 30)
-        assert outcome.status == "failure" and "WorkerChildDied" in outcome.fields["exception"]
-        assert outcome.fields["printLogs"] == "step 1\nstep 2 of 3\n"
+        assert (outcome.end, outcome.status) == (End.DIED, "failure")
+        assert "WorkerChildDied" in (outcome.exception or "")
+        assert outcome.print_logs == "step 1\nstep 2 of 3\n"
 
         stopped = await pool.run(message("hang"), 0.5)  # stopped at its timeout
-        assert stopped.status == "timeout" and stopped.fields["printLogs"] == "started\n"
+        assert (stopped.end, stopped.status, stopped.print_logs) == (End.TIMEOUT, "timeout", "started\n")
 
         fine = await pool.run(message("fine"), 30)  # a normal end: the child's own capture
-        assert fine.status == "success" and fine.fields["printLogs"] == "all good\n"
+        assert fine.status == "success" and fine.report is not None
+        assert fine.report.get("printLogs") == "all good\n" and fine.print_logs is None

@@ -78,17 +78,20 @@ async def test_sigkill_during_a_long_task_is_reclaimed_by_another_worker(
 
 async def test_lease_renewal_keeps_a_task_longer_than_the_lease(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
-    """lease 2 s, task 4 s, a second worker reclaiming every 0.3 s: never stolen."""
+    """lease 2 s, task 6 s, a second worker reclaiming every 0.3 s: never stolen."""
     await bench.publish(WORK, WORK_CODE)
     out = tmp_path / "effects.txt"
     a = workers("a", concurrency=1)
     await a.ready(bench)
-    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 4})
+    task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 6})
     await wait_for(lambda: _has(out, "start", task_id), 15, what="task started")
+    # the marker is set by the Worker as the child starts: wait for it, do not race the child
+    raw = await wait_for(lambda: bench.redis.get(bench.keys.running(task_id)), 15,
+                         what="the running marker is set when the task starts")
+    marker = orjson.loads(raw)
+    assert set(marker) >= {"consumer", "startTime", "attempt"} and marker["attempt"] == 1
     b = workers("b")
     await b.ready(bench)
-    marker = orjson.loads(await bench.redis.get(bench.keys.running(task_id)))
-    assert set(marker) >= {"consumer", "startTime", "attempt"} and marker["attempt"] == 1
     result = await bench.result(task_id, within=20)
     assert result.status is TaskStatus.SUCCESS
     assert [w for w, t, _ in marks(out) if t == task_id] == ["start", "end"]
@@ -121,8 +124,10 @@ async def test_lost_lease_stops_the_run_and_writes_nothing(
     result = await bench.result(task_id, within=20)  # the thief went quiet: reclaimed
     assert result.status is TaskStatus.SUCCESS
     assert [w for w, t, _ in marks(out) if t == task_id] == ["start", "start", "end"]
-    assert [ln["status"] for ln in a.task_lines() if ln["task_id"] == task_id] == ["success"]
+    # the task line follows the completion: it may land in the log just after the result
+    await wait_for(lambda: _task_lines(a, task_id), 15, what="task line")
     assert a.stop() == 0
+    assert [ln["status"] for ln in a.task_lines() if ln["task_id"] == task_id] == ["success"]
 
 
 async def test_poison_entry_ends_in_the_dead_letters(bench: Bench,
@@ -204,6 +209,10 @@ async def test_a_delivery_of_a_completed_task_is_acked_not_run(
 
 async def _has(path: Path, what: str, task_id: str) -> bool:
     return any(w == what and t == task_id for w, t, _ in marks(path))
+
+
+async def _task_lines(proc: WorkerProcess, task_id: str) -> bool:
+    return any(line["task_id"] == task_id for line in proc.task_lines())
 
 
 async def _logged(proc: WorkerProcess, event: str) -> bool:

@@ -26,16 +26,12 @@ async def test_timeout_kills_the_child_and_the_worker_serves_on(
     w = workers("w", concurrency=1)
     await w.ready(bench)
     before = children(w)
-    started = time.monotonic()
     task_id = await bench.enqueue(f"{WORK}.spin")
-    result = await bench.result(task_id, within=15)
-    took = time.monotonic() - started
-    assert result.status is TaskStatus.TIMEOUT
+    result = await bench.result(task_id, within=30)
+    assert result.status is TaskStatus.TIMEOUT  # stopped: the spin never ends by itself
     assert "timeout of 2 s" in (result.exception or "")
-    # timeout 2 s, SIGKILL after a 0.5 s grace: never early; the upper bound only tells a
-    # kill from a spin that ran on (generous: a busy machine)
-    assert took >= 1.9, took
-    assert result.start_time and result.end_time and 1.9 <= result.end_time - result.start_time < 10
+    # the run's own timestamps: never stopped before its timeout
+    assert result.start_time and result.end_time and result.end_time - result.start_time >= 1.9
     nxt = await bench.enqueue(f"{WORK}.append", {"path": str(tmp_path / "e.txt")})
     assert (await bench.result(nxt)).status is TaskStatus.SUCCESS
     assert w.alive()
@@ -117,15 +113,13 @@ async def test_cancel_of_a_running_task_stops_its_child(bench: Bench, workers: C
     await w.ready(bench)
     task_id = await bench.enqueue(f"{WORK}.sleepy", {"path": str(out), "seconds": 20})
     await wait_for(lambda: _started(out, task_id), 15, what="task started")
-    asked = time.monotonic()
     async with bench.redis.pipeline(transaction=False) as pipe:  # what the Server's cancel does
         pipe.set(bench.keys.cancel(task_id), b"1", px=60_000)
         pipe.publish(bench.keys.events(), orjson.dumps({"type": "cancel", "taskId": task_id}))
         await pipe.execute()
-    result = await bench.result(task_id, within=10)
+    result = await bench.result(task_id, within=30)
     assert result.status is TaskStatus.CANCELLED and "while it ran" in (result.exception or "")
-    assert time.monotonic() - asked < 10  # stopped, not run to its 20 s end
-    assert [what for what, t, _ in marks(out) if t == task_id] == ["start"]
+    assert [what for what, t, _ in marks(out) if t == task_id] == ["start"], "stopped, not run to its end"
     assert await bench.redis.get(bench.keys.running(task_id)) is None
     nxt = await bench.result(await bench.enqueue(f"{WORK}.append", {"path": str(out)}))
     assert nxt.status is TaskStatus.SUCCESS

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -17,7 +18,7 @@ from tests.common.test_sentinel import _settings as sentinel_settings
 
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
-from fluxfunc_worker.lane import Lane
+from fluxfunc_worker.lane import CommandBatches, Lane, Pipelines, open_lane
 
 
 async def test_concurrent_batches_get_their_own_replies_in_order(
@@ -38,9 +39,12 @@ async def test_concurrent_batches_get_their_own_replies_in_order(
             await lane.close()
 
 
-async def test_error_replies_stay_in_place(make_settings: Callable[..., Settings]) -> None:
+@pytest.mark.parametrize("variant", [Lane, Pipelines])
+async def test_error_replies_stay_in_place(
+        make_settings: Callable[..., Settings], variant: Callable[..., CommandBatches]) -> None:
+    """The lane and its plain variant (redis-py pipelines) answer the same batch alike."""
     async with open_redis(make_settings().redis) as clients:
-        lane = Lane(clients.main)
+        lane = variant(clients.main)
         try:
             sha = await clients.main.script_load("return {1, 'two', {3}}")
             missing, bad, good, nested = await lane.execute([
@@ -134,5 +138,46 @@ async def test_the_lane_follows_a_sentinel_failover(
                 assert time.monotonic() < deadline, f"still no primary: {reply!r}"
                 await asyncio.sleep(0.2)
             assert f"tcp_port:{replica.port}" in (await lane.execute([("INFO", "server")]))[0].decode()
+        finally:
+            await lane.close()
+
+
+async def test_the_switch_selects_the_plain_variant(
+        make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        monkeypatch.delenv("FLUXFUNC_PLAIN_VARIANTS", raising=False)
+        assert isinstance(open_lane(clients.main), Lane)
+        assert isinstance(open_lane(clients.main, fast=False), Pipelines)
+        monkeypatch.setenv("FLUXFUNC_PLAIN_VARIANTS", "1")
+        plain = open_lane(clients.main)
+        assert isinstance(plain, Pipelines)
+        assert await plain.execute([("SET", "lane:p", 1), ("GET", "lane:p")]) == [True, b"1"]
+        await plain.close()
+
+
+class Opaque:
+    """A connection whose internals are not the ones the lane drives (a future redis-py)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def connect(self) -> None:
+        await self._conn.connect()
+
+    async def disconnect(self, nowait: bool = False) -> None:
+        await self._conn.disconnect()
+
+
+async def test_the_lane_falls_back_to_pipelines_when_its_precondition_fails(
+        make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_redis(make_settings().redis) as clients:
+        pool = clients.main.connection_pool
+        make = pool.make_connection
+        monkeypatch.setattr(pool, "make_connection", lambda: Opaque(make()))
+        lane = Lane(clients.main)
+        try:
+            assert await lane.execute([("SET", "lane:o", 1), ("GET", "lane:o")]) == [True, b"1"]
+            assert not lane.usable and lane.connects == 0
+            assert await lane.execute([("INCR", "lane:o")]) == [2]
         finally:
             await lane.close()

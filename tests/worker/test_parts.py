@@ -17,6 +17,7 @@ from tests.worker.conftest import Bench
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
+from fluxfunc_common.models import Func
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Entity
 from fluxfunc_common.streams import Delivery, Start
@@ -27,13 +28,16 @@ from fluxfunc_worker.completion import (
     result_from_outcome,
     should_retry,
 )
-from fluxfunc_worker.dffcalls import check_kwargs
+from fluxfunc_worker.dffcalls import refuse_bad_kwargs
 from fluxfunc_worker.events import EventListener
 from fluxfunc_worker.lease import Inflight
-from fluxfunc_worker.pool import Outcome, RpcError
+from fluxfunc_worker.outcome import End, Outcome
 from fluxfunc_worker.published import PublishedScripts
 from fluxfunc_worker.records import RecordBatcher
-from fluxfunc_worker.runs import Runs, Slots, Unwritten, run_message
+from fluxfunc_worker.rpc import RpcError
+from fluxfunc_worker.run import Run, RunState, run_message
+from fluxfunc_worker.runs import Runs, Unwritten
+from fluxfunc_worker.slots import Slots
 
 
 def env(**fields: Any) -> TaskEnvelope:
@@ -64,22 +68,30 @@ def test_retry_only_failures_and_timeouts_with_attempts_left() -> None:
 
 def test_result_from_outcome_keeps_the_child_fields() -> None:
     e = env(origin_id="sapi-1")
-    out = Outcome("success", {"result": {"a": 1}, "printLogs": "hi\n", "startTime": 10.0, "endTime": 11.0,
-                              "response": {"statusCode": 201, "contentType": "text/plain", "headers": {},
-                                           "data": "x"}})
+    out = Outcome.answered({"type": "done", "id": e.id, "status": "success", "result": {"a": 1},
+                            "printLogs": "hi\n", "startTime": 10.0, "endTime": 11.0,
+                            "response": {"statusCode": 201, "contentType": "text/plain", "headers": {},
+                                         "data": "x"}})
     r = result_from_outcome(e, out, start_time=5.0)
     assert (r.status, r.result, r.print_logs, r.start_time, r.end_time) == (
         TaskStatus.SUCCESS, {"a": 1}, "hi\n", 10.0, 11.0)
     assert r.response is not None and r.response.status_code == 201 and r.origin_id == "sapi-1"
-    odd = result_from_outcome(e, Outcome("weird", {}), start_time=5.0)
+    odd = result_from_outcome(e, Outcome.answered({"type": "done", "id": e.id, "status": "weird"}),
+                              start_time=5.0)
     assert odd.status is TaskStatus.FAILURE and "weird" in (odd.exception or "")
     assert odd.start_time == 5.0 and odd.end_time is not None
+    crashed = Outcome.died(-9)
+    crashed.print_logs = "step 1\n"
+    r = result_from_outcome(e, crashed, start_time=5.0)
+    assert r.status is TaskStatus.FAILURE and "SIGKILL" in (r.exception or "") and r.print_logs == "step 1\n"
+    timed_out = result_from_outcome(e, Outcome.stopped(End.TIMEOUT, timeout=3, memory_mb=1), start_time=5.0)
+    assert timed_out.status is TaskStatus.TIMEOUT and "timeout of 3 s" in (timed_out.exception or "")
 
 
 def test_run_message_carries_the_context() -> None:
     e = env(cron_expr="* * * * *", call_chain=["a__b.c"], http_request={"method": "GET"}, attempt=2)
     m = run_message(e)
-    assert m["t"] == "run" and m["id"] == e.id and m["func"] == e.func_id
+    assert m["type"] == "run" and m["id"] == e.id and m["func"] == e.func_id
     assert (m["cronExpr"], m["callChain"], m["httpRequest"], m["attempt"]) == (
         "* * * * *", ["a__b.c"], {"method": "GET"}, 2)
 
@@ -87,43 +99,12 @@ def test_run_message_carries_the_context() -> None:
 def test_check_kwargs_like_the_server() -> None:
     func = {"id": "demo__a.f", "kwargsSpec": {"x": {"required": True}, "y": {"default": "1"}},
             "varKwargs": False}
-    check_kwargs(func, {"x": 1})
+    refuse_bad_kwargs(Func.of(func), {"x": 1})
     with pytest.raises(RpcError, match="takes no argument"):
-        check_kwargs(func, {"x": 1, "z": 2})
+        refuse_bad_kwargs(Func.of(func), {"x": 1, "z": 2})
     with pytest.raises(RpcError, match="missing argument"):
-        check_kwargs(func, {"y": 2})
-    check_kwargs({**func, "varKwargs": True}, {"x": 1, "anything": 2})
-
-
-async def test_slots_wait_and_wake() -> None:
-    slots = Slots(2)
-    slots.take(2)
-    waiter = asyncio.create_task(slots.wait())
-    await asyncio.sleep(0.01)
-    assert not waiter.done()
-    slots.give()
-    await asyncio.wait_for(waiter, 1)
-    assert slots.free == 1
-
-
-async def test_slots_read_ahead_only_after_a_streak_of_short_runs() -> None:
-    slots = Slots(2, extra=2, short_seconds=0.01)
-    assert slots.free == 2
-    for _ in range(3):
-        slots.observe(0.001)
-    assert slots.free == 2, "not before 2 × size short runs in a row"
-    slots.observe(0.001)
-    assert slots.free == 4
-    slots.take(4)
-    slots.observe(0.5)  # one long run: no more read-ahead
-    assert slots.free == -2 and slots.extra == 0
-    waiter = asyncio.create_task(slots.wait())
-    slots.give(2)
-    await asyncio.sleep(0.01)
-    assert not waiter.done(), "still no free child"
-    slots.give()
-    await asyncio.wait_for(waiter, 1)
-    assert slots.free == 1
+        refuse_bad_kwargs(Func.of(func), {"y": 2})
+    refuse_bad_kwargs(Func.of({**func, "varKwargs": True}), {"x": 1, "anything": 2})
 
 
 @pytest.fixture
@@ -170,15 +151,21 @@ def delivery(entry: str = "1-0", count: int = 1) -> Delivery:
     return Delivery("default", entry, env(), count)
 
 
+def state(run: Run) -> RunState:
+    """The run's state, read afresh (not narrowed by an earlier check)."""
+    return run.state
+
+
 def test_inflight_adopts_a_new_delivery_count() -> None:
     inflight = Inflight()
     d = delivery()
-    running = inflight.add(d)
+    running = inflight.add(d, Slots(1).acquire_nowait(1).take())
     assert inflight.by_task(d.envelope.id) is running and ("default", "1-0") in inflight
-    running.lost = True
-    assert inflight.adopt_count(Delivery("default", "1-0", d.envelope, 3, "token-2"))
-    assert running.delivery.count == 3 and running.delivery.lease == "token-2" and not running.lost
-    assert not inflight.adopt_count(delivery("2-0"))
+    assert running.lose() and state(running) is RunState.LOST
+    assert inflight.adopt(Delivery("default", "1-0", d.envelope, 3, "token-2"))
+    assert running.delivery.count == 3 and running.delivery.lease == "token-2"
+    assert state(running) is RunState.CLAIMED, "ours again, where it was"
+    assert not inflight.adopt(delivery("2-0"))
     inflight.remove(running)
     assert len(inflight) == 0 and inflight.by_task(d.envelope.id) is None
 
@@ -257,7 +244,7 @@ async def test_published_cache_drops_on_a_new_version(bench: Bench) -> None:
     assert await published.refresh() is True
     code, version = await published.code("demo__p")  # type: ignore[misc]
     assert "return 1" in code and version == 1
-    assert (await published.func("demo__p.f"))["id"] == "demo__p.f"  # type: ignore[index]
+    assert (await published.func("demo__p.f")).id == "demo__p.f"  # type: ignore[union-attr]
     assert await published.code("demo__nope") is None
     await bench.publish("demo__p", '@DFF.API("F")\ndef f():\n    return 2\n')
     assert "return 1" in (await published.code("demo__p"))[0]  # type: ignore[index]  # until noticed
@@ -342,6 +329,11 @@ def runs_with(streams: OutcomeStreams) -> tuple[Runs, Records, Inflight]:
     return runs, records, inflight
 
 
+def hold(runs: Runs, inflight: Inflight, d: Delivery) -> Run:
+    """``d`` held the way the fetch loop holds an entry: with a slot."""
+    return inflight.add(d, runs.slots.acquire_nowait(1).take())
+
+
 async def test_an_outcome_write_that_timed_out_but_landed_is_recorded_once() -> None:
     """The reply of the first try is lost (a timeout) although Redis applied it; the next try
     is refused (the entry is gone): the stored result is this run's, so one record."""
@@ -350,8 +342,8 @@ async def test_an_outcome_write_that_timed_out_but_landed_is_recorded_once() -> 
     streams = OutcomeStreams([TimeoutError("no reply from Redis"), ConnectionError("refused"), False],
                              stored=result)
     runs, records, inflight = runs_with(streams)
-    await runs._finish(inflight.add(Delivery("default", "1-0", e)), result)
-    assert streams.calls == 3 and records.added == [result] and len(inflight) == 0
+    await runs._finish(hold(runs, inflight, Delivery("default", "1-0", e)), result)
+    assert streams.calls == 3 and records.added == [result]
 
 
 async def test_a_discarded_result_is_never_run_again_by_the_same_worker() -> None:
@@ -361,12 +353,16 @@ async def test_a_discarded_result_is_never_run_again_by_the_same_worker() -> Non
     result = TaskResult.for_envelope(e, TaskStatus.SUCCESS, start_time=1.0, end_time=2.0)
     streams = OutcomeStreams([False])
     runs, records, inflight = runs_with(streams)
-    await runs._finish(inflight.add(Delivery("default", "1-0", e)), result)
+    first = hold(runs, inflight, Delivery("default", "1-0", e))
+    await runs._finish(first, result)
     assert records.added == [] and runs.counts["stale"] == 1
-    runs.slots.take(1)
-    runs.dispatch([(inflight.add(Delivery("default", "1-0", e, 2, "token-2")), Start.RUN)])
+    first.done()
+    inflight.remove(first)
+    again = hold(runs, inflight, Delivery("default", "1-0", e, 2, "token-2"))
+    runs.dispatch([(again, Start.RUN)])
     await asyncio.gather(*runs.tasks)
     assert records.added == [result] and len(inflight) == 0
+    assert state(again) is RunState.DONE and runs.slots.free == 1, "its slot given back"
 
 
 async def test_a_refused_completion_is_sent_again_under_a_renewed_lease() -> None:
@@ -376,11 +372,11 @@ async def test_a_refused_completion_is_sent_again_under_a_renewed_lease() -> Non
     result = TaskResult.for_envelope(e, TaskStatus.SUCCESS, start_time=1.0, end_time=2.0)
     streams = OutcomeStreams([False, True])
     runs, records, inflight = runs_with(streams)
-    running = inflight.add(Delivery("default", "1-0", e, 1, "old"))
+    running = hold(runs, inflight, Delivery("default", "1-0", e, 1, "old"))
 
     def reclaimed() -> None:
         streams.on_call = None
-        inflight.adopt_count(Delivery("default", "1-0", e, 2, "new"))
+        inflight.adopt(Delivery("default", "1-0", e, 2, "new"))
     streams.on_call = reclaimed
     await runs._finish(running, result)
     assert streams.leases == ["old", "new"] and records.added == [result]

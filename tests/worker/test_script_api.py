@@ -139,7 +139,7 @@ async def test_cache_store_resp_and_print_limits(bench: Bench, workers: Callable
     assert logs.startswith("line 0\nline 1\n") and "line 999\n" in logs and "line 1000\n" not in logs
     assert "print output truncated" in logs
     conn = await bench.result(await bench.enqueue("demo__api.connector"))
-    assert conn.status is TaskStatus.FAILURE and "not supported" in (conn.exception or "")
+    assert conn.status is TaskStatus.FAILURE and "no connector 'mysql'" in (conn.exception or "")
     assert w.stop() == 0
 
 

@@ -167,6 +167,11 @@ def expired():
 @DFF.API("Long key")
 def long_key():
     DFF.STORE.set("k" * 300, 1)
+
+
+@DFF.API("fluxfunc's own scope")
+def reserved():
+    DFF.STORE.set("packages", ["evil==1.0"], scope="__fluxfunc__")
 '''
 
 ENV_AND_GLOBALS = '''
@@ -302,6 +307,8 @@ async def test_store_members_scope_expiry_and_janitor_purge(bench: Bench,
     assert gone == {"short": None, "short2": None, "keys": live, "all": live}
     long = await bench.result(await bench.enqueue("parity__store.long_key"))
     assert long.status is TaskStatus.FAILURE and "too long" in (long.exception or "")
+    reserved = await bench.result(await bench.enqueue("parity__store.reserved"))
+    assert reserved.status is TaskStatus.FAILURE and "reserved" in (reserved.exception or "")
     assert w.stop() == 0
 
 

@@ -11,10 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 from tests.processes import wait_for
 from tests.worker.conftest import WORK, WORK_CODE, Bench, WorkerProcess, marks
 
 from fluxfunc_common.envelope import TaskStatus
+from fluxfunc_common.fastpaths import plain_forced
+
+# Forked children are the fast variant: not in the pass with FLUXFUNC_PLAIN_VARIANTS=1.
+fast_only = pytest.mark.skipif(plain_forced(), reason="FLUXFUNC_PLAIN_VARIANTS=1: no zygote")
 
 STATE = "demo__state"
 STATE_CODE = '''
@@ -49,6 +54,7 @@ def gone(pids: list[int]) -> bool:
                    for p in pids)
 
 
+@fast_only
 async def test_children_are_forked_and_die_with_a_sigkilled_worker(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     await bench.publish(WORK, WORK_CODE)
@@ -68,6 +74,7 @@ async def test_children_are_forked_and_die_with_a_sigkilled_worker(
         await asyncio.sleep(0.05)
 
 
+@fast_only
 async def test_a_dead_zygote_is_replaced_and_children_are_forked_again(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     await bench.publish(WORK, WORK_CODE)
@@ -89,6 +96,7 @@ async def test_a_dead_zygote_is_replaced_and_children_are_forked_again(
     assert w.stop() == 0
 
 
+@fast_only
 async def test_recycled_children_start_clean(bench: Bench, workers: Callable[..., WorkerProcess]) -> None:
     await bench.publish(STATE, STATE_CODE)
     w = workers("w", concurrency=1, max_tasks_per_child=2)
@@ -111,6 +119,7 @@ async def test_recycled_children_start_clean(bench: Bench, workers: Callable[...
     assert w.stop() == 0
 
 
+@fast_only
 async def test_forked_children_report_crashes_like_spawned_ones(
         bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     """SIGSEGV / os._exit / timeout of forked children: exact exit statuses from the kernel."""
@@ -129,3 +138,17 @@ async def test_forked_children_report_crashes_like_spawned_ones(
 async def _has(path: Path, what: str, task_id: str) -> bool:
     return any(m == what and t == task_id for m, t, _ in marks(path))
 
+
+async def test_without_fast_paths_children_are_spawned(
+        bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    """``worker.fast_paths: false`` (what FLUXFUNC_PLAIN_VARIANTS=1 forces): no zygote, every
+    child a fresh interpreter of the worker's own, and tasks run as usual."""
+    await bench.publish(WORK, WORK_CODE)
+    w = workers("w", concurrency=2, fast_paths=False)
+    await w.ready(bench)
+    zygote, children = processes(w)
+    assert zygote is None and len(children) == 2
+    assert not any(forked(c) for c in children) and all(c.ppid() == w.pid for c in children)
+    done = await bench.result(await bench.enqueue(f"{WORK}.append", {"path": str(tmp_path / "e.txt")}))
+    assert done.status is TaskStatus.SUCCESS
+    assert w.stop() == 0

@@ -10,21 +10,28 @@ and fixedField ``valueCipher``). A rotation also encrypts API-auth secrets found
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fluxfunc_common.crypto import Cipher, reseal_fields
-from fluxfunc_common.store import Credential, CredentialKind, Entity, Store
+from fluxfunc_common.store import (
+    ConnectorStore,
+    Credential,
+    CredentialKind,
+    CredentialStore,
+    Entity,
+    EntityStore,
+)
 
 SEALED_ENTITIES = (Entity.ENV_VARIABLE, Entity.SYNC_API, Entity.ASYNC_API)
 _PAGE = 200
 
 
-async def list_credentials(store: Store, kind: CredentialKind) -> list[Credential]:
+async def list_credentials(store: CredentialStore, kind: CredentialKind) -> list[Credential]:
     """Admin tokens (revoked ones flagged) or access keys, oldest first; never a secret."""
     return await store.list_credentials(kind)
 
 
-async def revoke(store: Store, kind: CredentialKind, credential_id: str) -> None:
+async def revoke(store: CredentialStore, kind: CredentialKind, credential_id: str) -> None:
     """Revoke a token (kept, flagged) or delete an access key; NotFound if there is none.
 
     Servers cache a valid token for at most ``adminauth.TOKEN_CACHE_SECONDS`` (under 1 s) and
@@ -34,6 +41,10 @@ async def revoke(store: Store, kind: CredentialKind, credential_id: str) -> None
         await store.revoke_admin_token(credential_id)
     else:
         await store.revoke_access_key(credential_id)
+
+
+class SecretStore(CredentialStore, EntityStore, ConnectorStore, Protocol):
+    """Where the secrets live: access keys, the sealed fields of entities and connectors."""
 
 
 @dataclass
@@ -67,7 +78,7 @@ def seal_api_auth(api_auth: Any, cipher: Cipher) -> Any:
     return out
 
 
-async def rotate_secret(store: Store, cipher: Cipher) -> RotationReport:
+async def rotate_secret(store: SecretStore, cipher: Cipher) -> RotationReport:
     """Re-encrypt every stored secret with ``cipher``'s current secret and format, and
     encrypt the API-auth secrets still stored in clear.
 
@@ -90,9 +101,14 @@ async def rotate_secret(store: Store, cipher: Cipher) -> RotationReport:
                     resealed["apiAuth"] = seal_api_auth(resealed["apiAuth"], cipher)
                 changes = {k: v for k, v in resealed.items() if v != item.get(k)}
                 if changes:
-                    await store.update(entity, item["id"], changes)
+                    await store.update(entity, str(item["id"]), changes)
                     report.entities += 1
             cursor = page.next_cursor
             if not cursor:
                 break
+    for connector in await store.list_connectors():  # passwordCipher … of connector configs
+        config = reseal_fields(connector.config, cipher)
+        if config != connector.config:
+            await store.replace_connector(connector.model_copy(update={"config": config}))
+            report.entities += 1
     return report

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from fluxfunc_common.userjson import JSONObject
+
 ENVELOPE_VERSION = 1
 
 
@@ -21,6 +23,8 @@ class Origin(StrEnum):
     DIRECT = "direct"
     CRON_JOB = "cronJob"
     CHILD = "child"
+    SUBSCRIPTION = "subscription"  # a broker message (docs/connectors.md)
+    API_AUTH = "apiAuth"  # the auth func of a `func` API auth (docs/http-api.md)
 
 
 class TaskStatus(StrEnum):
@@ -54,7 +58,7 @@ class TaskEnvelope(Model):
     v: int = ENVELOPE_VERSION
     id: str
     func_id: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: JSONObject = Field(default_factory=dict)
     origin: Origin = Origin.DIRECT
     origin_id: str | None = None
     queue: str = "default"
@@ -72,7 +76,7 @@ class TaskEnvelope(Model):
     cron_expr: str | None = None
     trace_id: str | None = None
     result_ttl: int | None = None
-    http_request: dict[str, Any] | None = None
+    http_request: JSONObject | None = None
     record_limit: int | None = None
     last_error: str | None = None
 
@@ -89,6 +93,7 @@ class HttpResponse(Model):
     auto_delete: bool = False
     download: bool | str = False
     large_data: bool = False
+    allow_304: bool = False  # answer If-None-Match with 304 (an ETag of the body is sent)
 
 
 class TaskResult(Model):
@@ -115,9 +120,10 @@ class TaskResult(Model):
     record_limit: int | None = None
 
     @classmethod
-    def for_envelope(cls, env: TaskEnvelope, status: TaskStatus, **fields: Any) -> TaskResult:
-        """A result carrying the envelope's identity fields."""
-        base: dict[str, Any] = {
+    def for_envelope(cls, env: TaskEnvelope, status: TaskStatus, **fields: object) -> TaskResult:
+        """A result carrying the envelope's identity fields (``fields`` adds or overrides)."""
+        return cls.model_validate({
+            "status": status,
             "id": env.id,
             "func_id": env.func_id,
             "origin": env.origin,
@@ -128,6 +134,5 @@ class TaskResult(Model):
             "cron_expr": env.cron_expr,
             "call_chain": env.call_chain,
             "record_limit": env.record_limit,
-        }
-        base.update(fields)
-        return cls(status=status, **base)
+            **fields,
+        })

@@ -161,10 +161,6 @@ class ConfigError(FatalError):
     """The configuration is invalid."""
 
 
-class StaleLease(FluxfuncError):
-    """This worker no longer owns the stream entry (another worker reclaimed it)."""
-
-
 class ScriptError(ClientError):
     """The script does not compile or does not export what was asked."""
 

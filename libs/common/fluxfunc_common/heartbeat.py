@@ -14,7 +14,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from fluxfunc_common import __version__
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.lifecycle import every
 from fluxfunc_common.settings import Settings
 
 INTERVAL = 5.0
@@ -65,7 +66,7 @@ def local_instances(role: str, namespace: str) -> list[str]:
     return found
 
 
-def describe(role: str, instance: str, started: float, **extra: Any) -> dict[str, Any]:
+def describe(role: str, instance: str, started: float, **extra: object) -> dict[str, object]:
     """The JSON body of a heartbeat key."""
     return {
         "role": role,
@@ -86,7 +87,7 @@ async def heartbeat(
     role: str,
     instance: str,
     *,
-    extra: Callable[[], dict[str, Any]] | None = None,
+    extra: Callable[[], Mapping[str, object]] | None = None,
     interval: float = INTERVAL,
 ) -> AsyncIterator[None]:
     """Beat every ``interval`` seconds while the block runs; delete the key on exit."""
@@ -101,20 +102,20 @@ async def heartbeat(
             pipe.sadd(keys.svc_index(), key)
             await pipe.execute()
 
-    async def loop() -> None:
-        while True:
-            with suppress(Exception):
-                await beat_once()
-            await asyncio.sleep(interval)
+    async def beat_quietly() -> None:  # Redis away for a while: the key expires, as it should
+        with suppress(Exception):
+            await beat_once()
 
     await beat_once()
     with suppress(OSError):
         path.write_text(instance)
-    task = asyncio.create_task(loop(), name=f"heartbeat-{role}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(every(interval, beat_quietly, stop, first=False), name=f"heartbeat-{role}")
     try:
         yield
     finally:
-        task.cancel()
+        stop.set()
+        task.cancel()  # a beat blocked on a stalled Redis is not waited for
         with suppress(asyncio.CancelledError):
             await task
         with suppress(Exception):

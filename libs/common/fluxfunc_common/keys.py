@@ -1,6 +1,7 @@
 """Every Redis key name fluxfunc uses, built in this one place.
 
 No other module formats a key: they ask a :class:`Keys` made from ``redis.namespace``.
+Every key, its type, who writes and reads it and its lifetime: docs/redis-protocol.md.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Keys:
         return f"{self.ns}:delayed:{queue}:body"
 
     def leases(self, queue: str) -> str:
-        """HASH entry id → lease token of the consumer holding it (``streams.py``)."""
+        """HASH entry id → lease token of the consumer holding it (:mod:`fluxfunc_common.streams`)."""
         return f"{self.ns}:leases:{queue}"
 
     def dead(self) -> str:
@@ -98,6 +99,25 @@ class Keys:
     def scripts_version(self) -> str:
         """Counter bumped on every publish; workers compare it to drop cached code."""
         return f"{self.ns}:scripts:version"
+
+    def scripts_changes(self) -> str:
+        """STREAM: which script each ``scripts_version`` step changed (entry id ``<gen>-0``), so
+        workers drop only that script and its importers (docs/internals.md, Notifications)."""
+        return f"{self.ns}:scripts:changes"
+
+    def connectors_version(self) -> str:
+        """Counter bumped on every change of a connector (API); workers compare it to drop a
+        cached connector config within a second (docs/connectors.md)."""
+        return f"{self.ns}:connectors:version"
+
+    def python_packages_version(self) -> str:
+        """Counter bumped on every change of the package list (deployment list or a script
+        set's requirements); workers poll it to install the new set (docs/packages.md)."""
+        return f"{self.ns}:pypackages:version"
+
+    def python_packages_status(self, instance: str) -> str:
+        """JSON of one worker's package-set state (installing/ok/failed), expiring with it."""
+        return f"{self.ns}:pypackages:status:{instance}"
 
     # --- beat --------------------------------------------------------------------------
     def beat_leader(self) -> str:

@@ -1,9 +1,12 @@
 """Process lifecycle shared by the three services.
 
-The sequence (STYLE §6): signal → stop fetching → drain within a deadline → release what is
-left → close resources. :func:`run_service` owns the event loop, installs SIGTERM/SIGINT
-handlers (first signal stops gracefully, second forces), and turns startup errors into one
-clear line and a non-zero exit code instead of a traceback wall.
+The sequence (docs/operations.md, "Failures and recovery"): signal → stop fetching → drain
+within a deadline → release what is left → close resources. :func:`run_service` owns the event
+loop, installs SIGTERM/SIGINT handlers (first signal stops gracefully, second forces), and turns
+startup errors into one clear line and a non-zero exit code instead of a traceback wall.
+
+Every loop that sleeps between rounds and must end promptly on a stop event sleeps with
+:func:`sleep_or_stop` (or runs its rounds with :func:`every`): one way to sleep interruptibly.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -85,19 +89,35 @@ async def drain(tasks: set[asyncio.Task[Any]], deadline: float) -> set[asyncio.T
     return pending
 
 
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first; True when ``stop`` is
+    set. A zero or negative ``seconds`` still yields to the event loop once."""
+    if stop.is_set():
+        return True
+    if seconds <= 0:
+        await asyncio.sleep(0)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
 async def every(
-    interval: float, step: Callable[[], Awaitable[object]], stop: asyncio.Event
+    interval: float, step: Callable[[], Awaitable[object]], stop: asyncio.Event, *, first: bool = True
 ) -> None:
-    """Call ``step`` every ``interval`` seconds until ``stop`` is set (errors do not end it)."""
+    """Call ``step`` every ``interval`` seconds (start to start) until ``stop`` is set; errors are
+    logged and do not end it. ``first=False`` waits one interval before the first call."""
     from fluxfunc_common.logs import get_logger
 
     log = get_logger("lifecycle")
+    if not first and await sleep_or_stop(stop, interval):
+        return
     while not stop.is_set():
+        started = time.monotonic()
         try:
             await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a periodic chore must survive a bad round
             log.warning("periodic step failed", step=getattr(step, "__name__", "?"), error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+        await sleep_or_stop(stop, interval - (time.monotonic() - started))

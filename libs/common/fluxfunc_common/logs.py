@@ -3,6 +3,11 @@
 The JSON lines are rendered with orjson and time-stamped from a per-second cache: a worker
 writes one line per task, so the cost of a line is on its hot path (:meth:`LogOutput.info_line`
 renders such a line without structlog's processor chain).
+
+The seam: the worker writes its task line through an :class:`EventLine`. The fast variant is
+that hand-rolled JSON line; the plain one is an ordinary structlog ``logger.info`` — used for
+the console format, when ``worker.fast_paths`` is off and with ``FLUXFUNC_PLAIN_VARIANTS=1``
+(docs/internals.md, "Fast paths and their plain variants"). Both write the same JSON line.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
 
+from fluxfunc_common.fastpaths import use_fast
 from fluxfunc_common.settings import LogSettings
 
 
@@ -56,6 +61,12 @@ class IsoTimeStamper:
         return event_dict
 
 
+class EventLine(Protocol):
+    """Writes one info line for one event: ``line(event, **fields)``."""
+
+    def __call__(self, event: str, /, **fields: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class LogOutput:
     """Where and how this process logs, as :func:`configure_logging` set it up."""
@@ -65,20 +76,21 @@ class LogOutput:
     level: int
     stamper: IsoTimeStamper
 
-    def info_line(self, component: str) -> Callable[..., None]:
+    def info_line(self, component: str, *, fast: bool = True) -> EventLine:
         """``line(event, **fields)``: exactly the line ``get_logger(component).info(event,
-        **fields)`` writes, for one hot event (the worker's task line). JSON lines are
-        rendered here directly, at a fraction of structlog's cost; the console format goes
-        through structlog as usual."""
-        if not self.json:
-            logger = get_logger(component)
-            return lambda event, **fields: logger.info(event, **fields)
+        **fields)`` writes, for one hot event (the worker's task line). Why the fast variant
+        exists: a worker writes one such line per task, so structlog's per-call machinery
+        (bound-logger wrapping, the processor chain) is on its hot path; JSON lines are
+        rendered here directly, at a fraction of that cost. The console format, and ``fast=False`` (or
+        ``FLUXFUNC_PLAIN_VARIANTS=1``), go through structlog as usual."""
+        if not self.json or not use_fast(fast):
+            return _StructlogLine(get_logger(component))
         if self.level > logging.INFO:
-            return lambda event, **fields: None
+            return _silent
         printer = structlog.PrintLogger(self.stream)  # the same per-stream lock as structlog's
         emit, stamp, bound_vars = printer.msg, self.stamper, structlog.contextvars.get_contextvars
 
-        def line(event: str, **fields: Any) -> None:
+        def line(event: str, /, **fields: Any) -> None:
             event_dict = {"component": component, **fields, "event": event}
             for key, value in bound_vars().items():  # as merge_contextvars does
                 event_dict.setdefault(key, value)
@@ -87,6 +99,20 @@ class LogOutput:
             emit(render_json(None, "info", event_dict))
 
         return line
+
+
+def _silent(event: str, /, **fields: Any) -> None:
+    """The task line below the configured level."""
+
+
+class _StructlogLine:
+    """The plain :class:`EventLine`: structlog's ``info`` with its full processor chain."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def __call__(self, event: str, /, **fields: Any) -> None:
+        self._logger.info(event, **fields)
 
 
 def configure_logging(settings: LogSettings, *, stream: Any = None) -> LogOutput:

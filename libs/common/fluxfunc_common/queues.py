@@ -1,9 +1,9 @@
 """Queues and their readers: the queues published functions send to, and the warning for a
 queue that no live worker reads (its tasks would otherwise wait without a word).
 
-A worker announces the queues it reads in its heartbeat (:func:`inspect.live_queues`); a
+A worker announces the queues it reads in its heartbeat (:func:`queuestats.live_queues`); a
 function's queue is its ``extraConfig.queue``, else the queue of the call's origin
-(``default``, ``async`` or ``cron``, see :func:`tasks.default_queue`).
+(``default``, ``async`` or ``cron``, see :meth:`models.FuncOptions.queue_name`).
 """
 
 from __future__ import annotations
@@ -11,25 +11,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from fluxfunc_common.inspect import live_queues
 from fluxfunc_common.keys import GROUP, Keys
-from fluxfunc_common.store import Entity, Store
+from fluxfunc_common.models import Func
+from fluxfunc_common.queuestats import live_queues
+from fluxfunc_common.store import Entity, EntityStore
 
 HEARTBEAT_CACHE_SECONDS = 2.0
 
 
-def func_queue(func: Mapping[str, Any]) -> str | None:
+def func_queue(func: Func | Mapping[str, object]) -> str | None:
     """The queue a function names in ``@DFF.API(queue=...)``, None for the origin's default."""
-    queue = (func.get("extraConfig") or {}).get("queue")
-    return str(queue) if queue not in (None, "") else None
+    return Func.of(func).options.queue
 
 
-async def func_queues(store: Store) -> set[str]:
+async def func_queues(store: EntityStore) -> set[str]:
     """Every queue that some published function names."""
     funcs = await store.changed_since(Entity.FUNC, 0)
     return {q for f in funcs if (q := func_queue(f))}
@@ -43,13 +42,13 @@ def no_consumer(queue: str, *, func: str | None = None) -> str:
             "reads every queue that published functions use)")
 
 
-def unconsumed(funcs: Iterable[Mapping[str, Any]], live: set[str]) -> list[str]:
+def unconsumed(funcs: Iterable[Func | Mapping[str, object]], live: set[str]) -> list[str]:
     """One :func:`no_consumer` warning per function whose own queue no live worker reads."""
     out = []
-    for func in funcs:
-        queue = func_queue(func)
+    for func in map(Func.of, funcs):
+        queue = func.options.queue
         if queue is not None and queue not in live:
-            out.append(no_consumer(queue, func=str(func.get("id") or func.get("name"))))
+            out.append(no_consumer(queue, func=func.id or func.name))
     return out
 
 

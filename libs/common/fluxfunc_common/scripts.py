@@ -10,39 +10,47 @@ warning, because evaluating it would mean running user code inside the Server.
 from __future__ import annotations
 
 import ast
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from fluxfunc_common.errors import ScriptError
+from fluxfunc_common.models import decorator as api_options
 
-DEFAULT_TIMEOUT = 30
-MAX_SECONDS = 366 * 86_400  # the longest timeout, expires or cache_result a func may ask for
-_SECONDS = frozenset({"timeout", "api_timeout", "expires", "cache_result"})
 MAX_FUNC_ID = 191  # the store's id column
 
-# DataFlux Func spellings → catalogue keys.
-_EXTRA_KEYS = {
-    "timeout": "timeout",
-    "api_timeout": "timeout",
-    "expires": "expires",
-    "cache_result": "cacheResult",
-    "queue": "queue",
-    "fixed_cron_expr": "fixedCronExpr",
-    "fixed_crontab": "fixedCronExpr",
-    "delayed_crontab": "delayedCronExpr",
-    "delayed_cron_job": "delayedCronExpr",
-    "retries": "retries",
-    "is_hidden": "isHidden",
-}
-_IGNORED = frozenset({"integration", "integration_config"})
+
+class ParamRow(TypedDict, total=False):
+    """``kwargsSpec`` of one parameter: ``{"required": true}`` or ``{"default": "<source>"}``."""
+
+    required: bool
+    default: str
+
+
+class FuncRow(TypedDict):
+    """A func catalogue entry as publish writes it (docs/internals.md); read back as a
+    :class:`fluxfunc_common.models.Func`."""
+
+    id: str
+    scriptId: str
+    scriptSetId: str
+    name: str
+    title: str
+    description: str | None
+    definition: str
+    args: list[str]
+    kwargsSpec: dict[str, ParamRow]
+    varKwargs: bool
+    isAsync: bool
+    extraConfig: dict[str, object]  # FuncOptions in its catalogue names
+    category: str | None
+    tags: list[str]
 
 
 @dataclass
 class Analysis:
     """The catalogue entries of one script and the warnings met on the way."""
 
-    funcs: list[dict[str, Any]] = field(default_factory=list)
+    funcs: list[FuncRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -71,7 +79,7 @@ def analyse(script_id: str, code: str) -> Analysis:
     """The ``@DFF.API`` functions of ``code`` as func catalogue entries (definition order)."""
     tree = check_syntax(script_id, code)
     out = Analysis()
-    by_name: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, FuncRow] = {}
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
@@ -101,7 +109,7 @@ def _api_decorator(node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | N
 
 
 def _entry(script_id: str, node: ast.FunctionDef | ast.AsyncFunctionDef, decorator: ast.expr,
-           warnings: list[str]) -> dict[str, Any]:
+           warnings: list[str]) -> FuncRow:
     options = _options(node.name, decorator, warnings)
     args, spec = _signature(node, warnings)
     title = options.pop("title", None)
@@ -109,8 +117,9 @@ def _entry(script_id: str, node: ast.FunctionDef | ast.AsyncFunctionDef, decorat
         title = node.name
     tags = options.pop("tags", None)
     category = options.pop("category", None)
-    extra: dict[str, Any] = {"timeout": DEFAULT_TIMEOUT, "expires": None, "cacheResult": None,
-                             "queue": None, "fixedCronExpr": None, "retries": 0}
+    # no timeout= → null: the deployment's tasks.default_timeout applies (FuncOptions)
+    extra: dict[str, object] = {"timeout": None, "expires": None, "cacheResult": None,
+                                "queue": None, "fixedCronExpr": None, "retries": 0}
     extra.update(options)
     return {
         "id": f"{script_id}.{node.name}",
@@ -126,11 +135,11 @@ def _entry(script_id: str, node: ast.FunctionDef | ast.AsyncFunctionDef, decorat
         "isAsync": isinstance(node, ast.AsyncFunctionDef),
         "extraConfig": extra,
         "category": category if isinstance(category, str) else None,
-        "tags": tags or [],
+        "tags": list(tags) if isinstance(tags, list) else [],
     }
 
 
-def _options(name: str, decorator: ast.expr, warnings: list[str]) -> dict[str, Any]:
+def _options(name: str, decorator: ast.expr, warnings: list[str]) -> dict[str, object]:
     """Literal decorator options, normalised; non-literal or ill-typed ones are dropped."""
     if not isinstance(decorator, ast.Call):
         return {}
@@ -140,12 +149,12 @@ def _options(name: str, decorator: ast.expr, warnings: list[str]) -> dict[str, A
         if len(decorator.args) > 1:
             warnings.append(f"{name}: extra positional arguments of DFF.API ignored")
     raw.extend((kw.arg, kw.value) for kw in decorator.keywords if kw.arg is not None)
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, node in raw:
-        if key in _IGNORED:
+        if key in api_options.IGNORED:
             warnings.append(f"{name}: option {key!r} is not supported and was ignored")
             continue
-        if key not in _EXTRA_KEYS and key not in ("title", "category", "tags"):
+        if key not in api_options.RULES:
             warnings.append(f"{name}: unknown option {key!r} ignored")
             continue
         try:
@@ -153,74 +162,17 @@ def _options(name: str, decorator: ast.expr, warnings: list[str]) -> dict[str, A
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             warnings.append(f"{name}: option {key!r} is not a literal and was ignored")
             continue
-        _check_range(name, key, value)
-        problem = _check_option(key, value)
+        api_options.check_range(name, key, value)
+        problem = api_options.problem(key, value)
         if problem:
             warnings.append(f"{name}: option {key!r} {problem}; ignored")
             continue
-        out[_EXTRA_KEYS.get(key, key)] = _normalise(key, value, name, warnings)
+        out[api_options.RULES[key].key] = api_options.normalised(name, key, value, warnings)
     return out
 
 
-def _check_range(name: str, key: str, value: Any) -> None:
-    """A duration beyond :data:`MAX_SECONDS` (or not finite) cannot be a wish: the publish is
-    refused (400) rather than the func failing on its first call."""
-    if key not in _SECONDS or not isinstance(value, int | float) or isinstance(value, bool):
-        return
-    if not math.isfinite(value) or value > MAX_SECONDS:
-        raise ScriptError(f"{name}: option {key!r} = {value!r} is out of range (at most "
-                          f"{MAX_SECONDS} seconds, 366 days)", {"func": name, "option": key})
-
-
-def _check_option(key: str, value: Any) -> str | None:
-    """Why ``value`` is not acceptable for ``key`` (None when it is)."""
-    if value is None:
-        return None if key not in ("retries",) else "must be an integer"
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if key in ("timeout", "api_timeout", "expires", "cache_result") and not (number and value > 0):
-        return "must be a positive number"
-    if key == "retries" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return "must be a non-negative integer"
-    if key in ("title", "category", "fixed_cron_expr", "fixed_crontab") and not isinstance(value, str):
-        return "must be a string"
-    if key == "queue" and not (isinstance(value, str) and value) and not (
-            isinstance(value, int) and not isinstance(value, bool)):
-        return "must be a queue name"
-    if key == "tags" and not (isinstance(value, list | tuple) and all(isinstance(t, str) for t in value)):
-        return "must be a list of strings"
-    if key in ("delayed_crontab", "delayed_cron_job") and not (
-            isinstance(value, list | tuple) and all(isinstance(v, int) and v >= 0 for v in value)):
-        return "must be a list of non-negative integer seconds"
-    if key == "is_hidden" and not isinstance(value, bool):
-        return "must be a boolean"
-    return None
-
-
-def _normalise(key: str, value: Any, name: str, warnings: list[str]) -> Any:
-    if key == "queue" and isinstance(value, int):
-        warnings.append(f"{name}: numbered queue {value} becomes queue name {str(value)!r}; "
-                        "a worker must listen on it")
-        return str(value)
-    if key in ("fixed_cron_expr", "fixed_crontab") and value is not None:
-        _check_cron(name, value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def _check_cron(name: str, expr: str) -> None:
-    """A bad ``fixed_cron_expr`` would never fire: refuse the publish instead."""
-    from fluxfunc_common import schedule
-
-    try:
-        schedule.validate(expr)
-    except schedule.ScheduleError as exc:
-        raise ScriptError(f"{name}: invalid fixed_cron_expr: {exc.message}",
-                          {"func": name, "fixedCronExpr": expr}) from None
-
-
 def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef,
-               warnings: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+               warnings: list[str]) -> tuple[list[str], dict[str, ParamRow]]:
     """Names callable by keyword, and which are required / their default's source text."""
     a = node.args
     if a.posonlyargs:
@@ -229,7 +181,7 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef,
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
     pairs = list(zip(positional, defaults, strict=True))[len(a.posonlyargs):]
     pairs += list(zip(a.kwonlyargs, a.kw_defaults, strict=True))
-    spec: dict[str, dict[str, Any]] = {}
+    spec: dict[str, ParamRow] = {}
     for arg, default in pairs:
         spec[arg.arg] = {"required": True} if default is None else {"default": ast.unparse(default)}
     return list(spec), spec

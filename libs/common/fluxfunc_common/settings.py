@@ -31,7 +31,10 @@ ENV_PREFIX = "FLUXFUNC_"
 DEFAULT_FILE = "fluxfunc.yaml"
 # FLUXFUNC_* variables that are not settings: the config path, the heartbeat state dir, and
 # the server address + admin token used by client commands (`fluxfunc deploy`).
-NOT_SETTINGS = frozenset({"FLUXFUNC_CONFIG", "FLUXFUNC_STATE_DIR", "FLUXFUNC_URL", "FLUXFUNC_TOKEN"})
+# FLUXFUNC_PLAIN_VARIANTS=1 forces the plain variants of the fast paths (fluxfunc_common.fastpaths).
+# FLUXFUNC_TRANSFER_PASSPHRASE seals/opens the secrets of `fluxfunc export`/`import`.
+NOT_SETTINGS = frozenset({"FLUXFUNC_CONFIG", "FLUXFUNC_STATE_DIR", "FLUXFUNC_URL", "FLUXFUNC_TOKEN",
+                          "FLUXFUNC_PLAIN_VARIANTS", "FLUXFUNC_TRANSFER_PASSPHRASE"})
 
 
 class Section(BaseModel):
@@ -94,6 +97,8 @@ class ServerSettings(Section):
         "header is ignored and the caller's IP is the peer address"))
     metrics_token: SecretStr | None = Field(default=None, description=(
         "when set, GET /metrics needs `Authorization: Bearer <metrics_token>`"))
+    api_auth_func_timeout: float = Field(default=5, gt=0, le=60, description=(
+        "seconds the Server waits for the auth func of a `func` API auth; later is a 401"))
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -132,6 +137,9 @@ class WorkerSettings(Section):
         "while the recent runs were all short (< 20 ms), read one extra entry per child so a "
         "freed child starts its next task without waiting for Redis; off = read only as many "
         "entries as there are free children"))
+    fast_paths: bool = Field(default=True, description=(
+        "use the hot-path tricks (Redis lane, zygote, hand-rolled task log line); false, or "
+        "FLUXFUNC_PLAIN_VARIANTS=1, selects their plain variants (docs/internals.md)"))
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -180,8 +188,24 @@ class ResourcesSettings(Section):
         "how long a DFF.RESP_LARGE_DATA file may wait under .downloads/ to be fetched"))
 
 
+class PackagesSettings(Section):
+    """Extra Python packages installed by every worker (docs/packages.md)."""
+
+    dir: str = Field(default="./.fluxfunc/packages", description=(
+        "the worker's LOCAL folder of installed package sets, one sub-folder per set "
+        "(content-addressed); not shared between machines"))
+    index_url: str | None = Field(default=None, description=(
+        "the package index pip installs from instead of PyPI (`--index-url`)"))
+    offline: bool = Field(default=False, description=(
+        "install only from wheels in `{resources.path}/packages/` (`--no-index`)"))
+    install_timeout: float = Field(default=600, gt=0, description=(
+        "seconds one install may take before it is stopped and reported as failed"))
+    keep_unused_hours: float = Field(default=24, ge=0, description=(
+        "package-set folders no worker on this machine used for this long are deleted"))
+
+
 class Settings(Section):
-    """The whole configuration (docs/operations.md lists every key)."""
+    """The whole configuration (docs/configuration.md lists every key)."""
 
     secret: SecretStr | None = None
     previous_secrets: list[SecretStr] = Field(default_factory=list, description=(
@@ -195,6 +219,7 @@ class Settings(Section):
     tasks: TasksSettings = TasksSettings()
     log: LogSettings = LogSettings()
     resources: ResourcesSettings = ResourcesSettings()
+    packages: PackagesSettings = PackagesSettings()
 
     def require_secret(self) -> str:
         """The secret, or a ConfigError when it is missing (required outside ``fluxfunc up``),

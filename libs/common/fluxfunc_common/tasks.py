@@ -1,27 +1,20 @@
 """Building task envelopes from a func's catalogue entry: the one place where a producer
-(Server, Beat, a worker's DFF.FUNC) turns "call this func with these kwargs" into a task."""
+(Server, Beat, a worker's DFF.FUNC) turns "call this func with these kwargs" into a task.
+The rules (queue, timeout, retries, queue deadline) are :class:`~fluxfunc_common.models.FuncOptions`'."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from fluxfunc_common import ids
 from fluxfunc_common.envelope import Origin, TaskEnvelope
+from fluxfunc_common.models import Func, JSONObject
 from fluxfunc_common.settings import TasksSettings
-
-MAX_CALL_CHAIN = 5
-
-
-def func_timeout(func: dict[str, Any], settings: TasksSettings) -> float:
-    """The func's timeout (``timeout=`` or legacy ``api_timeout``), capped by max_timeout."""
-    extra = func.get("extraConfig") or {}
-    value = extra.get("timeout") or settings.default_timeout
-    return float(min(float(value), settings.max_timeout))
 
 
 def build_envelope(
-    func: dict[str, Any],
-    kwargs: dict[str, Any],
+    func: Func | Mapping[str, object],
+    kwargs: Mapping[str, object],
     *,
     origin: Origin,
     now: float,
@@ -37,30 +30,29 @@ def build_envelope(
     call_chain: list[str] | None = None,
     cron_expr: str | None = None,
     trace_id: str | None = None,
-    http_request: dict[str, Any] | None = None,
+    http_request: JSONObject | None = None,
     record_limit: int | None = None,
 ) -> TaskEnvelope:
-    """A new envelope for ``func`` (a row of the funcs catalogue).
-
-    ``extraConfig`` of the func supplies timeout, queue, retries (→ maxAttempts) and
-    expires (seconds the task may wait in the queue before it is dropped as expired).
-    """
-    extra = func.get("extraConfig") or {}
-    wait_limit = extra.get("expires")
-    if expires is None and wait_limit:
-        expires = (eta or now) + float(wait_limit)
+    """A new envelope for ``func``: its options supply timeout, queue, retries (→ maxAttempts)
+    and, unless ``expires`` is given, the queue deadline (``expires`` seconds after the task
+    is due; none without)."""
+    func = Func.of(func)
+    options = func.options
+    timeout = options.effective_timeout(settings)
+    if expires is None:
+        expires = options.queue_deadline(eta or now, timeout, sync=False)
     return TaskEnvelope(
         id=task_id or ids.task_id(int(now * 1000)),
-        func_id=func["id"],
-        kwargs=kwargs,
+        func_id=func.id,
+        kwargs=dict(kwargs),
         origin=origin,
         origin_id=origin_id,
-        queue=queue or extra.get("queue") or default_queue(origin),
+        queue=queue or options.queue_name(origin),
         trigger_time=now,
         eta=eta,
-        timeout=func_timeout(func, settings),
+        timeout=timeout,
         expires=expires,
-        max_attempts=1 + int(extra.get("retries") or 0),
+        max_attempts=options.max_attempts,
         reply_to=reply_to,
         idempotency_key=idempotency_key,
         idempotency_scope=idempotency_scope if idempotency_key else None,
@@ -72,11 +64,3 @@ def build_envelope(
         record_limit=record_limit,
     )
 
-
-def default_queue(origin: Origin) -> str:
-    """Cron fires go to ``cron``, async API calls to ``async``, everything else ``default``."""
-    if origin is Origin.CRON_JOB:
-        return "cron"
-    if origin is Origin.ASYNC_API:
-        return "async"
-    return "default"

@@ -13,11 +13,11 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.text import as_text
 
 SEP = "\x1f"
 # upper bounds (seconds) of the run-time buckets; the last one is +Inf
@@ -56,10 +56,6 @@ class TaskStats:
     durations: dict[str, FuncDurations] = field(default_factory=dict)  # func → histogram
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def forget_funcs(redis: aioredis.Redis, keys: Keys, stats: TaskStats,
                        keep: Callable[[str], bool]) -> TaskStats:
     """``stats`` without the funcs ``keep`` refuses (deleted ones), whose fields are also
@@ -87,10 +83,10 @@ async def read_task_stats(redis: aioredis.Redis, keys: Keys) -> TaskStats:
         counts_raw, durations_raw = await pipe.execute()
     stats = TaskStats()
     for name, value in counts_raw.items():
-        func, _, status = _text(name).rpartition(SEP)
+        func, _, status = as_text(name).rpartition(SEP)
         stats.counts[(func, status)] = int(value)
     for name, value in durations_raw.items():
-        func, _, part = _text(name).rpartition(SEP)
+        func, _, part = as_text(name).rpartition(SEP)
         hist = stats.durations.setdefault(func, FuncDurations())
         if part == "sum":
             hist.total = float(value)

@@ -29,16 +29,18 @@ import contextlib
 import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from fluxfunc_beat import janitor, promoter
 from fluxfunc_beat.catalog import JobCatalog
 from fluxfunc_beat.jobs import JobTable
 from fluxfunc_beat.leader import Leadership
+from fluxfunc_beat.subscriptions import Supervisor
 from fluxfunc_common import ids
 from fluxfunc_common.clock import Clock, SystemClock
-from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, PreparedFires, misfire_policy
+from fluxfunc_common.cron import CronFirer, FireRequest, FireStatus, PreparedFires
+from fluxfunc_common.lifecycle import every, sleep_or_stop
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
@@ -71,7 +73,7 @@ class Beat:
         self.streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking)
         self.leadership = Leadership(self.redis, self.keys, lease_seconds=settings.beat.lease_seconds,
                                      clock=self.clock)
-        self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings)
+        self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings, clock=self.clock)
         self.late_ms = int((settings.beat.lease_seconds + LATE_EXTRA_SECONDS) * 1000)
         self.queues: set[str] = set(settings.worker.queues)
         self.catalog = self._new_catalog()
@@ -114,7 +116,7 @@ class Beat:
         after = self.clock.time()
         self.offset = server - (before + after) / 2
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Extra fields of the heartbeat."""
         return {"leader": self.leadership.valid(), "epoch": self.leadership.epoch, "jobs": len(self.table),
                 "loopTime": self.loop_time}
@@ -137,7 +139,7 @@ class Beat:
                 self.leadership.drop()
             if stop.is_set():
                 break
-            await _wait(stop, self.leadership.poll_interval)
+            await sleep_or_stop(stop, self.leadership.poll_interval)
         with contextlib.suppress(Exception):
             await self.leadership.release()
 
@@ -156,13 +158,15 @@ class Beat:
             lambda: self._schedule(halt),
             lambda: self.catalog.follow(halt),
             lambda: promoter.run_promoter(self.streams, lambda: self.queues, self.now_ms, halt),
-            lambda: self._every(TIME_SYNC_SECONDS, self.sync_time, halt, first=False),
-            lambda: self._every(FUNCS_POLL_SECONDS, self.catalog.watch_funcs, halt, first=False),
-            lambda: self._every(RESYNC_SECONDS, self._resync, halt, first=False),
-            lambda: self._every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
-            lambda: self._every(SUMMARY_SECONDS, self._summary, halt, first=False),
-            lambda: self._every(CLAIMS_RETRY_SECONDS, self._write_unclaimed, halt, first=False),
-            lambda: self._every(janitor.INTERVAL, self.run_janitor, halt, first=False),
+            lambda: every(TIME_SYNC_SECONDS, self.sync_time, halt, first=False),
+            lambda: every(FUNCS_POLL_SECONDS, self.catalog.watch_funcs, halt, first=False),
+            lambda: every(RESYNC_SECONDS, self._resync, halt, first=False),
+            lambda: every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
+            lambda: every(SUMMARY_SECONDS, self._summary, halt, first=False),
+            lambda: every(CLAIMS_RETRY_SECONDS, self._write_unclaimed, halt, first=False),
+            lambda: every(janitor.INTERVAL, self.run_janitor, halt, first=False),
+            lambda: Supervisor(self.store, self.redis, self.keys, self.streams, self.settings,
+                               lambda func_id: self.catalog.funcs.get(func_id)).run(halt),
         ]
         tasks = [keeper, *(asyncio.create_task(step()) for step in steps)]
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
@@ -202,10 +206,7 @@ class Beat:
     async def _keep_lease(self, lost: asyncio.Event, halt: asyncio.Event) -> None:
         """Renew every lease/3; give up as soon as the lease can no longer be trusted."""
         lead = self.leadership
-        while not halt.is_set():
-            await _wait(halt, lead.renew_interval)
-            if halt.is_set():
-                return
+        while not await sleep_or_stop(halt, lead.renew_interval):
             try:
                 ok = await asyncio.wait_for(lead.renew(), timeout=max(lead.remaining(), 0.01))
             except Exception as exc:  # includes the timeout: Redis too slow to trust
@@ -229,8 +230,7 @@ class Beat:
                 wait_ms = 1000 if nxt is None else min(nxt - now - self._lead_ms(), 1000)
                 if wait_ms > 0:
                     self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), timeout=wait_ms / 1000)
+                    await sleep_or_stop(self._wakeup, wait_ms / 1000)  # a change wakes it early
                     continue
                 try:
                     await self.fire_due(max(nxt or now, now))
@@ -238,7 +238,7 @@ class Beat:
                     raise
                 except Exception as exc:  # keep leading; the backlog is retried next tick
                     log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
-                    await _wait(halt, 0.2)
+                    await sleep_or_stop(halt, 0.2)
         finally:
             await self.sent()
 
@@ -254,10 +254,10 @@ class Beat:
         requests, self._backlog = self._backlog, []
         for due in self.table.pop_due(at_ms):
             if due.func is None:
-                if due.job["id"] not in self._missing_func:
-                    self._missing_func.add(due.job["id"])
-                    log.warning("cron job not fired: func not found", cron_id=due.job["id"],
-                                func_id=due.job.get("funcId"))
+                if due.job.id not in self._missing_func:
+                    self._missing_func.add(due.job.id)
+                    log.warning("cron job not fired: func not found", cron_id=due.job.id,
+                                func_id=due.job.func_id)
                 continue
             requests.append(FireRequest(due.job, due.func, due.fire_ms, due.dedup_ttl_ms))
         if not requests or not self.leadership.valid():
@@ -298,11 +298,11 @@ class Beat:
         the missed ones, a ``fireOnce`` job keeps its newest when none of its fires is late."""
         floor = self.now_ms() - self.late_ms
         kept = [r for r in requests if r.fire_ms >= floor]
-        late_jobs = {r.job["id"] for r in kept} | {r.job["id"] for r in self._backlog}
+        late_jobs = {r.job.id for r in kept} | {r.job.id for r in self._backlog}
         missed: dict[str, FireRequest] = {}
         for r in sorted(requests, key=lambda r: r.fire_ms):  # the newest stays
-            if r.fire_ms < floor and r.job["id"] not in late_jobs and misfire_policy(r.job) == "fireOnce":
-                missed[r.job["id"]] = r
+            if r.fire_ms < floor and r.job.id not in late_jobs and r.job.misfire_policy == "fireOnce":
+                missed[r.job.id] = r
         self._backlog = [*missed.values(), *kept, *self._backlog]
 
     async def sent(self) -> None:
@@ -328,25 +328,11 @@ class Beat:
         self.queues |= await promoter.delayed_queues(self.redis, self.keys)
 
     async def run_janitor(self) -> janitor.JanitorReport:
-        limits = {cid: int(s.job["taskRecordLimit"]) for cid, s in self.table.jobs.items()
-                  if s.job.get("taskRecordLimit")}
+        limits = {cid: s.job.task_record_limit for cid, s in self.table.jobs.items()
+                  if s.job.task_record_limit}
         return await janitor.sweep(self.redis, self.keys, self.streams, self.store, self.settings,
                                    queues=self.queues, now=self.now(), record_limits=limits,
                                    cron_ids=set(self.table.jobs) | set(self.table.invalid))
-
-    async def _every(self, interval: float, step: Callable[[], Awaitable[Any]], halt: asyncio.Event,
-                     *, first: bool = True) -> None:
-        if not first:
-            await _wait(halt, interval)
-        while not halt.is_set():
-            started = time.monotonic()
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("periodic step failed", step=getattr(step, "__name__", "?"), error=str(exc))
-            await _wait(halt, max(interval - (time.monotonic() - started), 0.0))
 
 
 @contextlib.contextmanager
@@ -366,10 +352,3 @@ def _collect_between_ticks() -> Iterator[None]:
         gc.unfreeze()
         if enabled:
             gc.enable()
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``event`` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)
-

@@ -3,6 +3,9 @@
 - **Load** (on taking the lease, then every 5 minutes as a safety net): every cron job
   (paged ``store.list``), every func (implicit ``cron-fixed-<funcId>`` jobs from
   ``fixedCronExpr``) and each job's last fire (``beat:last``) into the :class:`JobTable`.
+  Rows are parsed into :class:`~fluxfunc_common.models.CronJob` and
+  :class:`~fluxfunc_common.models.Func` here, once; a row that does not parse is logged and
+  left out (a job: reported as not scheduled).
 - **Follow** the ``cron:changed`` stream the Server appends to (``XREAD BLOCK`` from the id
   read *before* the load, so no change is missed) and re-read only the changed ids: a change
   takes effect within a second whatever the number of jobs.
@@ -15,17 +18,19 @@ Also collects the queues named by jobs and funcs (the promoter's and janitor's w
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from fluxfunc_beat.jobs import JobTable
-from fluxfunc_common.cron import FIXED_PREFIX, fixed_job
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.lifecycle import sleep_or_stop
 from fluxfunc_common.logs import get_logger
-from fluxfunc_common.store import Entity, Store
+from fluxfunc_common.models import FIXED_CRON_PREFIX, CronJob, Func
+from fluxfunc_common.store import Entity, EntityStore
+from fluxfunc_common.text import as_text
 
 PAGE = 500
 CHANGES_BLOCK_MS = 1000
@@ -36,13 +41,13 @@ log = get_logger("beat.catalog")
 class JobCatalog:
     """The job table plus the funcs and queues it refers to, kept in step with the store."""
 
-    def __init__(self, store: Store, redis: aioredis.Redis, blocking: aioredis.Redis, keys: Keys,
+    def __init__(self, store: EntityStore, redis: aioredis.Redis, blocking: aioredis.Redis, keys: Keys,
                  table: JobTable, queues: set[str], *, now_ms: Callable[[], int],
                  changed: Callable[[], None]) -> None:
         self.store, self.redis, self.blocking, self.keys = store, redis, blocking, keys
         self.table = table
         self.queues = queues
-        self.funcs: dict[str, dict[str, Any]] = {}
+        self.funcs: dict[str, Func] = {}
         self.now_ms = now_ms
         self.changed = changed  # wakes the scheduler: the next due moment may have moved
         self.changes_id = "0-0"  # last applied entry of the cron:changed stream
@@ -51,22 +56,22 @@ class JobCatalog:
     async def start(self) -> None:
         """Remember where the change stream and the scripts version are, then load all."""
         last = await self.redis.xrevrange(self.keys.cron_changed(), count=1)
-        self.changes_id = _text(last[0][0]) if last else "0-0"
+        self.changes_id = as_text(last[0][0]) if last else "0-0"
         self._scripts_version = await self.redis.get(self.keys.scripts_version())
         await self.load_all()
 
     async def load_all(self) -> None:
         """(Re)load every job and func; unchanged jobs keep their place in the table."""
-        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
-        jobs = [j async for j in self._all(Entity.CRON_JOB)]
-        jobs += [j for f in funcs.values() if (j := fixed_job(f)) is not None]
-        last = await self._last_fires([j["id"] for j in jobs])
+        funcs = await self._all_funcs()
+        jobs = [j async for row in self._all(Entity.CRON_JOB) if (j := self._job_of(row)) is not None]
+        jobs += [j for f in funcs.values() if (j := CronJob.implicit_for(f)) is not None]
+        last = await self._last_fires([j.id for j in jobs])
         self.funcs = funcs
         self._queues_of_funcs(funcs.values())
         now, seen = self.now_ms(), set()
         for job in jobs:
-            seen.add(job["id"])
-            self._upsert(job, last.get(job["id"]), now)
+            seen.add(job.id)
+            self._upsert(job, last.get(job.id), now)
         for cron_id in set(self.table.jobs) - seen:
             self.table.remove(cron_id)
         self.changed()
@@ -78,14 +83,12 @@ class JobCatalog:
         last = await self._last_fires(sorted(cron_ids))
         for cron_id in cron_ids:
             job = await self._read_job(cron_id)
-            if job is None:
-                self.table.remove(cron_id)
-                log.info("cron job removed", cron_id=cron_id)
+            if job is None:  # deleted, or unreadable (then listed as not scheduled)
                 continue
-            if job.get("funcId") and job["funcId"] not in self.funcs:
-                func = await self.store.find(Entity.FUNC, job["funcId"])
+            if job.func_id and job.func_id not in self.funcs:
+                func = _func_of(await self.store.find(Entity.FUNC, job.func_id))
                 if func is not None:
-                    self.funcs[func["id"]] = func
+                    self.funcs[func.id] = func
                     self._queues_of_funcs([func])
             self._upsert(job, last.get(cron_id), now)
             log.info("cron job loaded", cron_id=cron_id, scheduled=cron_id in self.table.jobs)
@@ -103,19 +106,19 @@ class JobCatalog:
                 raise
             except Exception as exc:
                 log.warning("reading cron changes failed", error=str(exc))
-                await _wait(halt, 1.0)
+                await sleep_or_stop(halt, 1.0)
                 continue
             if halt.is_set():
                 return
             for _stream, entries in reply or []:
-                cron_ids = {_text(fields.get(b"id", fields.get("id", ""))) for _, fields in entries}
+                cron_ids = {as_text(fields.get(b"id", fields.get("id", ""))) for _, fields in entries}
                 try:
                     await self.apply_changes(cron_ids - {""})
                 except Exception as exc:  # the store is unreachable: read the same entries again
                     log.warning("applying cron changes failed", error=str(exc))
-                    await _wait(halt, 1.0)
+                    await sleep_or_stop(halt, 1.0)
                     break
-                self.changes_id = _text(entries[-1][0])
+                self.changes_id = as_text(entries[-1][0])
 
     async def watch_funcs(self) -> None:
         """After a publish (``scripts:version`` moved), re-read the funcs the jobs use."""
@@ -123,14 +126,17 @@ class JobCatalog:
         if version == self._scripts_version:
             return
         self._scripts_version = version
-        funcs = {f["id"]: f async for f in self._all(Entity.FUNC)}
+        funcs = await self._all_funcs()
         self.funcs = funcs
         self._queues_of_funcs(funcs.values())
         for state in self.table.jobs.values():  # a func removed from its script: None, refused
-            state.func = funcs.get(state.job.get("funcId") or "")
+            state.func = funcs.get(state.job.func_id)
 
     # --- plumbing -----------------------------------------------------------------------------
-    async def _all(self, entity: Entity) -> AsyncIterator[dict[str, Any]]:
+    async def _all_funcs(self) -> dict[str, Func]:
+        return {f.id: f async for row in self._all(Entity.FUNC) if (f := _func_of(row)) is not None}
+
+    async def _all(self, entity: Entity) -> AsyncIterator[Mapping[str, Any]]:
         cursor = None
         while True:
             page = await self.store.list(entity, limit=PAGE, cursor=cursor)
@@ -148,35 +154,59 @@ class JobCatalog:
             out.update({c: int(v) for c, v in zip(chunk, values, strict=True) if v is not None})
         return out
 
-    def _upsert(self, job: dict[str, Any], last_ms: int | None, now_ms: int) -> None:
-        func = self.funcs.get(job.get("funcId") or "")
-        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.get("queue"):
-            self.queues.add(str(job["queue"]))
-        if job["id"] in self.table.invalid:
-            log.warning("cron job not scheduled", cron_id=job["id"], reason=self.table.invalid[job["id"]])
+    def _upsert(self, job: CronJob, last_ms: int | None, now_ms: int) -> None:
+        func = self.funcs.get(job.func_id)
+        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.queue:
+            self.queues.add(job.queue)
+        if job.id in self.table.invalid:
+            log.warning("cron job not scheduled", cron_id=job.id, reason=self.table.invalid[job.id])
 
-    def _queues_of_funcs(self, funcs: Iterable[dict[str, Any]]) -> None:
+    def _job_of(self, row: Mapping[str, Any]) -> CronJob | None:
+        """The job of a store row; a row that does not parse is not scheduled (and said so)."""
+        try:
+            return CronJob.from_row(row)
+        except ValidationError as exc:
+            cron_id = str(row.get("id") or "")
+            self.table.reject(cron_id, f"unreadable cron job: {exc.errors()[0]['msg']}")
+            log.warning("cron job not scheduled", cron_id=cron_id, reason=self.table.invalid.get(cron_id))
+            return None
+
+    def _queues_of_funcs(self, funcs: Iterable[Func]) -> None:
         for func in funcs:
-            queue = (func.get("extraConfig") or {}).get("queue")
-            if queue:
-                self.queues.add(str(queue))
+            if func.options.queue:
+                self.queues.add(func.options.queue)
 
-    async def _read_job(self, cron_id: str) -> dict[str, Any] | None:
-        if cron_id.startswith(FIXED_PREFIX):
-            func = await self.store.find(Entity.FUNC, cron_id[len(FIXED_PREFIX):])
+    async def _read_job(self, cron_id: str) -> CronJob | None:
+        if cron_id.startswith(FIXED_CRON_PREFIX):
+            func = _func_of(await self.store.find(Entity.FUNC, cron_id[len(FIXED_CRON_PREFIX):]))
             if func is None:
+                self._removed(cron_id)
                 return None
-            self.funcs[func["id"]] = func
+            self.funcs[func.id] = func
             self.table.update_func(func)
             self._queues_of_funcs([func])
-            return fixed_job(func)
-        return await self.store.find(Entity.CRON_JOB, cron_id)
+            job = CronJob.implicit_for(func)
+            if job is None:  # the func no longer has a fixedCronExpr
+                self._removed(cron_id)
+            return job
+        row = await self.store.find(Entity.CRON_JOB, cron_id)
+        if row is None:
+            self._removed(cron_id)
+            return None
+        return self._job_of(row)
+
+    def _removed(self, cron_id: str) -> None:
+        self.table.remove(cron_id)
+        log.info("cron job removed", cron_id=cron_id)
 
 
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)
+def _func_of(row: Mapping[str, Any] | None) -> Func | None:
+    """The func of a catalogue row (None: no row, or one that does not parse — logged)."""
+    if row is None:
+        return None
+    try:
+        return Func.from_row(row)
+    except ValidationError as exc:
+        log.warning("func left out of the cron catalogue", func_id=row.get("id"), error=str(exc))
+        return None
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -34,8 +34,9 @@ from fluxfunc_common import resources
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.settings import Settings
-from fluxfunc_common.store import Store
+from fluxfunc_common.store import CronFireStore, KvStore, TaskRecordStore
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_common.text import as_text
 
 INTERVAL = 180.0
 CONSUMER_IDLE_MS = 3600 * 1000
@@ -46,6 +47,10 @@ DEAD_LETTER_DAYS = 14
 CLAIM_RETENTION_MS = 3_600_000
 
 log = get_logger("beat.janitor")
+
+
+class JanitorStore(TaskRecordStore, CronFireStore, KvStore, Protocol):
+    """What the janitor prunes: task records, fire claims, expired ``DFF.STORE`` rows."""
 
 
 @dataclass
@@ -61,15 +66,11 @@ class JanitorReport:
     store_purged: int = 0
 
 
-def _decode(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def stream_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
     """Queue names of every task stream present in this namespace."""
     found = set()
     async for key in redis.scan_iter(match=keys.queue_pattern(), count=1000, _type="stream"):
-        found.add(keys.queue_name(_decode(key)))
+        found.add(keys.queue_name(as_text(key)))
     return found
 
 
@@ -82,10 +83,10 @@ async def dead_consumers(redis: aioredis.Redis, keys: Keys, queue: str, *, group
         return []
     idle = []
     for c in consumers:
-        info = {_decode(k): v for k, v in c.items()}
+        info = {as_text(k): v for k, v in c.items()}
         quiet = info.get("inactive", info.get("idle", 0))  # `inactive` is Redis 7.2+
         if quiet is not None and int(quiet) >= idle_ms:
-            idle.append(_decode(info["name"]))
+            idle.append(as_text(info["name"]))
     if not idle:
         return []
     alive = await redis.mget([keys.svc("worker", name) for name in idle])
@@ -96,7 +97,7 @@ async def forget_last_fires(redis: aioredis.Redis, keys: Keys, cron_ids: set[str
     """HDEL ``beat:last`` entries of jobs not in ``cron_ids`` (deleted jobs)."""
     gone: list[str] = []
     async for field_name, _ in redis.hscan_iter(keys.beat_last(), count=1000):
-        name = _decode(field_name)
+        name = as_text(field_name)
         if name not in cron_ids:
             gone.append(name)
     for i in range(0, len(gone), 1000):
@@ -108,7 +109,7 @@ async def sweep(
     redis: aioredis.Redis,
     keys: Keys,
     streams: StreamProtocol,
-    store: Store,
+    store: JanitorStore,
     settings: Settings,
     *,
     queues: Iterable[str],

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Any
 
 from fluxfunc_common import schedule as sched
 from fluxfunc_common.clock import epoch
-from fluxfunc_common.cron import misfire_policy
+from fluxfunc_common.models import CronJob, Func
 
 DEFAULT_LATE_MS = 25_000
 MAX_FIRES_PER_POP = 1000  # per job and tick; bounds a 6-field job with a huge late window
@@ -31,35 +30,37 @@ MIN_DEDUP_TTL_MS = 60_000
 MAX_DEDUP_TTL_MS = 86_400_000
 
 
+Signature = tuple[str, str, float | None, bool, object]  # what a reschedule depends on
+
+
 @dataclass
 class JobState:
-    job: dict[str, Any]
-    func: dict[str, Any] | None
+    job: CronJob
+    func: Func | None
     schedule: sched.Schedule
     next_ms: int | None
     expire_ms: int | None
-    signature: tuple[Any, ...]
+    signature: Signature
 
 
 @dataclass(frozen=True, slots=True)
 class Due:
     """A fire to make now: the job (and its func), the fire time, and its dedup TTL."""
 
-    job: dict[str, Any]
-    func: dict[str, Any] | None
+    job: CronJob
+    func: Func | None
     fire_ms: int
     dedup_ttl_ms: int
 
 
-def epoch_ms(value: Any) -> int | None:
+def epoch_ms(value: object) -> int | None:
     """A store timestamp (epoch s number or ISO text) as epoch ms, or None."""
     seconds = epoch(value)
     return None if seconds is None else int(seconds * 1000)
 
 
-def _signature(job: dict[str, Any], tz: str) -> tuple[Any, ...]:
-    return (job.get("cronExpr"), tz, job.get("expireTime"), bool(job.get("isDisabled")),
-            job.get("updateTime"))
+def _signature(job: CronJob, tz: str) -> Signature:
+    return (job.cron_expr, tz, job.expire_time, job.is_disabled, job.update_time)
 
 
 class JobTable:
@@ -78,25 +79,24 @@ class JobTable:
         return len(self.jobs)
 
     # --- changes ----------------------------------------------------------------------------
-    def upsert(self, job: dict[str, Any], func: dict[str, Any] | None, *, last_ms: int | None,
-               now_ms: int) -> bool:
+    def upsert(self, job: CronJob, func: Func | None, *, last_ms: int | None, now_ms: int) -> bool:
         """Add or replace a job; returns True when it is scheduled. ``last_ms`` is its last fire."""
-        cron_id = job["id"]
-        tz = job.get("timezone") or self.default_tz
+        cron_id = job.id
+        tz = job.timezone or self.default_tz
         signature = _signature(job, tz)
         current = self.jobs.get(cron_id)
         if current is not None and current.signature == signature:
             current.job, current.func = job, func  # kwargs, func, policies: no reschedule
             return current.next_ms is not None
         self.remove(cron_id)
-        if job.get("isDisabled") or not job.get("cronExpr"):
+        if job.is_disabled or not job.cron_expr:
             return False
         try:
-            schedule = sched.parse(job["cronExpr"], tz)
+            schedule = sched.parse(job.cron_expr, tz)
         except sched.ScheduleError as exc:
             self.invalid[cron_id] = exc.message
             return False
-        changed = epoch_ms(job.get("updateTime")) or epoch_ms(job.get("createTime"))
+        changed = epoch_ms(job.update_time) or epoch_ms(job.create_time)
         known = [x for x in (last_ms, changed) if x is not None]
         base = max(known) if known else now_ms
         state = JobState(job, func, schedule, None, _expire_ms(job), signature)
@@ -109,10 +109,15 @@ class JobTable:
         self.jobs.pop(cron_id, None)
         self.invalid.pop(cron_id, None)
 
-    def update_func(self, func: dict[str, Any]) -> None:
+    def reject(self, cron_id: str, reason: str) -> None:
+        """A job that cannot be scheduled (its row does not parse): listed in ``invalid``."""
+        self.remove(cron_id)
+        self.invalid[cron_id] = reason
+
+    def update_func(self, func: Func) -> None:
         """A func was re-published: jobs on it use the new catalogue row."""
         for state in self.jobs.values():
-            if state.job.get("funcId") == func["id"]:
+            if state.job.func_id == func.id:
                 state.func = func
 
     # --- time ---------------------------------------------------------------------------------
@@ -161,7 +166,7 @@ class JobTable:
         if at is not None and at <= now_ms:
             at = self._next(state.schedule, now_ms)
         state.next_ms = at
-        if not fires and missed is not None and misfire_policy(state.job) == "fireOnce":
+        if not fires and missed is not None and state.job.misfire_policy == "fireOnce":
             fires = [missed]
         if state.expire_ms is not None:
             fires = [f for f in fires if f <= state.expire_ms]
@@ -200,7 +205,7 @@ class JobTable:
         return state is not None and state.next_ms == at
 
 
-def _expire_ms(job: dict[str, Any]) -> int | None:
-    return epoch_ms(job.get("expireTime"))
+def _expire_ms(job: CronJob) -> int | None:
+    return None if job.expire_time is None else int(job.expire_time * 1000)
 
 

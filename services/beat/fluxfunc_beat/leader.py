@@ -14,16 +14,13 @@
 from __future__ import annotations
 
 import secrets
-from importlib import resources
 
 import redis.asyncio as aioredis
 
+from fluxfunc_common import luascripts
 from fluxfunc_common.clock import Clock, SystemClock
 from fluxfunc_common.keys import Keys
-
-
-def _lua(name: str) -> str:
-    return (resources.files("fluxfunc_common") / "lua" / name).read_text(encoding="utf-8")
+from fluxfunc_common.text import as_optional_text
 
 
 class Leadership:
@@ -44,9 +41,9 @@ class Leadership:
         self.token = token or secrets.token_hex(12)
         self.epoch: int | None = None
         self._renewed_at = float("-inf")
-        self._acquire = redis.register_script(_lua("beat_acquire.lua"))
-        self._renew = redis.register_script(_lua("beat_renew.lua"))
-        self._release = redis.register_script(_lua("beat_release.lua"))
+        self._acquire = luascripts.register(redis, "beat_acquire")
+        self._renew = luascripts.register(redis, "beat_renew")
+        self._release = luascripts.register(redis, "beat_release")
 
     @property
     def lease_ms(self) -> int:
@@ -115,5 +112,4 @@ class Leadership:
 async def current_leader(redis: aioredis.Redis, keys: Keys) -> tuple[str | None, int]:
     """(lease token or None, current epoch): for ops views and tests."""
     token, epoch = await redis.mget(keys.beat_leader(), keys.beat_epoch())
-    text = token.decode() if isinstance(token, bytes) else token
-    return text, int(epoch or 0)
+    return as_optional_text(token), int(epoch or 0)

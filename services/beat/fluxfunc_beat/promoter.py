@@ -10,14 +10,15 @@ stream or a delayed set (found by SCAN once a minute).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.lifecycle import sleep_or_stop
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_common.text import as_text
 
 MIN_SLEEP = 0.05
 MAX_SLEEP = 0.5
@@ -31,7 +32,7 @@ async def delayed_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
     prefix = keys.delayed("")
     found = set()
     async for key in redis.scan_iter(match=keys.delayed("*"), count=1000, _type="zset"):
-        found.add(key.decode()[len(prefix):] if isinstance(key, bytes) else str(key)[len(prefix):])
+        found.add(as_text(key)[len(prefix):])
     return found
 
 
@@ -74,5 +75,4 @@ async def run_promoter(
         except Exception as exc:
             log.warning("promote round failed", error=str(exc))
             delay = MAX_SLEEP
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+        await sleep_or_stop(stop, delay)

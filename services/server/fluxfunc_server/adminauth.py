@@ -28,8 +28,9 @@ from aiohttp import web
 from fluxfunc_common.crypto import hash_token
 from fluxfunc_common.errors import ClientError, ConfigError, UserAuthError
 from fluxfunc_common.logs import get_logger
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.bodies import check_depth
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.context import AppContext
 
 TOKEN_CACHE_SECONDS = 0.5  # a revoked token is refused everywhere within this (and < 1 s)
 TOKEN_CACHE_MAX = 1024
@@ -49,14 +50,13 @@ async def require_admin(request: web.Request) -> None:
     """Return when the request carries valid admin credentials, else raise UserAuthError."""
     if request.get(AUTH_KEY):
         return
-    ctx = request.app[CTX]
     header = request.headers.get("Authorization", "")
     if header:
-        await _check_bearer(ctx, header)
+        await _check_bearer(request.app[CTX], header)
         request[AUTH_KEY] = "token"
         return
     if request.headers.get("X-Dff-Ak-Id") or request.headers.get("X-Dff-Ak-Sign"):
-        ak_id = await _check_access_key(request, ctx)
+        ak_id = await _check_access_key(request, request.app[CTX])
         request[AUTH_KEY] = f"ak:{ak_id}"
         return
     raise UserAuthError("admin authentication required: send `Authorization: Bearer <token>` "

@@ -1,4 +1,5 @@
-"""API auth of sync/async API entries: ``none``, ``fixedField``, ``httpBasic``.
+"""API auth of sync/async API entries: ``none``, ``fixedField``, ``httpBasic``, ``httpDigest``
+(:mod:`apiauth_digest`) and ``func`` (:mod:`apiauth_func`).
 
 ``apiAuth`` shapes accepted (the first is fluxfunc's own, the others DataFlux Func's):
 
@@ -8,6 +9,8 @@
 - ``{"type": "fixedField", "fields": [{"location", "field", "value"}, …]}`` (any one match passes)
 - ``{"type": "httpBasic", "users": [{"username", "password"}]}`` (``passwordCipher`` also
   accepted: encrypted with the deployment secret)
+- ``{"type": "httpDigest", "users": […], "algorithm": "MD5|SHA-256"}`` (users as httpBasic)
+- ``{"type": "func", "funcId": "demo__auth.check"}``: a published func decides
 
 A fixedField matched in the query or body is removed from what becomes kwargs, as in
 DataFlux Func, so the secret never reaches the function. Unlike DataFlux Func, a matched
@@ -26,6 +29,7 @@ from typing import Any
 
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.errors import APIAuthError
+from fluxfunc_server import apiauth_digest as digest
 
 
 class APIAuthFailed(APIAuthError):
@@ -46,8 +50,13 @@ class AuthInput:
     strip_query: set[str] = field(default_factory=set)
     strip_body: set[str] = field(default_factory=set)
     strip_headers: set[str] = field(default_factory=set)  # lower-case names
-    # who passed: "" (no API auth), "httpBasic:<user>" or "fixedField:<rule index>"
+    # who passed: "" (no API auth), "httpBasic:<user>", "httpDigest:<user>", "func" (or
+    # "func:<text the auth func returned>") or "fixedField:<rule index>"
     principal: str = ""
+    method: str = "GET"  # httpDigest: the request method and target (path and raw query)
+    uri: str = ""
+    nonce_key: bytes = b""  # httpDigest: apiauth_digest.nonce_key(settings)
+    now: float = 0.0  # epoch seconds (httpDigest nonces)
 
 
 def _same(given: Any, expected: Any) -> bool:
@@ -113,9 +122,32 @@ def check_http_basic(config: Mapping[str, Any], req: AuthInput, cipher: Cipher |
     raise APIAuthFailed("API auth failed: wrong username or password", headers=challenge)
 
 
+def check_http_digest(config: Mapping[str, Any], req: AuthInput, cipher: Cipher | None) -> None:
+    algorithm = digest.configured_algorithm(config)
+    params = digest.parse_authorization(req.headers.get("Authorization", ""))
+    verdict = "bad" if params is None else digest.verify(
+        config, params, method=req.method, uri=req.uri, key=req.nonce_key, now=req.now,
+        cipher=cipher)
+    if verdict == "ok":
+        assert params is not None
+        req.strip_headers.add("authorization")
+        req.principal = f"httpDigest:{params['username']}"
+        return
+    challenge = digest.challenge(req.nonce_key, req.now, algorithm, stale=verdict == "stale")
+    message = "stale nonce" if verdict == "stale" else "HTTP Digest credentials required or wrong"
+    raise APIAuthFailed(f"API auth failed: {message}", headers=challenge)
+
+
+def is_func(api_auth: Mapping[str, Any] | None) -> bool:
+    """Whether ``api_auth`` is checked by an auth func (:mod:`apiauth_func`, async)."""
+    return (api_auth or {}).get("type") == "func"
+
+
 def needs_body(api_auth: Mapping[str, Any] | None) -> bool:
     """Whether ``api_auth`` can only be checked with the body (a fixedField in the body);
     every other kind is checked before the body is read."""
+    if is_func(api_auth):  # the auth func sees the whole request
+        return True
     if (api_auth or {}).get("type") != "fixedField":
         return False
     assert api_auth is not None
@@ -132,5 +164,7 @@ def check(api_auth: Mapping[str, Any] | None, req: AuthInput, cipher: Cipher | N
         check_fixed_field(api_auth, req, cipher)
     elif kind == "httpBasic":
         check_http_basic(api_auth, req, cipher)
+    elif kind == "httpDigest":
+        check_http_digest(api_auth, req, cipher)
     else:  # an auth type this server does not know must never mean "open"
         raise APIAuthFailed(f"API auth type {kind!r} is not supported")

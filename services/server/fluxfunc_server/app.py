@@ -11,30 +11,39 @@ waiting keep their waiter until they are answered.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
 from fluxfunc_common import ids
 from fluxfunc_common.crypto import cipher_for
 from fluxfunc_common.heartbeat import heartbeat
-from fluxfunc_common.redisconn import RedisClients, open_redis
+from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import open_store
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_server import openapi
+from fluxfunc_server.appkeys import CALLER, CATALOG, CTX, REDIS, SETTINGS
 from fluxfunc_server.caller import Caller
 from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server.context import AppContext
 from fluxfunc_server.deadlines import make_body_deadline
-from fluxfunc_server.handlers import credentials, invoke, manage, ops, ping, resources, tasks
-from fluxfunc_server.handlers.invoke import CALLER, CATALOG
+from fluxfunc_server.handlers import (
+    api_auths,
+    connectors,
+    credentials,
+    invoke,
+    manage,
+    ops,
+    ping,
+    python_packages,
+    resources,
+    tasks,
+    transfer,
+)
+from fluxfunc_server.handlers.reading import MB
 from fluxfunc_server.middlewares import make_error_middleware
+from fluxfunc_server.routing import access_middleware
 from fluxfunc_server.waiter import ReplyWaiter
-
-SETTINGS: web.AppKey[Settings] = web.AppKey("fluxfunc_settings", Settings)
-REDIS: web.AppKey[RedisClients] = web.AppKey("fluxfunc_redis", RedisClients)
-MB = 1024 * 1024
 
 
 def create_app(settings: Settings, *, server_id: str | None = None,
@@ -46,7 +55,8 @@ def create_app(settings: Settings, *, server_id: str | None = None,
     max_bytes = int(settings.server.max_body_mb * MB)
     app = web.Application(client_max_size=max_bytes,
                           middlewares=[make_error_middleware(max_bytes),
-                                       make_body_deadline(settings.server.body_timeout)])
+                                       make_body_deadline(settings.server.body_timeout),
+                                       access_middleware])
     app[SETTINGS] = settings
     instance = server_id or ids.instance_id()
     cipher = cipher_for(settings)  # a missing secret fails before anything opens
@@ -83,7 +93,7 @@ def create_app(settings: Settings, *, server_id: str | None = None,
     async def server_heartbeat(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
 
-        def extra() -> dict[str, Any]:
+        def extra() -> dict[str, int]:
             return {"port": settings.server.port, "syncWaiting": ctx.waiter.pending}
 
         async with heartbeat(ctx.redis, ctx.keys, "server", ctx.server_id, extra=extra):
@@ -95,7 +105,8 @@ def create_app(settings: Settings, *, server_id: str | None = None,
 
 
 def add_routes(app: web.Application) -> None:
-    """Every route of the Server: invocation, tasks, management, ops, OpenAPI."""
+    """Every route of the Server, each with its access (:mod:`fluxfunc_server.routing`):
+    invocation, tasks, management, ops, and last the OpenAPI document of them all."""
     invoke.add_routes(app)
     tasks.add_routes(app)
     manage.add_routes(app)
@@ -103,4 +114,8 @@ def add_routes(app: web.Application) -> None:
     credentials.add_routes(app)
     ping.add_routes(app)
     resources.add_routes(app)
+    python_packages.add_routes(app)
+    transfer.add_routes(app)  # export / import
+    connectors.add_routes(app)  # DFF.CONN connectors
+    api_auths.add_routes(app)  # reusable API auth definitions
     openapi.add_routes(app)

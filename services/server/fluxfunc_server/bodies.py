@@ -21,6 +21,7 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from fluxfunc_common.errors import BadRequest, PayloadTooLarge
+from fluxfunc_common.models import JSONObject
 from fluxfunc_common.resources import UploadedFile
 from fluxfunc_server.files import save_part
 
@@ -45,6 +46,9 @@ class BodyLimits:
     max_depth: int
     # where a multipart file part is stored (original name → path); None: files refused
     uploads: Callable[[str], Path] | None = None
+
+
+FormFields = dict[str, str | list[str]]  # a repeated field is a list of its values
 
 
 @dataclass
@@ -119,6 +123,27 @@ async def parse_body_json(raw: bytes | str, max_depth: int) -> Any:
     return value
 
 
+async def read_json(request: web.Request, max_depth: int) -> object:
+    """The body as one JSON value, whatever its content type (None when empty); a charset
+    other than UTF-8 is decoded first. Malformed or too deeply nested → 400."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    charset = request.charset
+    return await parse_body_json(raw if codec(charset) == "utf-8" else decode(raw, charset),
+                                 max_depth)
+
+
+async def read_json_object(request: web.Request, max_depth: int) -> JSONObject:
+    """The body as a JSON object (``{}`` when empty); anything else → 400."""
+    value = await read_json(request, max_depth)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return value
+
+
 async def read_body(request: web.Request, limits: BodyLimits) -> RequestBody:
     """The body as DataFlux Func reads it: JSON, form fields, text (``{"text"}``) or binary."""
     if request.method in ("GET", "HEAD") or not request.body_exists:
@@ -158,31 +183,32 @@ async def read_body(request: web.Request, limits: BodyLimits) -> RequestBody:
     return RequestBody(text, "text")
 
 
-def _add(out: dict[str, Any], name: str, value: str) -> None:
+def _add(out: FormFields, name: str, value: str) -> None:
     """A repeated form field becomes a list."""
-    if name not in out:
+    had = out.get(name)
+    if had is None:
         out[name] = value
-    elif isinstance(out[name], list):
-        out[name].append(value)
+    elif isinstance(had, list):
+        had.append(value)
     else:
-        out[name] = [out[name], value]
+        out[name] = [had, value]
 
 
-def _parse_urlencoded(raw: bytes, charset: str | None) -> dict[str, Any]:
+def _parse_urlencoded(raw: bytes, charset: str | None) -> FormFields:
     text = decode(raw, charset).rstrip()
     try:
         pairs = parse_qsl(text, keep_blank_values=True, encoding=codec(charset),
                           max_num_fields=MAX_FORM_FIELDS)
     except ValueError as exc:
         raise BadRequest(f"Malformed form body: {exc}") from None
-    out: dict[str, Any] = {}
+    out: FormFields = {}
     for name, value in pairs:
         _add(out, name, value)
     return out
 
 
 async def _read_multipart(request: web.Request, limit: int, uploads: Callable[[str], Path] | None,
-                          files: list[UploadedFile]) -> dict[str, Any]:
+                          files: list[UploadedFile]) -> FormFields:
     """Form fields of a multipart body; every part's charset is checked like the body's, and
     the parts together may not exceed ``limit`` bytes (chunked bodies have no length). File
     parts are streamed to ``uploads`` (and listed in ``files``) when it is given."""
@@ -190,7 +216,7 @@ async def _read_multipart(request: web.Request, limit: int, uploads: Callable[[s
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
         raise BadRequest(f"Malformed form body: {exc}") from None
-    out: dict[str, Any] = {}
+    out: FormFields = {}
     size = count = 0
     try:
         while (part := await reader.next()) is not None:

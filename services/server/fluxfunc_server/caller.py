@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from fluxfunc_common import queues
 from fluxfunc_common.envelope import Origin, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.errors import Conflict, NoConsumer
+from fluxfunc_common.models import Func, JSONObject
 from fluxfunc_common.queues import LiveQueues
 from fluxfunc_common.streams import Enqueued
-from fluxfunc_common.tasks import build_envelope, func_timeout
+from fluxfunc_common.tasks import build_envelope
 from fluxfunc_server.batcher import EnqueueBatcher
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.invocation import CallOptions
 
-MIN_QUEUE_MARGIN = 30.0  # seconds a sync task may wait in its queue (unless the func says)
 KILL_GRACE = 10.0  # the worker's SIGTERM → SIGKILL grace plus reporting
 
 
@@ -53,7 +52,7 @@ class CallSpec:
     origin: Origin
     origin_id: str | None = None
     trace_id: str | None = None
-    http_request: dict[str, Any] | None = None
+    http_request: JSONObject | None = None
     record_limit: int | None = None
     # who is calling: "admin" (direct calls), or "<entry id>/<API-auth principal>" for the
     # sync/async APIs (``apiauth.AuthInput.principal``, "anyone" without API auth)
@@ -86,7 +85,7 @@ class Caller:
     def max_len(self) -> int:
         return self.ctx.settings.redis.queue_max_len
 
-    def envelope(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
+    def envelope(self, func: Func, kwargs: JSONObject, spec: CallSpec,
                  options: CallOptions, *, reply_to: str | None = None,
                  expires: float | None = None, now: float | None = None) -> TaskEnvelope:
         now = self.ctx.clock.time() if now is None else now
@@ -98,7 +97,7 @@ class Caller:
             trace_id=spec.trace_id, http_request=spec.http_request, record_limit=spec.record_limit,
         )
 
-    async def enqueue(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
+    async def enqueue(self, func: Func, kwargs: JSONObject, spec: CallSpec,
                       options: CallOptions) -> Enqueued:
         """Fire and forget: the task id (the first one when the idempotency key was seen)."""
         enq = await self.batcher.enqueue(self.envelope(func, kwargs, spec, options))
@@ -116,7 +115,7 @@ class Caller:
                            {"index": i, "idempotencyKey": envs[i].idempotency_key})
         return enqueued
 
-    async def run(self, func: dict[str, Any], kwargs: dict[str, Any], spec: CallSpec,
+    async def run(self, func: Func, kwargs: JSONObject, spec: CallSpec,
                   options: CallOptions) -> SyncOutcome:
         """Enqueue with a reply note to this process and wait (see the module docstring)."""
         cache_key = self._cache_key(func, kwargs, spec.principal)
@@ -126,14 +125,14 @@ class Caller:
                 hit = TaskResult.model_validate_json(raw)
                 return SyncOutcome(hit.id, hit, cached=True)
         now = self.ctx.clock.time()
-        timeout = func_timeout(func, self.ctx.settings.tasks)
-        extra = func.get("extraConfig") or {}
-        margin = float(extra.get("expires") or max(timeout, MIN_QUEUE_MARGIN))
+        timeout = func.options.effective_timeout(self.ctx.settings.tasks)
         start = max(now, options.eta or now)
+        deadline = func.options.queue_deadline(start, timeout, sync=True)
+        assert deadline is not None  # a sync call's task never waits without limit
         waiter = self.ctx.waiter
         env = self.envelope(func, kwargs, spec, options, reply_to=waiter.reply_key,
-                            expires=start + margin, now=now)
-        wait = (start - now) + margin + timeout + KILL_GRACE
+                            expires=deadline, now=now)
+        wait = (deadline - now) + timeout + KILL_GRACE
         if options.max_wait is not None:
             wait = min(wait, options.max_wait)
         elif not await self.live.read(env.queue):  # it would only wait: say so at once
@@ -150,17 +149,16 @@ class Caller:
         else:
             result = await waiter.wait(env.id, fut, wait)
         if result is not None and cache_key is not None and result.status is TaskStatus.SUCCESS:
-            await self.ctx.redis.set(cache_key, result.to_json(), ex=int(extra["cacheResult"]))
+            await self.ctx.redis.set(cache_key, result.to_json(), ex=func.options.cache_seconds)
         return SyncOutcome(enq.task_id, result)
 
-    def _cache_key(self, func: dict[str, Any], kwargs: dict[str, Any], principal: str) -> str | None:
+    def _cache_key(self, func: Func, kwargs: JSONObject, principal: str) -> str | None:
         """``keys.result_cache(funcId, sha256(principal, canonical kwargs, func version))`` or
         None: a cached result is never served to another caller (entry + API-auth principal)."""
-        ttl = (func.get("extraConfig") or {}).get("cacheResult")
-        if not ttl or not isinstance(ttl, int | float) or ttl < 1:
+        if func.options.cache_seconds is None:
             return None
-        version = str(func.get("updateTime") or func.get("createTime") or "").encode()
+        version = func.version.encode()
         canonical = orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
                                  default=str)
         digest = hashlib.sha256(principal.encode() + b"\0" + canonical + b"\0" + version).hexdigest()
-        return self.ctx.keys.result_cache(func["id"], digest)
+        return self.ctx.keys.result_cache(func.id, digest)

@@ -1,11 +1,11 @@
-"""Per-process state of a Server, reached from handlers as ``request.app[CTX]``."""
+"""Per-process state of a Server, reached from handlers as ``request.app[CTX]``
+(:mod:`fluxfunc_server.appkeys`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from fluxfunc_common.clock import Clock, SystemClock
 from fluxfunc_common.crypto import Cipher
@@ -34,5 +34,3 @@ class AppContext:
     # admin bearer tokens recently found valid: token hash → monotonic expiry
     token_cache: dict[str, float] = field(default_factory=dict)
 
-
-CTX: web.AppKey[AppContext] = web.AppKey("fluxfunc_ctx", AppContext)

@@ -27,7 +27,7 @@ from aiohttp.abc import AbstractStreamWriter
 from fluxfunc_common import resources
 from fluxfunc_common.envelope import HttpResponse
 from fluxfunc_common.errors import BadRequest, NotFound, PayloadTooLarge
-from fluxfunc_server.context import CTX
+from fluxfunc_common.settings import ResourcesSettings
 
 READ_CHUNK = 256 * 1024
 WRITE_BLOCK = 1024 * 1024
@@ -35,9 +35,9 @@ LARGE_DATA_ROUTE = "/api/v1/resources/large-data/"
 H = TypeVar("H")
 
 
-def resources_root(request: web.Request) -> Path:
+def resources_root(settings: ResourcesSettings) -> Path:
     """The resource directory of this Server (``resources.path``, created when missing)."""
-    return resources.root_of(request.app[CTX].settings.resources.path)
+    return resources.root_of(settings.path)
 
 
 def own_body_limit(handler: H) -> H:
@@ -47,9 +47,8 @@ def own_body_limit(handler: H) -> H:
     return handler
 
 
-def upload_target(request: web.Request) -> Callable[[str], Path]:
+def upload_target(settings: ResourcesSettings) -> Callable[[str], Path]:
     """Where a file posted to a function goes: ``.uploads/<expiry>_<random>_<name>``."""
-    settings = request.app[CTX].settings.resources
 
     def target(name: str) -> Path:  # called only when a file arrives
         folder = resources.root_of(settings.path) / resources.UPLOADS
@@ -135,10 +134,10 @@ def serve_file(path: Path, *, name: str, download: bool | str, once: bool = Fals
     return web.FileResponse(path, status=status, headers=out)
 
 
-def file_answer(request: web.Request, resp: HttpResponse) -> web.FileResponse:
+def file_answer(settings: ResourcesSettings, resp: HttpResponse) -> web.FileResponse:
     """The answer of a sync call whose function returned ``DFF.RESP_FILE``/``RESP_LARGE_DATA``."""
     assert resp.file_path is not None
-    root = resources_root(request)
+    root = resources_root(settings)
     path = resources.resolve(root, resp.file_path.lstrip("/"))
     headers = dict(resp.headers)
     if resp.content_type and not any(k.lower() == "content-type" for k in headers):

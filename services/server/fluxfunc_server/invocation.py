@@ -23,20 +23,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel
 
 from fluxfunc_common.errors import BadRequest
+from fluxfunc_common.models import Func, JSONObject, is_placeholder
 from fluxfunc_server import peer, schemas
 from fluxfunc_server.apiauth import AuthInput
 from fluxfunc_server.bodies import RequestBody, parse_json
-from fluxfunc_server.context import CTX
 from fluxfunc_server.schemas_invoke import MAX_DELAY, OptionsModel, option_names
 
-PLACEHOLDERS = frozenset({"INPUT_BY_CALLER", "FROM_PARAMETER"})
 FORMATS = {"normal": "normal", "s": "simplified", "simplified": "simplified"}
 
 
@@ -54,9 +52,12 @@ class CallOptions:
 
 
 # --- reading requests ---------------------------------------------------------------------
-def query_dict(query: MultiMapping[str]) -> dict[str, Any]:
+Query = dict[str, str | list[str]]  # a query string: a repeated name is a list
+
+
+def query_dict(query: MultiMapping[str]) -> Query:
     """Query string → dict; a repeated name becomes a list."""
-    out: dict[str, Any] = {}
+    out: Query = {}
     for name in query:
         if name in out:
             continue
@@ -65,13 +66,13 @@ def query_dict(query: MultiMapping[str]) -> dict[str, Any]:
     return out
 
 
-def _without(data: Mapping[str, Any], drop: set[str]) -> dict[str, Any]:
+def _without(data: Mapping[str, object], drop: set[str]) -> JSONObject:
     return {k: v for k, v in data.items() if k not in drop}
 
 
-def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody,
+def caller_input(fmt: str, method: str, query: Query, body: RequestBody,
                  strip_query: set[str], strip_body: set[str],
-                 max_depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                 max_depth: int) -> tuple[JSONObject, JSONObject]:
     """(caller kwargs, raw caller options) from a sync/async API request (the body was
     depth-checked when read; the JSON of the query is checked here)."""
     if fmt == "simplified":
@@ -83,9 +84,7 @@ def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody
         if unknown:
             raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}",
                              {"allowed": ["kwargs", "options"]})
-        kwargs = parse_json(query["kwargs"], "kwargs", max_depth) if "kwargs" in query else {}
-        options = parse_json(query["options"], "options", max_depth) if "options" in query else {}
-        return expect_dict(kwargs, "kwargs"), expect_dict(options, "options")
+        return _query_json(query, "kwargs", max_depth), _query_json(query, "options", max_depth)
     if body.kind == "none":
         return {}, {}
     if body.kind != "json" or not isinstance(body.value, dict):
@@ -94,7 +93,17 @@ def caller_input(fmt: str, method: str, query: dict[str, Any], body: RequestBody
     return split_call_body(data)
 
 
-def split_call_body(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _query_json(query: Query, name: str, max_depth: int) -> JSONObject:
+    """The JSON object of query parameter ``name`` (``{}`` without it; given twice → 400)."""
+    raw = query.get(name)
+    if raw is None:
+        return {}
+    if not isinstance(raw, str):
+        raise BadRequest(f"`{name}` is given more than once in the query")
+    return expect_dict(parse_json(raw, name, max_depth), name)
+
+
+def split_call_body(data: Mapping[str, object]) -> tuple[JSONObject, JSONObject]:
     """``{"kwargs": {…}, "options": {…}}`` with nothing else."""
     unknown = set(data) - {"kwargs", "options"}
     if unknown:
@@ -104,7 +113,7 @@ def split_call_body(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
             expect_dict(data.get("options") or {}, "options"))
 
 
-def simplified_body(body: RequestBody, strip: set[str]) -> dict[str, Any]:
+def simplified_body(body: RequestBody, strip: set[str]) -> JSONObject:
     """The whole body as kwargs; text → ``{"text"}``, binary → ``{"base64"}``."""
     if body.kind == "none":
         return {}
@@ -117,14 +126,14 @@ def simplified_body(body: RequestBody, strip: set[str]) -> dict[str, Any]:
     return _without(body.value, strip)
 
 
-def expect_dict(value: Any, what: str) -> dict[str, Any]:
+def expect_dict(value: object, what: str) -> JSONObject:
     if not isinstance(value, dict):
         raise BadRequest(f"`{what}` must be a JSON object")
     return value
 
 
 # --- options ------------------------------------------------------------------------------
-def parse_options(raw: Mapping[str, Any], model: OptionsModel, now: float) -> CallOptions:
+def parse_options(raw: Mapping[str, object], model: OptionsModel, now: float) -> CallOptions:
     """Validate caller options with ``model`` (its fields are the allow-list: anything else →
     400 naming what is allowed)."""
     allowed = option_names(model)
@@ -151,12 +160,12 @@ def options_from(parsed: BaseModel | None, now: float) -> CallOptions:
 
 
 # --- kwargs ---------------------------------------------------------------------------------
-def merge_kwargs(fixed: Mapping[str, Any] | None, caller: Mapping[str, Any]) -> dict[str, Any]:
+def merge_kwargs(fixed: Mapping[str, object] | None, caller: Mapping[str, object]) -> JSONObject:
     """Fixed kwargs of the entry plus the caller's; a caller may not override a fixed value.
     A fixed value of ``INPUT_BY_CALLER`` only marks a caller-supplied kwarg."""
-    merged: dict[str, Any] = {}
+    merged: JSONObject = {}
     for name, value in (fixed or {}).items():
-        if isinstance(value, str) and value in PLACEHOLDERS:
+        if is_placeholder(value):
             continue
         if name in caller:
             raise BadRequest(f"Cannot specify a fixed kwargs field: {name}", {"kwarg": name})
@@ -165,30 +174,23 @@ def merge_kwargs(fixed: Mapping[str, Any] | None, caller: Mapping[str, Any]) -> 
     return merged
 
 
-def check_signature(func: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
+def check_signature(func: Func, kwargs: Mapping[str, object]) -> None:
     """Unknown kwargs (unless ``**kwargs``) and missing required ones → 400."""
-    spec: Mapping[str, Any] = func.get("kwargsSpec") or {}
-    if not func.get("varKwargs"):
-        args = func.get("args") or ()
-        unknown = [k for k in kwargs if k not in spec and k not in args]
-        if unknown:
-            known = sorted(set(args) | set(spec))
-            raise BadRequest(f"Unknown kwarg(s) for {func.get('id')}: {', '.join(sorted(unknown))}",
-                             {"unknown": sorted(unknown), "accepted": known})
-    missing = [k for k, s in spec.items() if k not in kwargs and isinstance(s, Mapping)
-               and s.get("required")]
-    if missing:
-        raise BadRequest(f"Missing kwarg(s) for {func.get('id')}: {', '.join(sorted(missing))}",
-                         {"missing": sorted(missing)})
+    problems = func.check_kwargs(kwargs)
+    if problems.unknown:
+        raise BadRequest(f"Unknown kwarg(s) for {func.id}: {', '.join(problems.unknown)}",
+                         {"unknown": list(problems.unknown), "accepted": sorted(problems.accepted)})
+    if problems.missing:
+        raise BadRequest(f"Missing kwarg(s) for {func.id}: {', '.join(problems.missing)}",
+                         {"missing": list(problems.missing)})
 
 
 # --- the request as the function sees it ------------------------------------------------------
-def http_request_info(request: web.Request, query: dict[str, Any], body: RequestBody,
-                      auth: AuthInput | None = None) -> dict[str, Any]:
+def http_request_info(request: web.Request, query: Query, body: RequestBody,
+                      auth: AuthInput | None, trusted: peer.Networks) -> JSONObject:
     """``_DFF_HTTP_REQUEST``: method, path, headers (lower-case names), query, body, ip —
     without credential headers (:mod:`peer`) and the API-auth secrets ``auth`` matched
-    (header, query or body field); ``ip`` trusts X-Forwarded-For only from trusted proxies."""
-    trusted = request.app[CTX].settings.server.trusted_networks
+    (header, query or body field); ``ip`` trusts X-Forwarded-For only from ``trusted`` proxies."""
     ip, ips = peer.client_ips(request.remote, request.headers.get("X-Forwarded-For", ""), trusted)
     hidden_headers = auth.strip_headers if auth else set()
     value = body.value

@@ -16,7 +16,7 @@ figures are the same on every replica (take ``max``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -42,7 +42,7 @@ _QUEUE_GAUGES: dict[str, tuple[str, str]] = {
 
 
 def _gauge_value(field: str, value: Any) -> float | None:
-    """A queue row's field (``fluxfunc_common.inspect.queue_stats``) as a gauge value."""
+    """A queue row's field (``fluxfunc_common.queuestats.queue_stats``) as a gauge value."""
     if value is None:
         return None
     if field == "consumers":
@@ -57,7 +57,7 @@ class QueueCollector(Collector):
     ``set_tasks``)."""
 
     def __init__(self) -> None:
-        self.snapshot: list[dict[str, Any]] = []
+        self.snapshot: Sequence[Mapping[str, Any]] = ()  # queuestats.queue_stats rows
         self.dead_total: int | None = None
         self.tasks: TaskStats | None = None
 
@@ -85,7 +85,7 @@ class QueueCollector(Collector):
             for q in self.snapshot:
                 value = _gauge_value(field, q.get(field))
                 if value is not None:
-                    family.add_metric([q["queue"]], value)
+                    family.add_metric([str(q["queue"])], value)
             yield family
         if self.dead_total is not None:
             yield GaugeMetricFamily("fluxfunc_dead_letters", "Entries in the dead-letter stream",
@@ -118,10 +118,11 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def set_queues(self, stats: dict[str, Any]) -> None:
-        """Keep the queue figures (``handlers.ops.queue_stats``) for the scrape that follows."""
-        self.queues.snapshot = stats["queues"]
-        self.queues.dead_total = stats["deadLetters"]
+    def set_queues(self, rows: Sequence[Mapping[str, Any]], dead_letters: int) -> None:
+        """Keep the queue figures (``queuestats.queue_stats`` rows, the dead-letter total) for
+        the scrape that follows."""
+        self.queues.snapshot = rows
+        self.queues.dead_total = dead_letters
 
     def set_tasks(self, stats: TaskStats) -> None:
         """Keep the task figures (``taskstats.read_task_stats``) for the scrape that follows."""

@@ -24,7 +24,7 @@ from fluxfunc_common.errors import (
     Unavailable,
 )
 from fluxfunc_common.logs import get_logger
-from fluxfunc_server.context import CTX
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.responses import START_KEY, TRACE_KEY, error_body, json_response
 
 log = get_logger("server.http")
@@ -92,7 +92,7 @@ def _count(request: web.Request, status: int) -> None:
 
 def error_response(request: web.Request, exc: FluxfuncError) -> web.Response:
     """The error envelope; HTTP status = integer part of the code."""
-    headers: dict[str, Any] = dict(getattr(exc, "headers", None) or {})
+    headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
     headers[TRACE_HEADER] = request.get(TRACE_KEY, "")
     return json_response(error_body(request, exc), status=exc.status, headers=headers)
 

@@ -10,23 +10,66 @@ envelope; errors share one schema.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Required, TypedDict
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from fluxfunc_common import __version__
-from fluxfunc_server import schemas
+from fluxfunc_server import routing, schemas
 from fluxfunc_server import schemas_invoke as call
 from fluxfunc_server import schemas_out as out
+from fluxfunc_server.access import PUBLIC, Access, Rule
+from fluxfunc_server.appkeys import OPENAPI
+from fluxfunc_server.handlers import api_auths
+from fluxfunc_server.handlers import connectors as conns
+from fluxfunc_server.handlers import python_packages as pkgs
 from fluxfunc_server.handlers import resources as res
-from fluxfunc_server.responses import json_response
+from fluxfunc_server.handlers import transfer as xfer
 
 REF = "#/components/schemas/{model}"
 Security = list[dict[str, list[str]]]
 ADMIN: Security = [{"bearerAuth": []}, {"accessKey": []}]
+JSONSchema = Mapping[str, object]  # a JSON Schema (pydantic's output, or written out here)
+
+# The OpenAPI objects this document uses.
+Parameter = TypedDict("Parameter", {"name": str, "in": str, "required": bool,
+                                    "schema": JSONSchema, "description": str}, total=False)
+
+
+class MediaType(TypedDict):
+    schema: JSONSchema
+
+
+class Response(TypedDict, total=False):
+    description: Required[str]
+    content: dict[str, MediaType]
+
+
+class RequestBody(TypedDict):
+    required: bool
+    content: dict[str, MediaType]
+
+
+class Operation(TypedDict, total=False):
+    summary: str
+    tags: list[str]
+    operationId: str
+    parameters: list[Parameter]
+    responses: dict[str, Response]
+    security: Security
+    requestBody: RequestBody
+
+
+class Document(TypedDict):
+    openapi: str
+    info: dict[str, str]
+    paths: dict[str, dict[str, Operation]]
+    components: dict[str, Mapping[str, object]]
 
 
 class AnyKwargs(BaseModel):
@@ -46,20 +89,20 @@ class Op:
     path: str
     summary: str
     tag: str
-    data: dict[str, Any] | None = None  # JSON schema of ``data`` in the success envelope
+    data: JSONSchema | None = None  # of ``data`` in the success envelope
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    auth: list[dict[str, list[str]]] = field(default_factory=lambda: ADMIN)
+    auth: Security | None = None  # None: as the route's declared access says
     paged: bool = False
-    raw: dict[str, Any] | None = None  # a non-envelope success response (content type → schema)
-    extra_query: list[dict[str, Any]] = field(default_factory=list)
+    raw: Mapping[str, JSONSchema] | None = None  # a non-envelope success response (type → schema)
+    extra_query: list[Parameter] = field(default_factory=list)
 
 
-def _ref(model: type[BaseModel]) -> dict[str, Any]:
+def _ref(model: type[BaseModel]) -> JSONSchema:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _list(model: type[BaseModel]) -> dict[str, Any]:
+def _list(model: type[BaseModel]) -> JSONSchema:
     return {"type": "array", "items": _ref(model)}
 
 
@@ -76,7 +119,7 @@ def _crud(path: str, tag: str, what: str, entity: type[BaseModel], query: type[B
     return ops
 
 
-_JSON_QUERY = [
+_JSON_QUERY: list[Parameter] = [
     {"name": "kwargs", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "normal format: kwargs as JSON text"},
     {"name": "options", "in": "query", "required": False, "schema": {"type": "string"},
@@ -96,7 +139,8 @@ def _invocation() -> list[Op]:
                        ("run and answer the bare return value" if sync else "enqueue, data.id = task id"))
             raw = {"application/json": _ANY} if sync else None
             data = None if sync else _ref(out.TaskId)
-            auth: list[dict[str, list[str]]] = [{}, {"apiFixedField": []}, {"apiBasic": []}]
+            auth: list[dict[str, list[str]]] = [{}, {"apiFixedField": []}, {"apiBasic": []},
+                                                {"apiDigest": []}]
             body = (call.SyncCallBody if sync else call.AsyncCallBody) if not suffix else AnyKwargs
             ops.append(Op("get", path, summary, "invocation", data, auth=auth, raw=raw,
                           extra_query=_JSON_QUERY))
@@ -157,18 +201,25 @@ def operations() -> list[Op]:
             Op("post", f"/api/v1/admin/{kind}/{{id}}/revoke", f"Revoke one of the {kind}", "admin",
                _ref(out.Revoked)))),
         *_resources(),
-        Op("get", "/metrics", "Prometheus metrics", "ops", auth=[],
+        *xfer.operations(Op),  # export / import
+        *conns.operations(Op),  # connectors
+        *api_auths.operations(Op),  # reusable API auth definitions
+        Op("get", pkgs.PATH, "The extra Python packages: the list, the resolved set, each live "
+           "worker's install state (docs/packages.md)", "packages", {"type": "object"}),
+        Op("put", pkgs.PATH, "Replace the deployment-wide package list (every worker installs it)",
+           "packages", {"type": "object"}, body=pkgs.PackagesPut),
+        Op("get", "/metrics", "Prometheus metrics", "ops",
            raw={"text/plain": {"type": "string"}}),
-        Op("get", "/healthz", "Liveness: 200 while the process runs", "ops", _ref(out.Status), auth=[]),
+        Op("get", "/healthz", "Liveness: 200 while the process runs", "ops", _ref(out.Status)),
         Op("get", "/readyz", "Readiness: Redis and the store answer, the store takes a write",
-           "ops", _ref(out.Status), auth=[]),
-        Op("head", "/", "Load-balancer probe", "ops", auth=[], raw={}),
+           "ops", _ref(out.Status)),
+        Op("head", "/", "Load-balancer probe", "ops", raw={}),
         Op("get", "/api/v1/do/ping", "DataFlux Func SDK check: answers `pong` (verifies access-key "
-           "headers when sent)", "ops", {"type": "string", "const": "pong"}, auth=[]),
+           "headers when sent)", "ops", {"type": "string", "const": "pong"}),
         Op("post", "/api/v1/do/echo", "DataFlux Func SDK check: answers the query and JSON body it got",
            "ops", {"type": "object", "properties": {"query": {"type": "object"}, "body": {}}},
-           body=AnyKwargs, auth=[]),
-        Op("get", "/api/openapi.json", "This document", "ops", auth=[],
+           body=AnyKwargs),
+        Op("get", "/api/openapi.json", "This document", "ops",
            raw={"application/json": {"type": "object"}}),
     ]
     return ops
@@ -187,15 +238,15 @@ def _resources() -> list[Op]:
         Op("post", "/api/v1/resources/operate", "mkdir, move, delete, zip or unzip", "resources",
            {"type": "object", "properties": {"path": {"type": "string"}}}, body=res.Operation),
         Op("get", "/api/v1/resources/large-data/{name}", "DFF.RESP_LARGE_DATA data, served once",
-           "resources", auth=[], raw=binary),
+           "resources", raw=binary),
     ]
 
 
 # --- building the document -------------------------------------------------------------------------
 
 
-def _envelope(data: dict[str, Any] | None, paged: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {
+def _envelope(data: JSONSchema | None, paged: bool) -> JSONSchema:
+    props: dict[str, JSONSchema] = {
         "ok": {"type": "boolean", "const": True},
         "error": {"type": "number"},
         "message": {"type": "string"},
@@ -210,7 +261,7 @@ def _envelope(data: dict[str, Any] | None, paged: bool) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
 
-ERROR_SCHEMA = {
+ERROR_SCHEMA: JSONSchema = {
     "type": "object",
     "required": ["ok", "error", "reason", "message", "detail", "traceId"],
     "properties": {
@@ -224,8 +275,8 @@ ERROR_SCHEMA = {
 }
 
 
-def _parameters(op: Op, components: dict[str, Any]) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
+def _parameters(op: Op, components: dict[str, JSONSchema]) -> list[Parameter]:
+    params: list[Parameter] = [{"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
               for name in re.findall(r"{(\w+)}", op.path)]
     if op.query is not None:
         schema = op.query.model_json_schema(ref_template=REF)
@@ -240,7 +291,7 @@ def _parameters(op: Op, components: dict[str, Any]) -> list[dict[str, Any]]:
     return params
 
 
-def _path_schema(name: str) -> dict[str, Any]:
+def _path_schema(name: str) -> JSONSchema:
     if name == "format":
         return {"type": "string", "enum": ["normal", "s", "simplified"]}
     if name == "entry":
@@ -248,17 +299,17 @@ def _path_schema(name: str) -> dict[str, Any]:
     return {"type": "string"}
 
 
-def _responses(op: Op) -> dict[str, Any]:
-    error = {"description": "error envelope", "content": {
+def _responses(op: Op) -> dict[str, Response]:
+    error: Response = {"description": "error envelope", "content": {
         "application/json": {"schema": {"$ref": REF.format(model="ErrorEnvelope")}}}}
     if op.raw is not None:
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: Response = {"description": "OK"}
         if op.raw:
             ok["content"] = {ctype: {"schema": schema} for ctype, schema in op.raw.items()}
     else:
         ok = {"description": "OK", "content": {"application/json": {
             "schema": _envelope(op.data, op.paged)}}}
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Response] = {"200": ok}
     if op.path.startswith("/api/v1/sync") or op.path.startswith("/api/v1/al") \
             or op.path.startswith("/api/v1/func/"):
         responses["202"] = {"description": "still running after maxWait: data.id, Location header",
@@ -268,23 +319,35 @@ def _responses(op: Op) -> dict[str, Any]:
     return responses
 
 
-def build_document() -> dict[str, Any]:
-    """The whole OpenAPI document (built once per process)."""
+def _security(op: Op, rules: Mapping[tuple[str, str], Rule]) -> Security:
+    """What the operation documents: its own ``auth`` or the access its route declares (a
+    documented operation without a route fails the Server's start)."""
+    if op.auth is not None:
+        return op.auth
+    rule = rules.get((op.method.upper(), op.path))
+    if rule is None:
+        raise LookupError(f"documented but not routed: {op.method.upper()} {op.path}")
+    return ADMIN if rule.access is Access.ADMIN else []
+
+
+def build_document(rules: Mapping[tuple[str, str], Rule]) -> Document:
+    """The whole OpenAPI document (built once per process); ``rules`` are the routes'
+    declared access, (method, path) → rule."""
     ops = operations()
     models: list[type[BaseModel]] = [m for op in ops for m in (op.body,) if m is not None]
     models += out.RESPONSE_MODELS
     unique = list(dict.fromkeys(models))
     _, defs = models_json_schema([(m, "validation") for m in unique], ref_template=REF)
-    components: dict[str, Any] = dict(defs.get("$defs", {}))
+    components: dict[str, JSONSchema] = dict(defs.get("$defs", {}))
     components["ErrorEnvelope"] = ERROR_SCHEMA
-    paths: dict[str, Any] = {}
+    paths: dict[str, dict[str, Operation]] = {}
     for op in ops:
-        item: dict[str, Any] = {
+        item: Operation = {
             "summary": op.summary, "tags": [op.tag],
             "operationId": f"{op.method}_{re.sub(r'[^A-Za-z0-9]+', '_', op.path).strip('_') or 'root'}",
             "parameters": _parameters(op, components),
             "responses": _responses(op),
-            "security": op.auth,
+            "security": _security(op, rules),
         }
         if op.body is not None:
             item["requestBody"] = {"required": op.method == "post" and op.body not in
@@ -302,7 +365,7 @@ def build_document() -> dict[str, Any]:
     }
 
 
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "admin token from `fluxfunc admin create-token`"},
     "accessKey": {"type": "apiKey", "in": "header", "name": "X-Dff-Ak-Sign",
@@ -312,18 +375,15 @@ SECURITY_SCHEMES = {
     "apiFixedField": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
                       "description": "an entry's fixedField API auth (header, query or body field)"},
     "apiBasic": {"type": "http", "scheme": "basic", "description": "an entry's httpBasic API auth"},
+    "apiDigest": {"type": "http", "scheme": "digest",
+                  "description": "an entry's httpDigest API auth (RFC 7616, MD5 or SHA-256)"},
 }
 
-_DOC: web.AppKey[dict[str, Any]] = web.AppKey("fluxfunc_openapi", dict)
-
-
 async def openapi_json(request: web.Request) -> web.Response:
-    doc = request.app.get(_DOC)
-    if doc is None:
-        doc = build_document()
-    return json_response(doc)
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:
-    app[_DOC] = build_document()
-    app.router.add_get("/api/openapi.json", openapi_json, allow_head=False)
+    """The document's route; added after every other route, whose access it documents."""
+    routing.get(app, "/api/openapi.json", openapi_json, PUBLIC)
+    app[OPENAPI] = orjson.dumps(build_document(routing.rules(app)))

@@ -7,6 +7,7 @@ carries the user's own exception and traceback.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from fluxfunc_common.errors import (
     FuncTimeout,
     TaskError,
 )
-from fluxfunc_server.files import file_result
+from fluxfunc_server.files import disposition, file_result
 
 _ERRORS: dict[TaskStatus, type[TaskError]] = {
     TaskStatus.FAILURE: FuncFailed,
@@ -70,13 +71,29 @@ def body_response(value: Any, *, return_type: str = "raw", status: int = 200,
     return web.Response(body=body, status=status, headers=out_headers)
 
 
-def success_response(result: TaskResult, *, return_type: str = "raw") -> web.Response:
-    """The bare answer of a successful sync call, honouring ``DFF.RESP``."""
+def success_response(result: TaskResult, *, return_type: str = "raw",
+                     if_none_match: str | None = None) -> web.Response:
+    """The bare answer of a successful sync call, honouring ``DFF.RESP``: ``download``
+    (True or a file name) answers as an attachment (``api-resp.json``/``.txt`` unless named);
+    ``allow_304`` sends an ETag of the body and answers a matching ``If-None-Match`` with 304."""
     resp = result.response
     if resp is None:
         return body_response(result.result, return_type=return_type)
-    return body_response(resp.data, return_type=return_type, status=resp.status_code,
-                         content_type=mime_type(resp.content_type), headers=resp.headers)
+    headers = dict(resp.headers)
+    if resp.download and not any(k.lower() == "content-disposition" for k in headers):
+        ext = "txt" if isinstance(resp.data, str) else "json"
+        name = resp.download if isinstance(resp.download, str) else f"api-resp.{ext}"
+        headers["Content-Disposition"] = disposition(name)
+    out = body_response(resp.data, return_type=return_type, status=resp.status_code,
+                        content_type=mime_type(resp.content_type), headers=headers)
+    if not resp.allow_304 or not isinstance(out.body, bytes):
+        return out
+    etag = f'"{hashlib.sha256(out.body).hexdigest()[:32]}"'
+    out.headers["ETag"] = etag
+    wanted = {tag.strip().removeprefix("W/") for tag in (if_none_match or "").split(",")}
+    if etag in wanted or "*" in wanted:
+        return web.Response(status=304, headers={"ETag": etag})
+    return out
 
 
 def result_value(result: TaskResult) -> Any:

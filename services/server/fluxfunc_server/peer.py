@@ -73,8 +73,9 @@ def _cross_origin(request: web.Request) -> bool:
 
 
 def check_form_origin(request: web.Request, api_auth: Any) -> None:
-    """403 for a cross-origin form post to an ``httpBasic`` entry that did not opt in."""
-    if not isinstance(api_auth, dict) or api_auth.get("type") != "httpBasic" \
+    """403 for a cross-origin form post to an ``httpBasic``/``httpDigest`` entry that did not
+    opt in."""
+    if not isinstance(api_auth, dict) or api_auth.get("type") not in ("httpBasic", "httpDigest") \
             or api_auth.get("allowCrossOriginForms") or request.method != "POST":
         return
     ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()

@@ -4,7 +4,8 @@ are rendered by the one error middleware from the :mod:`fluxfunc_common.errors` 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import web
@@ -40,7 +41,18 @@ def ok(request: web.Request, data: Any = None, *, status: int = 200,
     return json_response(body, status=status, headers=headers)
 
 
-def error_body(request: web.Request, exc: FluxfuncError) -> dict[str, Any]:
+class ErrorBody(TypedDict):
+    """The error envelope."""
+
+    ok: bool
+    error: float  # the HTTP status, or status.sub (599.1)
+    reason: str
+    message: str
+    detail: Mapping[str, object]
+    traceId: str
+
+
+def error_body(request: web.Request, exc: FluxfuncError) -> ErrorBody:
     """``{"ok": false, "error": code, "reason", "message", "detail", "traceId"}``."""
     return {
         "ok": False,

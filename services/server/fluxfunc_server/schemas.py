@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from fluxfunc_common.envelope import Origin, TaskStatus
 from fluxfunc_common.errors import BadRequest
+from fluxfunc_common.models import JSONObject
 from fluxfunc_common.streams import is_entry_id
 
 MAX_TEXT = 65_535
@@ -165,7 +166,22 @@ class ApiAuthHttpBasic(Body):
         "its cached credentials with them)"))
 
 
-ApiAuth = Annotated[ApiAuthNone | ApiAuthFixedField | ApiAuthHttpBasic, Field(discriminator="type")]
+class ApiAuthHttpDigest(Body):
+    type: Literal["httpDigest"]
+    users: Annotated[list[BasicUser], Field(min_length=1, max_length=1000)]
+    algorithm: Literal["MD5", "SHA-256"] = "MD5"
+    allow_cross_origin_forms: bool = False
+
+
+class ApiAuthFunc(Body):
+    type: Literal["func"]
+    func_id: FuncId = Field(description="a published func; truthy return value = pass")
+
+
+ApiAuth = Annotated[ApiAuthNone | ApiAuthFixedField | ApiAuthHttpBasic | ApiAuthHttpDigest
+                    | ApiAuthFunc, Field(discriminator="type")]
+ApiAuthId = Annotated[str, Field(min_length=1, max_length=191, description=(
+    "a reusable API auth (/api/v1/api-auths) instead of an inline apiAuth"))]
 
 
 class Throttling(Body):
@@ -181,7 +197,7 @@ class Throttling(Body):
     window: Literal["sliding", "fixed"] = "sliding"
 
 
-Kwargs = Annotated[dict[str, Any], Field(description="fixed kwargs; the value "
+Kwargs = Annotated[JSONObject, Field(description="fixed kwargs; the value "
                                                      "\"INPUT_BY_CALLER\" lets the caller supply one")]
 RecordLimit = Annotated[int, Field(ge=0, le=1_000_000)]
 
@@ -191,6 +207,7 @@ class ApiCreate(Body):
     func_id: FuncId
     kwargs: Kwargs = Field(default_factory=dict)
     api_auth: ApiAuth | Literal["none"] | None = None
+    api_auth_id: ApiAuthId | None = None
     throttling: Throttling | None = None
     expire_time: Timestamp | None = None
     is_disabled: bool = False
@@ -203,6 +220,7 @@ class ApiUpdate(Body):
     func_id: FuncId | None = None
     kwargs: Kwargs | None = None
     api_auth: ApiAuth | Literal["none"] | None = None
+    api_auth_id: ApiAuthId | None = None
     throttling: Throttling | None = None
     expire_time: Timestamp | None = None
     is_disabled: bool | None = None
@@ -230,7 +248,7 @@ class AsyncApiUpdate(ApiUpdate):
 class CronJobCreate(Body):
     id: EntryId | None = None
     func_id: FuncId
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: JSONObject = Field(default_factory=dict)
     cron_expr: Annotated[str, Field(min_length=1, max_length=256,
                                     description="5 fields, or 6 with seconds first")]
     timezone: Annotated[str, Field(max_length=64)] | None = Field(
@@ -246,7 +264,7 @@ class CronJobCreate(Body):
 
 class CronJobUpdate(Body):
     func_id: FuncId | None = None
-    kwargs: dict[str, Any] | None = None
+    kwargs: JSONObject | None = None
     cron_expr: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = None
     misfire_policy: Literal["skip", "fireOnce"] | None = None

@@ -8,10 +8,11 @@ signature once the func is known.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from fluxfunc_common.models import JSONObject
 from fluxfunc_server.schemas import Body, FuncId, Timestamp
 
 QUEUE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -28,7 +29,7 @@ Unbox = Annotated[bool, Field(description="true: the bare value; false: data.res
 Delay = Annotated[float, Field(ge=0, le=MAX_DELAY, allow_inf_nan=False,
                                description="run not before now + delay seconds (at most 366 days)")]
 Queue = Annotated[str, Field(pattern=QUEUE_NAME, description="run on this queue")]
-Kwargs = Annotated[dict[str, Any] | None, Field(description="keyword arguments of the func")]
+Kwargs = Annotated[JSONObject | None, Field(description="keyword arguments of the func")]
 
 
 class SyncCallOptions(Body):

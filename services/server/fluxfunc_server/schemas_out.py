@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluxfunc_common.models import FuncOptions, JSONObject, ParamSpec
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -40,19 +42,20 @@ class Func(Stamped):
     description: str | None = None
     definition: str
     args: list[str]
-    kwargsSpec: dict[str, dict[str, Any]]
+    kwargsSpec: dict[str, ParamSpec]
     varKwargs: bool
     isAsync: bool
-    extraConfig: dict[str, Any]
+    extraConfig: FuncOptions
     category: str | None = None
     tags: list[str] = []
 
 
 class ApiEntry(Stamped):
     funcId: str
-    kwargs: dict[str, Any] = {}
-    apiAuth: dict[str, Any] | None = None
-    throttling: dict[str, Any] | None = None
+    kwargs: JSONObject = {}
+    apiAuth: JSONObject | None = None
+    apiAuthId: str | None = None
+    throttling: JSONObject | None = None
     expireTime: float | None = None
     isDisabled: bool | None = None
     taskRecordLimit: int | None = None
@@ -118,7 +121,7 @@ class Consumer(Out):
 
 
 class QueueStats(Out):
-    """One queue, as ``fluxfunc streams`` shows it (``fluxfunc_common.inspect.queue_stats``)."""
+    """One queue, as ``fluxfunc streams`` shows it (``fluxfunc_common.queuestats.queue_stats``)."""
 
     queue: str
     exists: bool
@@ -139,11 +142,23 @@ class BeatInfo(Out):
     epoch: int | None = None
 
 
+class Service(Out):
+    """One live service, as its heartbeat describes it (roles add fields: a Server its port)."""
+
+    role: str
+    instance: str
+    host: str
+    pid: int
+    version: str
+    startTime: float
+    lastHeartbeat: float
+
+
 class Overview(Out):
     serverTime: float
     queues: list[QueueStats]
     deadLetters: int
-    services: dict[str, list[dict[str, Any]]]
+    services: dict[str, list[Service]]
     beat: BeatInfo
 
 

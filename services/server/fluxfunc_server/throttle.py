@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import redis.asyncio as aioredis
 
@@ -44,11 +44,18 @@ class Rule:
     limit: int
 
 
+class ThrottleDetail(TypedDict):
+    rule: str
+    limit: int
+    currentCount: int
+    waitSeconds: int
+
+
 class Throttled(RateLimited):
     """Too many calls: throttled."""
 
-    def __init__(self, message: str, detail: dict[str, Any]) -> None:
-        super().__init__(message, detail)
+    def __init__(self, message: str, detail: ThrottleDetail) -> None:
+        super().__init__(message, dict(detail))
         self.headers = {"Retry-After": str(detail["waitSeconds"])}
 
 

@@ -1,4 +1,4 @@
-"""The reply waiter: how a sync call learns its task finished (streams-protocol.md A.12).
+"""The reply waiter: how a sync call learns its task finished (docs/redis-protocol.md, "Reply streams").
 
 One reply stream per Server process, read by one task on the blocking client, resolving
 futures keyed by task id. A call registers its future *before* it enqueues, so a fast result
@@ -7,7 +7,7 @@ notification lost to a reconnect, ends with one final ``GET`` of the result key.
 waiting calls therefore cost one blocked connection, not 1,000.
 
 The reader is stopped with a flag and a short ``BLOCK`` (cancelling a task blocked in
-``XREAD`` is not reliably honoured by redis-py, baseline.md "pitfalls").
+``XREAD`` is not reliably honoured by redis-py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     """``--queues`` / ``--concurrency`` over the loaded settings (validated like the file)."""
-    worker: dict[str, Any] = {}
+    worker: dict[str, object] = {}
     if args.queues is not None:
         worker["queues"] = args.queues
     if args.concurrency is not None:
@@ -65,7 +64,7 @@ async def serve(settings: Settings, shutdown: Shutdown, logs: LogOutput | None =
         store = await stack.enter_async_context(open_store(settings.store))
         await store.ping()
         worker = Worker(settings, clients, store, instance=instance,
-                        task_line=logs.info_line("worker") if logs is not None else None)
+                        task_line=logs.info_line("worker", fast=settings.worker.fast_paths) if logs else None)
         await stack.enter_async_context(worker.pool)
         await stack.enter_async_context(
             heartbeat(clients.main, clients.keys, "worker", instance, extra=worker.describe)

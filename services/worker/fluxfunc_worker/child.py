@@ -22,13 +22,16 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from types import FrameType
+from typing import cast
 
 import orjson
 
-from fluxfunc_worker import sdk
+from fluxfunc_worker import sdk, sitepath
 from fluxfunc_worker.ipc import BlockingChannel
-from fluxfunc_worker.runtime import Runner, ScriptCache, install_finder
+from fluxfunc_worker.messages import DoneMessage, JSONObject, RunMessage, RunReport
+from fluxfunc_worker.modcache import ScriptCache
+from fluxfunc_worker.runtime import Runner, install_finder
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -47,25 +50,27 @@ class RpcClient:
         self._lock = threading.Lock()
         self._seq = 0
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
+    def call(self, method: str, params: JSONObject) -> object:
         try:
+            # encoded here, once: the frame embeds it as is (and a bad value fails in the caller)
             payload = orjson.Fragment(orjson.dumps(params, option=orjson.OPT_NON_STR_KEYS))
         except TypeError as exc:
             raise sdk.DFFError(f"DFF call {method}: value is not JSON-serialisable ({exc})") from None
         with self._lock:
             self._seq += 1
             seq = self._seq
-            self.channel.send({"t": "rpc", "n": seq, "m": method, "p": payload})
+            self.channel.send({"type": "rpc", "seq": seq, "method": method,
+                               "params": cast(JSONObject, payload)})
             while True:
                 reply = self.channel.receive()
                 if reply is None:
                     os._exit(0)  # the parent is gone
-                if reply.get("n") == seq:
+                if (reply["type"] == "ok" or reply["type"] == "err") and reply["seq"] == seq:
                     break
-        if reply["t"] == "err":
+        if reply["type"] == "err":
             error = sdk.FuncCallError if reply.get("kind") == "func" else sdk.DFFError
             raise error(reply.get("message") or "DFF call failed")
-        return reply.get("v")
+        return reply["value"]
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -99,7 +104,7 @@ def _limit_memory(memory_mb: int) -> None:
         pass
 
 
-def _stop(signum: int, frame: Any) -> None:
+def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stop()
 
 
@@ -121,36 +126,45 @@ def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
     install_finder(cache)
     # each printed line also goes to the worker at once: it outlives a crash of this process
     runner = Runner(cache, memory_limit_mb=memory_mb or None,
-                    print_sink=lambda text: channel.send({"t": "print", "x": text}))
+                    print_sink=lambda text: channel.send({"type": "print", "text": text}))
     _limit_memory(memory_mb)
-    channel.send({"t": "ready", "pid": os.getpid()})
+    channel.send({"type": "ready", "pid": os.getpid()})
     while True:
         message = channel.receive()
-        if message is None or message.get("t") == "exit":
+        if message is None or message["type"] == "exit":
             return
-        if message.get("t") != "run":
-            continue
-        outcome, result = runner.run(message)
-        outcome["t"] = "done"
-        outcome["id"] = message["id"]
-        if memory_mb and (outcome.pop("memory", False) or peak_rss_mb() > memory_mb):
-            outcome["retire"] = "memory"
-        if result is not None:
-            outcome["result"] = orjson.Fragment(result)
-        channel.send(outcome)
+        if message["type"] == "run":
+            sitepath.use(message.get("pkgs"))
+            channel.send(_done(message, *runner.run(message), memory_mb))
+
+
+def _done(message: RunMessage, report: RunReport, result: bytes | None, memory_mb: int) -> DoneMessage:
+    """The ``done`` answer to ``message``: the run's report, its result as pre-encoded JSON, and
+    whether this child retires (it hit or came near its memory limit)."""
+    done = cast(DoneMessage, report)  # completed in place: no copy per task
+    done["type"] = "done"
+    done["id"] = message["id"]
+    if memory_mb and (done.pop("memory", False) or peak_rss_mb() > memory_mb):
+        done["retire"] = "memory"
+    if result is not None:
+        done["result"] = orjson.Fragment(result)
+    return done
 
 
 def _fetch_script(rpc: RpcClient, script_id: str) -> tuple[str, int] | None:
     found = rpc.call("script", {"scriptId": script_id})
-    if not found:
+    if not isinstance(found, list) or len(found) != 2:
         return None
-    return str(found[0]), int(found[1])
+    code, version = found
+    return str(code), int(version)
 
 
 def run_child(fd: int, memory_mb: int, parent_pid: int) -> None:
     """Serve until told to exit or the parent goes away, then end the process."""
     with contextlib.suppress(Stop, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         serve(fd, memory_mb, parent_pid)
+    with contextlib.suppress(Exception):
+        sdk.close_connectors()  # DFF.CONN clients of this child
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     os._exit(0)

@@ -16,34 +16,35 @@ from collections.abc import Sequence
 
 from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.streams import Delivery, StreamProtocol
-from fluxfunc_worker.pool import Outcome
+from fluxfunc_worker.messages import DoneMessage
+from fluxfunc_worker.outcome import Outcome
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
 RETRYABLE = frozenset({TaskStatus.FAILURE, TaskStatus.TIMEOUT})
 
-_STATUSES = {s.value: s for s in TaskStatus}
 _FAILURE = TaskStatus.FAILURE
+_NO_REPORT: DoneMessage = {"type": "done", "id": ""}
 
 
 def result_from_outcome(env: TaskEnvelope, outcome: Outcome, start_time: float) -> TaskResult:
     """The task result of a run as the pool reported it."""
-    f = outcome.fields
-    status = _STATUSES.get(outcome.status, _FAILURE)
-    exception = f.get("exception")
+    report = outcome.report if outcome.report is not None else _NO_REPORT
+    status = outcome.status
+    exception = outcome.exception or report.get("exception")
     if status is _FAILURE and not exception:
-        exception = f"WorkerError: the run ended with status {outcome.status!r}"
-    response = f.get("response")
+        exception = f"WorkerError: the run ended with status {report.get('status')!r}"
+    response = report.get("response")
     return TaskResult.for_envelope(
         env,
         status,
-        start_time=f.get("startTime") or start_time,
-        end_time=f.get("endTime") or time.time(),
-        result=f.get("result"),
+        start_time=report.get("startTime") or start_time,
+        end_time=report.get("endTime") or time.time(),
+        result=report.get("result"),
         response=HttpResponse.model_validate(response) if response else None,
         exception=exception,
-        traceback=f.get("traceback"),
-        print_logs=f.get("printLogs"),
+        traceback=report.get("traceback"),
+        print_logs=outcome.print_logs if outcome.print_logs is not None else report.get("printLogs"),
     )
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Unpack
+
+from fluxfunc_worker.dffparams import CacheArgs, CacheCommand, Side
 
 POLL_MIN = 0.02  # blocking pops: first pause between tries, doubling up to POLL_MAX
 POLL_MAX = 0.5
 
-Rpc = Callable[..., Any]
+Rpc = Callable[..., Any]  # sdk's call(method, **params): the parent's JSON answer
 ScopeOf = Callable[[str | None], str]
 
 
@@ -55,7 +57,7 @@ class CacheHelper:
         self._rpc = rpc
         self._scope_of = scope_of
 
-    def _do(self, cmd: str, scope: str | None, **params: Any) -> Any:
+    def _do(self, cmd: CacheCommand, scope: str | None, **params: Unpack[CacheArgs]) -> Any:
         return self._rpc(f"cache.{cmd}", scope=self._scope_of(scope), **params)
 
     def __call__(self, key: str, scope: str | None = None) -> str | None:
@@ -98,7 +100,7 @@ class CacheHelper:
                         exists=bool(exists))
         return True if done else None
 
-    def mset(self, key_values: dict[str, Any], scope: str | None = None) -> bool:
+    def mset(self, key_values: Mapping[str, object], scope: str | None = None) -> bool:
         pairs = {str(k): to_text(v) for k, v in key_values.items()}
         return bool(pairs) and bool(self._do("mset", scope, pairs=pairs))
 
@@ -125,10 +127,10 @@ class CacheHelper:
 
     def hset(self, key: str, field: str, value: Any, scope: str | None = None,
              not_exists: bool = False) -> int:
-        cmd = "hsetnx" if not_exists else "hset"
+        cmd: CacheCommand = "hsetnx" if not_exists else "hset"
         return int(self._do(cmd, scope, key=str(key), field=str(field), value=to_text(value)))
 
-    def hmset(self, key: str, field_values: dict[str, Any], scope: str | None = None) -> bool:
+    def hmset(self, key: str, field_values: Mapping[str, object], scope: str | None = None) -> bool:
         mapping = {str(f): to_text(v) for f, v in field_values.items()}
         return bool(mapping) and bool(self._do("hmset", scope, key=str(key), mapping=mapping))
 
@@ -176,7 +178,7 @@ class CacheHelper:
     def brpop(self, key: str | list[str], timeout: float = 0, scope: str | None = None) -> list[str] | None:
         return self._bpop("right", key, timeout, scope)
 
-    def _bpop(self, side: str, key: str | list[str], timeout: float, scope: str | None) -> list[str] | None:
+    def _bpop(self, side: Side, key: str | list[str], timeout: float, scope: str | None) -> list[str] | None:
         """Polled here, in the child: a value is only ever popped for a task still running."""
         deadline = time.monotonic() + float(timeout) if timeout and timeout > 0 else None
         delay = POLL_MIN

@@ -13,12 +13,15 @@ keys only (DataFlux Func lists every scope's), and patterns are globs matched ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Unpack
+
+from fluxfunc_worker.dffparams import StoreArgs, StoreMethod, UserJSON
+from fluxfunc_worker.messages import JSONObject
 
 MAX_NAME = 191
 
-Rpc = Callable[..., Any]
+Rpc = Callable[..., Any]  # sdk's call(method, **params): the parent's JSON answer
 ScopeOf = Callable[[str | None], str]
 
 
@@ -43,48 +46,50 @@ class StoreHelper:
     def _scope(self, scope: str | None) -> str:
         return _name(self._scope_of(scope), "scope")
 
-    def __call__(self, key: str, scope: str | None = None) -> Any:
+    def _call(self, method: StoreMethod, scope: str | None, **params: Unpack[StoreArgs]) -> Any:
+        return self._rpc(method, scope=self._scope(scope), **params)
+
+    def __call__(self, key: str, scope: str | None = None) -> UserJSON:
         return self.get(key, scope=scope)
 
-    def set(self, key: str, value: Any, scope: str | None = None, expires: float | None = None,
+    def set(self, key: str, value: UserJSON, scope: str | None = None, expires: float | None = None,
             not_exists: bool = False, expire: float | None = None) -> None:
         """Write a JSON value; with ``not_exists`` only when the key is missing (or expired)."""
-        self._rpc("store.set", scope=self._scope(scope), key=_name(key, "key"), value=value,
-                  expires=expires or expire, not_exists=bool(not_exists))
+        self._call("store.set", scope, key=_name(key, "key"), value=value,
+                   expires=expires or expire, not_exists=bool(not_exists))
 
-    def mset(self, key_values: dict[str, Any], scope: str | None = None, expires: float | None = None,
+    def mset(self, key_values: Mapping[str, UserJSON], scope: str | None = None, expires: float | None = None,
              not_exists: bool = False, expire: float | None = None) -> None:
         values = {_name(k, "key"): v for k, v in key_values.items()}
-        self._rpc("store.mset", scope=self._scope(scope), values=values, expires=expires or expire,
-                  not_exists=bool(not_exists))
+        self._call("store.mset", scope, values=values, expires=expires or expire,
+                   not_exists=bool(not_exists))
 
-    def get(self, key: str, scope: str | None = None) -> Any:
+    def get(self, key: str, scope: str | None = None) -> UserJSON:
         """The value, or None when missing or expired."""
-        return self._rpc("store.get", scope=self._scope(scope), key=_name(key, "key"))
+        return self._call("store.get", scope, key=_name(key, "key"))
 
-    def mget(self, keys: str | list[str], scope: str | None = None) -> dict[str, Any]:
+    def mget(self, keys: str | list[str], scope: str | None = None) -> JSONObject:
         """``{key: value}`` for every key asked (None for a missing one); ``{}`` for no keys."""
         names = [keys] if isinstance(keys, str) else list(keys or [])
         if not names:
             return {}
-        found: dict[str, Any] = self._rpc("store.mget", scope=self._scope(scope),
-                                          keys=[_name(k, "key") for k in names])
+        found: JSONObject = self._call("store.mget", scope, keys=[_name(k, "key") for k in names])
         return found
 
-    def getall(self, scope: str | None = None) -> dict[str, Any]:
+    def getall(self, scope: str | None = None) -> JSONObject:
         """Every live key of the scope with its value."""
-        found: dict[str, Any] = self._rpc("store.getall", scope=self._scope(scope), pattern="*")
+        found: JSONObject = self._call("store.getall", scope, pattern="*")
         return found
 
-    def get_pattern(self, pattern: str = "*", scope: str | None = None) -> dict[str, Any]:
+    def get_pattern(self, pattern: str = "*", scope: str | None = None) -> JSONObject:
         """``{key: value}`` of the scope's live keys matching the glob ``pattern``."""
-        found: dict[str, Any] = self._rpc("store.getall", scope=self._scope(scope), pattern=str(pattern))
+        found: JSONObject = self._call("store.getall", scope, pattern=str(pattern))
         return found
 
     def keys(self, pattern: str = "*", scope: str | None = None) -> list[str]:
         """The scope's live keys matching the glob ``pattern``."""
-        found: list[str] = self._rpc("store.keys", scope=self._scope(scope), pattern=str(pattern))
+        found: list[str] = self._call("store.keys", scope, pattern=str(pattern))
         return found
 
     def delete(self, key: str, scope: str | None = None) -> None:
-        self._rpc("store.delete", scope=self._scope(scope), key=_name(key, "key"))
+        self._call("store.delete", scope, key=_name(key, "key"))

@@ -1,9 +1,12 @@
 """The ``events`` pub/sub channel as the worker hears it (docs/internals.md, Notifications).
 
 ``{"type": "cancel", "taskId": …}`` stops the child running that task here, if any;
-``{"type": "scriptPublished", …}`` makes the published-code cache re-read
-``scripts_version`` at once. Pub/sub is at-most-once, so neither depends on it alone: the
-cancel flag key is checked before every start and the version counter is polled.
+``{"type": "scriptPublished"|"scriptDeleted", "scriptId": …}`` makes the published-code cache
+re-read ``scripts_version`` (and the change log naming the script) at once;
+``{"type": "envVariableChanged", "id": …}`` drops the worker's
+cached value of that env variable (children then see the change: :mod:`~fluxfunc_worker.envwatch`).
+Pub/sub is at-most-once, so none depends on it alone: the cancel flag key is checked before
+every start, the version counter is polled, and a cached env value lives one second.
 
 The listener uses a short ``get_message`` timeout and a flag to stop (never a cancelled
 blocking read), and re-subscribes after a connection error.
@@ -31,11 +34,12 @@ class EventListener:
     """Dispatches ``events`` messages to the worker's handlers."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, on_cancel: Callable[[str], None],
-                 on_publish: Callable[[], None]) -> None:
+                 on_publish: Callable[[], None], on_env: Callable[[str | None], None] | None = None) -> None:
         self.redis = redis
         self.channel = keys.events()
         self.on_cancel = on_cancel
         self.on_publish = on_publish
+        self.on_env = on_env
         self.subscribed = asyncio.Event()
 
     def dispatch(self, data: Any) -> None:
@@ -48,8 +52,10 @@ class EventListener:
         kind = event.get("type")
         if kind == "cancel" and event.get("taskId"):
             self.on_cancel(str(event["taskId"]))
-        elif kind == "scriptPublished":
+        elif kind in ("scriptPublished", "scriptDeleted"):
             self.on_publish()
+        elif kind == "envVariableChanged" and self.on_env is not None:
+            self.on_env(str(event["id"]) if event.get("id") else None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until ``stop``."""

@@ -20,6 +20,11 @@ master). Script replies read the same in RESP2 and RESP3 (arrays,
 integers, bulk strings, nulls; this connection never subscribes or tracks, so no push
 message can arrive). When the connection is not of a kind the lane understands, it falls
 back to redis-py pipelines (:meth:`Lane.usable`).
+
+The seam: the worker needs only :class:`CommandBatches` (``execute`` a batch, ``close``).
+:class:`Pipelines` is the plain variant — one ordinary redis-py pipeline per batch — chosen by
+:func:`open_lane` when ``worker.fast_paths`` is off or ``FLUXFUNC_PLAIN_VARIANTS=1``
+(docs/internals.md, "Fast paths and their plain variants").
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
@@ -36,12 +41,48 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fluxfunc_common.fastpaths import use_fast
 from fluxfunc_common.logs import get_logger
 
 log = get_logger("worker.lane")
 
 READ_SIZE = 256 * 1024
 HIGH_WATER = 1024 * 1024  # bytes buffered for writing before a batch waits for the socket
+
+
+class CommandBatches(Protocol):
+    """Sends batches of Redis commands; each batch's replies in order, error replies in place
+    (``ResponseError``, ``NoScriptError``), connection failures raised."""
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class Pipelines:
+    """The plain variant: every batch is one redis-py pipeline (no MULTI) on the pooled client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        if not commands:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for c in commands:
+                pipe.execute_command(*c)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        """Nothing of its own to close: the connections belong to the client's pool."""
+
+
+def open_lane(client: aioredis.Redis, *, timeout: float = 10.0, fast: bool = True) -> CommandBatches:
+    """The worker's hot-path command batches: the :class:`Lane`, or :class:`Pipelines` when the
+    fast paths are off (setting ``fast``, or ``FLUXFUNC_PLAIN_VARIANTS=1``)."""
+    if use_fast(fast):
+        return Lane(client, timeout=timeout)
+    return Pipelines(client)
 
 
 class _Batch:
@@ -71,6 +112,7 @@ class Lane:
 
     def __init__(self, client: aioredis.Redis, *, timeout: float = 10.0) -> None:
         self._client = client
+        self._plain = Pipelines(client)
         self.timeout = timeout
         self._conn: Any = None
         self._reader: asyncio.StreamReader | None = None
@@ -94,7 +136,7 @@ class Lane:
         if not commands:
             return []
         if self._fallback:
-            return await self._pipeline(commands)
+            return await self._plain.execute(commands)
         writer = self._writer
         if self._drop and not self._waiting:  # a failover: find the master again
             self._fail(RedisConnectionError("the connection reached a replica"))
@@ -102,7 +144,7 @@ class Lane:
         if writer is None or writer.is_closing():
             writer = await self._connect()
             if writer is None:
-                return await self._pipeline(commands)
+                return await self._plain.execute(commands)
         loop = asyncio.get_running_loop()
         batch = _Batch(loop.create_future(), len(commands))
         batch.timer = loop.call_later(self.timeout, self._timed_out, batch)
@@ -114,31 +156,35 @@ class Lane:
             await writer.drain()
         return await batch.future
 
-    async def _pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for c in commands:
-                pipe.execute_command(*c)
-            return list(await pipe.execute(raise_on_error=False))
-
     async def _connect(self) -> asyncio.StreamWriter | None:
         async with self._connecting:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
             await self._disconnect_broken()
-            conn = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            make = getattr(self._client.connection_pool, "make_connection", None)
+            if make is None:  # redis-py's pool no longer makes connections on request
+                await self._give_up(None)
+                return None
+            conn = make()
             await conn.connect()
             reader, writer = getattr(conn, "_reader", None), getattr(conn, "_writer", None)
-            if (not isinstance(reader, asyncio.StreamReader) or writer is None
+            if (not isinstance(reader, asyncio.StreamReader) or not isinstance(writer, asyncio.StreamWriter)
                     or str(getattr(conn, "protocol", 2) or 2) not in ("2", "3")):
-                log.warning("hot-path Redis lane unavailable for this connection; using pipelines")
-                self._fallback = True
-                await conn.disconnect()
+                await self._give_up(conn)
                 return None
             self._conn, self._reader, self._writer = conn, reader, writer
             self._drop = False
             self.connects += 1
             self._pump = asyncio.create_task(self._read_replies(reader), name="redis-lane")
             return self._writer
+
+    async def _give_up(self, conn: Any) -> None:
+        """The precondition failed (redis-py's internals are not what the lane drives): use
+        the plain variant from now on."""
+        log.warning("hot-path Redis lane unavailable for this connection; using pipelines")
+        self._fallback = True
+        if conn is not None:
+            await conn.disconnect()
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         parser = hiredis.Reader(replyError=ResponseError)

@@ -6,6 +6,11 @@ Either way the result is a real child of the worker with the same surface
 on the next request; after :data:`ZYGOTE_FAILURES` failures within :data:`ZYGOTE_WINDOW`
 seconds (it keeps dying, the kernel refuses ``clone``, its children die at start) the
 launcher gives it up and spawns from then on.
+
+The seam: both ways are a :class:`ChildStarter` (``launch`` a child serving a socket,
+``close``). :class:`Spawner` is the plain variant; the :class:`~fluxfunc_worker.zygote.Zygote`
+is the fast one, used unless ``worker.fast_paths`` is off or ``FLUXFUNC_PLAIN_VARIANTS=1``
+(docs/internals.md, "Fast paths and their plain variants").
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import asyncio
 import os
 import socket
 import sys
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
+from fluxfunc_common.fastpaths import use_fast
 from fluxfunc_common.logs import get_logger
 from fluxfunc_worker import zygote
 
@@ -41,12 +47,48 @@ class ChildProcess(Protocol):
     async def wait(self) -> int: ...
 
 
+class LauncherInfo(TypedDict):
+    """How children came to be, for the worker's heartbeat."""
+
+    forked: int
+    spawned: int
+    zygote: zygote.ZygoteInfo | None
+
+
+class ChildStarter(Protocol):
+    """Starts worker children, each serving one end of a socketpair."""
+
+    async def launch(self, theirs: socket.socket) -> ChildProcess: ...
+
+    async def close(self) -> None: ...
+
+
+class Spawner:
+    """The plain variant: every child a fresh interpreter, ``python -m fluxfunc_worker.child``
+    (interpreter start and imports: about 120 ms of CPU each, against a few milliseconds for a
+    fork of the zygote)."""
+
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+
+    async def launch(self, theirs: socket.socket) -> ChildProcess:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fluxfunc_worker.child",
+            str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
+            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
+        )
+
+    async def close(self) -> None:
+        """Spawned children are the pool's to stop: nothing to close here."""
+
+
 class Launcher:
     """Starts child processes for a pool whose children have ``memory_mb`` each."""
 
     def __init__(self, memory_mb: int, *, use_zygote: bool = True) -> None:
         self.memory_mb = memory_mb
-        self._use_zygote = use_zygote and zygote.supported()
+        self._use_zygote = use_fast(use_zygote) and zygote.supported()
+        self._plain: ChildStarter = Spawner(memory_mb)
         self._zygote: zygote.Zygote | None = None
         self._failures: list[float] = []
         self.forked = 0
@@ -79,15 +121,10 @@ class Launcher:
         if fork and self._zygote is not None:
             if not self._zygote.alive:
                 log.warning("the zygote is gone; starting a new one", code=self._zygote.returncode)
-                await self._zygote.start()
-            forked = await self._zygote.fork(theirs)
+            forked = await self._zygote.launch(theirs)
             self.forked += 1
             return forked
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fluxfunc_worker.child",
-            str(theirs.fileno()), str(self.memory_mb), str(os.getpid()),
-            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, env=child_environ(),
-        )
+        proc = await self._plain.launch(theirs)
         self.spawned += 1
         return proc
 
@@ -109,7 +146,7 @@ class Launcher:
         if self._zygote is not None:
             await self._zygote.close()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> LauncherInfo:
         z = self._zygote
         return {"forked": self.forked, "spawned": self.spawned, "zygote": z.describe() if z else None}
 

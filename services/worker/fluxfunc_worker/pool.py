@@ -1,10 +1,10 @@
 """Supervised child processes that run user code.
 
 Each child is a real child process of the worker joined to it by a Unix socketpair carrying
-:mod:`ipc` frames; it inherits no Redis socket, event loop or thread of the worker. Children
-are forked by the pool's :mod:`zygote` (about a millisecond each) or, when the zygote is not
-available, started as fresh interpreters (``python -m fluxfunc_worker.child``, tens of
-milliseconds). The pool:
+:mod:`~fluxfunc_worker.messages` frames; it inherits no Redis socket, event loop or thread of
+the worker. Children are forked by the pool's :mod:`zygote` (about a millisecond each) or,
+when the zygote is not available, started as fresh interpreters (``python -m
+fluxfunc_worker.child``, tens of milliseconds). The pool:
 
 * hands a task to an idle child and resolves an :class:`Outcome` when it answers, dies or is
   stopped (timeout, memory, cancel, lost lease, shutdown);
@@ -13,134 +13,43 @@ milliseconds). The pool:
 * recycles a child after ``max_tasks_per_child`` tasks — its replacement is started as soon
   as it retires, not when it has exited — and replaces every child that ends;
 * restarts a zygote that died, and spawns interpreters if it keeps failing;
-* serves the children's DFF calls (``rpc`` frames) with a handler given by the worker.
+* serves the children's DFF calls (``rpc`` frames) with a handler given by the worker
+  (:mod:`~fluxfunc_worker.rpc`).
+
+One child process is a :class:`~fluxfunc_worker.childproc.Child`; one task on it a
+:class:`~fluxfunc_worker.childproc.Job`; how it ended an :class:`~fluxfunc_worker.outcome.Outcome`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import socket
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
-
-import psutil
+from collections.abc import Callable
 
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.logs import get_logger
-from fluxfunc_worker.ipc import FrameReader, encode
-from fluxfunc_worker.launcher import ChildProcess, Launcher
+from fluxfunc_worker.childproc import Child, ChildProtocol, Job
+from fluxfunc_worker.launcher import Launcher, LauncherInfo
+from fluxfunc_worker.messages import DoneMessage, FromChild, RpcCall, RunMessage, ScriptChanges
+from fluxfunc_worker.outcome import End, Outcome
+from fluxfunc_worker.pkgswitch import PackageSwitch
+from fluxfunc_worker.rpc import RpcError, RpcHandler, answer
+
+__all__ = ["Job", "Outcome", "Pool", "RpcError", "RpcHandler"]
 
 log = get_logger("worker.pool")
 
-KILL_GRACE = 0.5
 SPAWN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5
 
-RpcHandler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[Any]]
 
+class PoolInfo(LauncherInfo):
+    """Pool figures for the worker's heartbeat."""
 
-class RpcError(Exception):
-    """A DFF call the worker refused or could not serve; ``kind`` tells the child which error."""
-
-    def __init__(self, message: str, kind: str = "dff") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass
-class Outcome:
-    """How a run ended: ``status`` plus the fields of the task result."""
-
-    status: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-Abort = Callable[[], "Outcome | None"]
-
-
-@dataclass(eq=False)
-class Job:
-    """One task for one child: resolved (``future``) when the child answers, dies or is
-    stopped — or, while it waits for a child, when ``abort`` says it must not start."""
-
-    message: dict[str, Any]
-    timeout: float
-    future: asyncio.Future[Outcome]
-    abort: Abort | None = None
-    kill_reason: str | None = None
-    timer: asyncio.TimerHandle | None = None
-    child: Child | None = None
-    prints: list[str] = field(default_factory=list)  # lines printed so far (kept on a crash)
-
-    @property
-    def task_id(self) -> str:
-        return str(self.message["id"])
-
-
-class Child:
-    """One child process and its socket."""
-
-    def __init__(self, pool: Pool, proc: ChildProcess) -> None:
-        self.pool = pool
-        self.proc = proc
-        self.pid = proc.pid
-        self.job: Job | None = None
-        self.tasks_done = 0
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-        self.alive = True
-        self.started = False  # ready once: its end is the pool's to replace (else the starter's)
-        self.retiring = False
-        self._killer: asyncio.TimerHandle | None = None
-        self._ps: psutil.Process | None = None
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode(message))
-
-    def stop(self, reason: str) -> None:
-        """SIGUSR1 now, SIGKILL after the grace (the job resolves when the process ends)."""
-        if self.job is not None and self.job.kill_reason is None:
-            self.job.kill_reason = reason
-        if not self.alive or self._killer is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGUSR1)
-        self._killer = asyncio.get_running_loop().call_later(KILL_GRACE, self.kill)
-
-    def kill(self) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-
-    def rss_mb(self) -> float:
-        try:
-            if self._ps is None:
-                self._ps = psutil.Process(self.pid)
-            return float(self._ps.memory_info().rss) / (1024 * 1024)
-        except (psutil.Error, OSError):
-            return 0.0
-
-
-class _ChildProtocol(asyncio.Protocol):
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.reader = FrameReader(lambda message: child.pool._on_message(child, message))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not subclasses of asyncio.Transport: no isinstance check.
-        self.child.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.reader.feed(data)
-        except ValueError as exc:  # a corrupt frame: the child is beyond trust
-            log.error("bad frame from child", pid=self.child.pid, error=str(exc))
-            self.child.kill()
+    children: int
+    waiting: int
 
 
 class Pool:
@@ -153,7 +62,7 @@ class Pool:
         max_tasks: int,
         memory_mb: int,
         rpc: RpcHandler,
-        gen: Callable[[], int | None] = lambda: None,
+        gen: Callable[[int], tuple[int | None, ScriptChanges | None]] = lambda pid: (None, None),
         use_zygote: bool = True,
     ) -> None:
         self.size = size
@@ -167,9 +76,10 @@ class Pool:
         self._children: set[Child] = set()
         self._spawning = 0
         self._closing = False
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self.launcher = Launcher(memory_mb, use_zygote=use_zygote)
+        self.packages = PackageSwitch()  # the extra package set new tasks get (docs/packages.md)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -197,13 +107,12 @@ class Pool:
         if self._watcher:
             self._watcher.cancel()
         while self._waiting:
-            self._resolve(self._waiting.popleft(), Outcome("shutdown", {
-                "exception": "FuncCancelled: the task was shutdown before it started"}))
+            self._resolve(self._waiting.popleft(), Outcome.unstarted(End.SHUTDOWN))
         for child in list(self._children):
             if child.job is not None:
-                child.stop("shutdown")
+                child.stop(End.SHUTDOWN)
             else:
-                child.send({"t": "exit"})
+                child.send({"type": "exit"})
         deadline = asyncio.get_running_loop().time() + 3
         for child in list(self._children):
             remaining = deadline - asyncio.get_running_loop().time()
@@ -236,16 +145,16 @@ class Pool:
         """Children started as fresh interpreters (not forked by the zygote)."""
         return self.launcher.spawned
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> PoolInfo:
         """Pool figures for the heartbeat."""
         return {"children": len(self._children), "waiting": len(self._waiting), **self.launcher.describe()}
 
     # --- running --------------------------------------------------------------------------------
-    def submit(self, message: dict[str, Any], timeout: float, *, abort: Abort | None = None) -> Job:
+    def submit(self, message: RunMessage, timeout: float, *, expires: float | None = None) -> Job:
         """Send a task to an idle child now (no event-loop turn in between), or queue it for
-        the next child that frees up. ``abort`` is asked just before it starts: an outcome
-        there ends the job unstarted (cancelled, lost, released, expired meanwhile)."""
-        job = Job(message, timeout, asyncio.get_running_loop().create_future(), abort)
+        the next child that frees up; one that waits past ``expires`` (epoch seconds) ends
+        unstarted, :attr:`End.EXPIRED`."""
+        job = Job(self, message, timeout, expires, asyncio.get_running_loop().create_future())
         child = None if self._holding else self._pop_idle()
         if child is None:
             self._waiting.append(job)
@@ -253,10 +162,10 @@ class Pool:
             self._child_free(child)
         return job
 
-    async def run(self, message: dict[str, Any], timeout: float, *,  # noqa: ASYNC109 (the task's limit)
-                  abort: Abort | None = None) -> Outcome:
+    async def run(self, message: RunMessage, timeout: float, *,  # noqa: ASYNC109 (the task's limit)
+                  expires: float | None = None) -> Outcome:
         """:meth:`submit` then :meth:`wait`: the outcome of the run, whatever happens."""
-        return await self.wait(self.submit(message, timeout, abort=abort))
+        return await self.wait(self.submit(message, timeout, expires=expires))
 
     async def wait(self, job: Job) -> Outcome:
         """The outcome of a submitted job; cancelling the wait stops its child."""
@@ -265,44 +174,65 @@ class Pool:
         except asyncio.CancelledError:
             child = job.child
             if child is not None and child.job is job:
-                child.stop("shutdown")
+                child.stop(End.SHUTDOWN)
             raise
+
+    def stop(self, job: Job, why: End) -> None:
+        """Stop the child running ``job`` (cancel, lost lease, shutdown), or end it unstarted
+        if it still waits for a child."""
+        if job.future.done():
+            return
+        child = job.child
+        if child is not None:
+            if child.job is job:
+                child.stop(why)
+            return
+        if job in self._waiting:
+            self._waiting.remove(job)
+        self._resolve(job, Outcome.unstarted(why))
 
     @property
     def queued(self) -> int:
         """Jobs waiting for a child."""
         return len(self._waiting)
 
-    def is_waiting(self, task_id: str) -> bool:
-        """``task_id`` is submitted but not started (every child was busy)."""
-        return any(job.task_id == task_id for job in self._waiting)
-
     def _pop_idle(self) -> Child | None:
         idle = self._idle
         while idle:
             child = idle.popleft()
             if child.alive and not child.retiring:
-                return child
+                if not self.packages.stale(child.pid):
+                    return child
+                self._retire(child, "packages")
         return None
 
+    def switch_packages(self, folder: str | None) -> None:
+        """New tasks get the package set in ``folder``; idle children that ran tasks with
+        another set are recycled now, busy ones after their task."""
+        if self.packages.switch(folder):
+            for child in [c for c in self._idle if c.alive and not c.retiring]:
+                if self.packages.stale(child.pid):
+                    self._retire(child, "packages")
+
     def _start(self, child: Child, job: Job) -> bool:
-        """Send ``job`` to ``child``; False (job resolved unstarted) when its abort says so."""
+        """Send ``job`` to ``child``; False when it may not start (already ended, or expired:
+        it ends unstarted)."""
         if job.future.done():
-            return False  # its waiter was cancelled
-        aborted = job.abort() if job.abort is not None else None
-        if aborted is not None:
-            job.future.set_result(aborted)
+            return False  # stopped, or its waiter was cancelled
+        if job.expires is not None and job.expires < time.time():
+            self._resolve(job, Outcome.unstarted(End.EXPIRED))
             return False
         child.job = job
         job.child = child
-        job.message["gen"] = self._gen()
+        job.message["gen"], job.message["changed"] = self._gen(child.pid)  # published.stamp
+        job.message["pkgs"] = self.packages.stamp(child.pid)
         child.send(job.message)
-        job.timer = asyncio.get_running_loop().call_later(job.timeout, child.stop, "timeout")
+        job.timer = asyncio.get_running_loop().call_later(job.timeout, child.stop, End.TIMEOUT)
         return True
 
     def hold(self) -> None:
         """Start no more jobs (shutdown): what is submitted from now on, and what waits,
-        stays unstarted until the worker ends it (``stop_task``)."""
+        stays unstarted until the worker stops it."""
         self._holding = True
 
     def _child_free(self, child: Child) -> None:
@@ -319,81 +249,52 @@ class Pool:
         if not job.future.done():
             job.future.set_result(outcome)
 
-    def stop_task(self, task_id: str, reason: str) -> bool:
-        """Stop the child running ``task_id`` (cancel, lost lease), or end it unstarted if it
-        still waits for a child (its ``abort`` gives the outcome); False when not here."""
-        for child in self._children:
-            if child.job is not None and child.job.task_id == task_id:
-                child.stop(reason)
-                return True
-        for job in self._waiting:
-            if job.task_id == task_id and not job.future.done():
-                self._waiting.remove(job)
-                aborted = job.abort() if job.abort is not None else None
-                job.future.set_result(aborted or Outcome(reason, {
-                    "exception": f"FuncCancelled: the task was {reason} before it started"}))
-                return True
-        return False
-
     # --- child events ------------------------------------------------------------------------------
-    def _on_message(self, child: Child, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "done":
+    def on_message(self, child: Child, message: FromChild) -> None:
+        if message["type"] == "done":
             self._on_done(child, message)
-        elif kind == "rpc":
-            job = child.job
-            self._track(asyncio.create_task(self._serve_rpc(child, message, job)))
-        elif kind == "print" and child.job is not None:
-            child.job.prints.append(str(message.get("x", "")))
-        elif kind == "ready" and not child.ready.done():
+        elif message["type"] == "rpc":
+            self._track(asyncio.create_task(self._serve_rpc(child, message, child.job)))
+        elif message["type"] == "print":
+            if child.job is not None:
+                child.job.prints.append(message["text"])
+        elif message["type"] == "ready" and not child.ready.done():
             child.ready.set_result(None)
 
-    def _on_done(self, child: Child, message: dict[str, Any]) -> None:
+    def _on_done(self, child: Child, message: DoneMessage) -> None:
         job = child.job
-        if job is None or job.kill_reason is not None:
+        if job is None or job.stopped is not None:
             return  # being stopped: the process end resolves the job
         child.job = None
         child.tasks_done += 1
         retire = message.pop("retire", None)
-        if retire or child.tasks_done >= self.max_tasks:
-            self._retire(child, retire or "max_tasks_per_child")
+        stale = self.packages.stale(child.pid)  # it ran tasks with a package set replaced since
+        if retire or child.tasks_done >= self.max_tasks or stale:
+            self._retire(child, retire or ("packages" if stale else "max_tasks_per_child"))
         else:
             self._child_free(child)  # its next task goes out before this one is bookkept
-        self._resolve(job, Outcome(str(message.pop("status", "failure")), message))
+        self._resolve(job, Outcome.answered(message))
 
-    async def _serve_rpc(self, child: Child, message: dict[str, Any], job: Job | None) -> None:
-        reply: dict[str, Any] = {"n": message.get("n")}
-        try:
-            value = await self._rpc(str(message.get("m")), message.get("p") or {},
-                                    job.message if job else None)
-            reply.update(t="ok", v=value)
-        except RpcError as exc:
-            reply.update(t="err", message=str(exc), kind=exc.kind)
-        except Exception as exc:
-            log.warning("DFF call failed", method=message.get("m"), error=repr(exc))
-            reply.update(t="err", message=f"{type(exc).__name__}: {exc}")
+    async def _serve_rpc(self, child: Child, call: RpcCall, job: Job | None) -> None:
+        reply = await answer(self._rpc, call, job.message if job else None)
         if child.alive and child.job is job:
             child.send(reply)
 
     def _retire(self, child: Child, why: str) -> None:
         """Let a child exit after its task; its replacement starts now, not at its exit."""
-        child.retiring = True
         log.debug("recycling child", pid=child.pid, reason=why, tasks=child.tasks_done)
-        child.send({"t": "exit"})
-        child._killer = asyncio.get_running_loop().call_later(5, child.kill)
+        child.retire()
         if not self._closing:
             self._track(asyncio.create_task(self._spawn()))
 
     def _on_exit(self, child: Child, code: int | None) -> None:
-        child.alive = False
-        if child._killer is not None:
-            child._killer.cancel()
+        job = child.ended()
         self._children.discard(child)
-        job, child.job = child.job, None
+        self.packages.forget(child.pid)
         if job is not None:
             ended = self._ended(job, code)
             if job.prints:  # what it printed before it died or was stopped
-                ended.fields.setdefault("printLogs", "".join(job.prints))
+                ended.print_logs = "".join(job.prints)
             self._resolve(job, ended)
         if child.retiring or not child.started:
             return  # replaced when it retired / its starter tries again
@@ -403,20 +304,9 @@ class Pool:
             self._track(asyncio.create_task(self._spawn()))
 
     def _ended(self, job: Job, code: int | None) -> Outcome:
-        reason = job.kill_reason
-        if reason == "timeout":
-            return Outcome("timeout", {"exception": f"FuncTimeout: the function ran past its timeout "
-                                                    f"of {job.timeout:g} s and was stopped"})
-        if reason == "memory":
-            return Outcome("failure", {"exception": "MemoryError: the worker child exceeded its memory "
-                                                    f"limit (max_memory_mb={self.memory_mb}) and was "
-                                                    "stopped"})
-        if reason == "cancelled":
-            return Outcome(reason, {"exception": "FuncCancelled: the task was cancelled while it ran"})
-        if reason is not None:
-            return Outcome(reason, {"exception": f"FuncCancelled: the task was stopped ({reason})"})
-        return Outcome("failure", {"exception": f"WorkerChildDied: {describe_exit(code)} while running "
-                                                "the task"})
+        if job.stopped is None:
+            return Outcome.died(code)
+        return Outcome.stopped(job.stopped, timeout=job.timeout, memory_mb=self.memory_mb)
 
     # --- spawning ---------------------------------------------------------------------------------------
     async def _spawn(self) -> None:
@@ -458,7 +348,7 @@ class Pool:
             theirs.close()
         child = Child(self, proc)
         self._children.add(child)
-        await loop.create_unix_connection(lambda: _ChildProtocol(child), sock=ours)
+        await loop.create_unix_connection(lambda: ChildProtocol(child), sock=ours)
         self._track(asyncio.create_task(self._wait_exit(child)))
         try:
             await asyncio.wait_for(asyncio.shield(child.ready), SPAWN_TIMEOUT)
@@ -478,7 +368,7 @@ class Pool:
             child.ready.set_result(None)
         self._on_exit(child, code)
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -489,15 +379,5 @@ class Pool:
             for child in list(self._children):
                 if child.job is not None and child.rss_mb() > self.memory_mb:
                     log.warning("child over memory limit", pid=child.pid, limit_mb=self.memory_mb)
-                    child.stop("memory")
+                    child.stop(End.MEMORY)
 
-
-def describe_exit(code: int | None) -> str:
-    """``worker child process exited with code 1`` / ``… was killed by signal SIGSEGV``."""
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        return f"worker child process was killed by signal {name} (exit code {code})"
-    return f"worker child process exited with code {code}"

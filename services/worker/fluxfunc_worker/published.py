@@ -1,11 +1,16 @@
 """What is published, as this worker sees it: script code and func catalogue rows, cached and
-dropped when ``scripts_version`` changes.
+dropped per script when ``scripts_version`` moves.
 
-The Server bumps ``keys.scripts_version()`` after every publish (and announces it on the
-``events`` channel). This worker polls the counter every :data:`POLL_SECONDS` (and re-reads it
-at once on a ``scriptPublished`` event); a new value clears the caches and becomes the
-*generation* handed to every child with each task, so children rebuild their modules from
-fresh code. New code is live within the poll period plus one task (≤ 2 s).
+The Server bumps ``keys.scripts_version()`` after every publish or delete and logs which
+script that step changed (:mod:`fluxfunc_common.scriptchanges`), then announces it on the
+``events`` channel. This worker polls the counter every :data:`POLL_SECONDS` (and re-reads it
+at once on a ``scriptPublished``/``scriptDeleted`` event). A new value drops the cached code
+and funcs of the changed scripts only — or everything, when the change log does not cover
+every step since the last value seen (a missed step is never guessed). The value is the
+*generation* handed to every child with each task together with the scripts changed since
+the generation that child last got (:meth:`PublishedScripts.stamp`), so a child drops just
+those modules and their importers. New code is live within the poll period plus one task
+(≤ 2 s).
 
 A fetch that started under an older generation is not cached, so code read just before a
 publish can never outlive it.
@@ -15,30 +20,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections import deque
+from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
+from fluxfunc_common import scriptchanges
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
-from fluxfunc_common.store import Entity, Store
+from fluxfunc_common.models import Func
+from fluxfunc_common.store import Entity, EntityStore, PublishStore
+from fluxfunc_worker.messages import ScriptChanges
 
 log = get_logger("worker.published")
 
 POLL_SECONDS = 0.5
+HISTORY = 256  # generation steps remembered for children that are behind (older: drop all)
+
+
+class Step(NamedTuple):
+    """One move of the generation: ``since`` → ``gen`` changed ``scripts`` (None: all)."""
+
+    since: int
+    gen: int
+    scripts: frozenset[str] | None
+
+
+class CodeStore(PublishStore, EntityStore, Protocol):
+    """What the cache reads: published code (by script) and func rows."""
 
 
 class PublishedScripts:
     """Cached published code and funcs, invalidated per publish generation."""
 
-    def __init__(self, store: Store, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, store: CodeStore, redis: aioredis.Redis, keys: Keys) -> None:
         self.store = store
         self.redis = redis
         self.keys = keys
         self.gen = 0
         self._code: dict[str, tuple[str, int] | None] = {}
-        self._funcs: dict[str, dict[str, Any] | None] = {}
+        self._funcs: dict[str, Func | None] = {}
         self._changed = asyncio.Event()
+        self._steps: deque[Step] = deque(maxlen=HISTORY)
+        self._sent: dict[int, int] = {}  # child pid → the generation its last task carried
 
     async def refresh(self) -> bool:
         """Read ``scripts_version``; True (caches dropped) when it changed."""
@@ -46,14 +70,55 @@ class PublishedScripts:
         gen = int(raw or 0)
         if gen == self.gen:
             return False
-        self.gen = gen
-        self._code.clear()
-        self._funcs.clear()
-        log.debug("scripts published; caches dropped", gen=gen)
+        scripts = None
+        if 0 < self.gen < gen:  # (at start nothing is cached: no log to read)
+            scripts = await scriptchanges.between(self.redis, self.keys, self.gen, gen)
+        self.moved(gen, scripts)
         return True
 
+    def moved(self, gen: int, scripts: frozenset[str] | None) -> None:
+        """The generation is now ``gen``; ``scripts`` changed (None: assume all did)."""
+        self._steps.append(Step(self.gen, gen, scripts))
+        self.gen = gen
+        if scripts is None:
+            self._code.clear()
+            self._funcs.clear()
+        else:
+            for script_id in scripts:
+                self._code.pop(script_id, None)
+            prefixes = tuple(f"{script_id}." for script_id in scripts)
+            for func_id in [f for f in self._funcs if f.startswith(prefixes)]:
+                del self._funcs[func_id]
+        oldest = self._steps[0].since
+        self._sent = {pid: sent for pid, sent in self._sent.items() if sent >= oldest}
+        log.debug("scripts published; caches dropped", gen=gen,
+                  scripts=None if scripts is None else sorted(scripts))
+
+    def stamp(self, pid: int) -> tuple[int, ScriptChanges | None]:
+        """The generation for a task sent to child ``pid`` now and the scripts changed since
+        the one it last got (None when that is unknown or not covered: drop all)."""
+        since = self._sent.get(pid)
+        self._sent[pid] = self.gen
+        if since is None:
+            return self.gen, None
+        scripts = self._changed_since(since)
+        return self.gen, None if scripts is None else {"since": since, "scripts": sorted(scripts)}
+
+    def _changed_since(self, since: int) -> set[str] | None:
+        """The scripts the remembered steps changed from ``since`` to now; None on a gap."""
+        changed: set[str] = set()
+        at = since
+        for step in self._steps:
+            if step.gen <= since:
+                continue
+            if step.scripts is None or step.since != at:
+                return None
+            changed |= step.scripts
+            at = step.gen
+        return changed if at == self.gen else None
+
     def poke(self) -> None:
-        """A ``scriptPublished`` event: refresh now instead of at the next poll."""
+        """A ``scriptPublished``/``scriptDeleted`` event: refresh now, not at the next poll."""
         self._changed.set()
 
     async def watch(self, stop: asyncio.Event) -> None:
@@ -77,12 +142,13 @@ class PublishedScripts:
             self._code[script_id] = found
         return found
 
-    async def func(self, func_id: str) -> dict[str, Any] | None:
-        """The func catalogue row, or None when no published script exports it."""
+    async def func(self, func_id: str) -> Func | None:
+        """The func of the catalogue, or None when no published script exports it."""
         if func_id in self._funcs:
             return self._funcs[func_id]
         gen = self.gen
-        found = await self.store.find(Entity.FUNC, func_id)
+        row = await self.store.find(Entity.FUNC, func_id)
+        found = None if row is None else Func.from_row(row)
         if gen == self.gen:
             self._funcs[func_id] = found
         return found

@@ -1,6 +1,7 @@
 """The ``DFF`` object user scripts see: ``API``, ``ENV``, ``CACHE``, ``STORE``,
 ``RESP``, ``FUNC``, ``SRC``/``CONN``; ``RSRC``, ``RESP_FILE``, ``RESP_LARGE_DATA`` (the
-resource directory).
+resource directory); ``THREAD`` (:mod:`~fluxfunc_worker.dffthread`); ``SYNC_API``,
+``ASYNC_API``, ``CRON_JOB`` (:mod:`~fluxfunc_worker.dffentities`).
 
 Importable as ``from fluxfunc_worker.sdk import DFF`` for editors and tests; inside a worker
 child every script module gets its own ``DFF`` bound to its script id (the default scope of
@@ -19,19 +20,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from fluxfunc_common.contenttypes import mime_type
+from fluxfunc_worker import callchain, envwatch
 from fluxfunc_worker.dffcache import CacheHelper
+from fluxfunc_worker.dffentities import AsyncApiHelper, CronJobHelper, SyncApiHelper
+from fluxfunc_worker.dffparams import ResourceInfo
 from fluxfunc_worker.dffstore import StoreHelper
+from fluxfunc_worker.dffthread import THREAD
+from fluxfunc_worker.messages import JSONObject
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 API_MARK = "__dff_api__"
-MAX_CALL_CHAIN = 5
 
 
 
@@ -46,7 +51,7 @@ class FuncCallError(DFFError):
 class Backend(Protocol):
     """What DFF needs from the worker: one synchronous call per operation."""
 
-    def call(self, method: str, params: dict[str, Any]) -> Any: ...
+    def call(self, method: str, params: dict[str, object]) -> object: ...
 
 
 @dataclass
@@ -60,7 +65,7 @@ class TaskContext:
     origin_id: str | None = None
     trigger_time: float | None = None
     cron_expr: str | None = None
-    http_request: dict[str, Any] | None = None
+    http_request: JSONObject | None = None  # _DFF_HTTP_REQUEST: method, headers, query, body …
     call_chain: list[str] = field(default_factory=list)
     trace_id: str | None = None
     queue: str = "default"
@@ -74,10 +79,17 @@ backend: Backend | None = None
 task: TaskContext | None = None
 
 
-def _call(method: str, **params: Any) -> Any:
+def _call(method: str, **params: object) -> Any:
+    """One DFF call to the worker; its JSON answer (parameters and answers per method:
+    :mod:`~fluxfunc_worker.dffparams`)."""
     if backend is None:
         raise DFFError(f"DFF.{method.split('.')[0].upper()} works only inside a fluxfunc worker")
     return backend.call(method, params)
+
+
+def _origin() -> tuple[str, str | None] | None:
+    """Where the running task came from (the entity helpers' default entry)."""
+    return None if task is None else (task.origin, task.origin_id)
 
 
 class FuncResponse:
@@ -89,7 +101,8 @@ class FuncResponse:
         status_code: int = 200,
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
-        **_legacy: Any,  # allow_304, download: accepted, not used
+        allow_304: bool = False,
+        download: bool | str = False,
     ) -> None:
         if isinstance(data, bytes | bytearray):
             try:
@@ -100,24 +113,29 @@ class FuncResponse:
         self.status_code = int(status_code)
         self.content_type = mime_type(content_type)
         self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        self.allow_304 = bool(allow_304)
+        self.download: bool | str = download if isinstance(download, str) else bool(download)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
+        """The wire form (the ``response`` of a run report)."""
         return {
             "statusCode": self.status_code,
             "contentType": self.content_type,
             "headers": self.headers,
             "data": self.data,
+            "allow304": self.allow_304,
+            "download": self.download,
         }
 
 
 # --- the resource directory: DFF.RSRC, DFF.RESP_FILE, DFF.RESP_LARGE_DATA ------------------------
-_resources: dict[str, Any] | None = None  # {"root", "largeDataSeconds"}, asked once per child
+_resources: ResourceInfo | None = None  # asked once per child
 
 
-def _resource_settings() -> dict[str, Any]:
+def _resource_settings() -> ResourceInfo:
     global _resources
     if _resources is None:
-        _resources = dict(_call("resources"))
+        _resources = cast(ResourceInfo, _call("resources"))
     return _resources
 
 
@@ -139,17 +157,17 @@ class FuncResponseFile(FuncResponse):
 
     def __init__(self, file_path: str, status_code: int = 200, headers: dict[str, str] | None = None,
                  allow_304: bool = False, auto_delete: bool = False, download: bool | str = True) -> None:
-        super().__init__(None, status_code=status_code, headers=headers)
+        super().__init__(None, status_code=status_code, headers=headers, allow_304=allow_304,
+                         download=download)
         if not os.path.isfile(resource_path(file_path)):
             raise DFFError(f"No such file in the resource directory: {file_path}")
         self.file_path = str(file_path).lstrip("/")
         self.auto_delete = bool(auto_delete)
-        self.download: bool | str = download if isinstance(download, str) else bool(download)
         self.large_data = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "filePath": self.file_path, "autoDelete": self.auto_delete,
-                "download": self.download, "largeData": self.large_data}
+                "largeData": self.large_data}
 
 
 class FuncResponseLargeData(FuncResponseFile):
@@ -195,6 +213,7 @@ class EnvHelper:
 
     def get(self, name: str, default: Any = None) -> Any:
         found = _call("env", name=str(name))
+        envwatch.record(str(name), found)
         if found is None:
             return default
         if found.get("mask") and task is not None and found.get("value"):
@@ -206,12 +225,29 @@ class EnvHelper:
         return names
 
 
-class _NoConnectors:
-    """``DFF.SRC``/``DFF.CONN``: connectors are not part of fluxfunc."""
+class _Connectors:
+    """``DFF.CONN(id)`` / ``DFF.SRC(id)``: a connector's helper, from the one pool of this
+    process (:mod:`fluxfunc_worker.dffconn`, loaded on first use; docs/connectors.md)."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise DFFError("connectors (DFF.SRC / DFF.CONN) are not supported in fluxfunc; "
-                       "use a client library and DFF.ENV for its credentials")
+    pool: Any = None
+
+    def __call__(self, connector_id: str, *args: Any, **kwargs: Any) -> Any:
+        if _Connectors.pool is None:
+            from fluxfunc_worker.dffconn import Connectors
+
+            _Connectors.pool = Connectors(_call, _mask)
+        return _Connectors.pool(connector_id, *args, **kwargs)
+
+
+def _mask(secret: str) -> None:
+    if task is not None:
+        task.masks.add(secret)
+
+
+def close_connectors() -> None:
+    """Close every connector client of this process (the child retires)."""
+    if _Connectors.pool is not None:
+        _Connectors.pool.close_all()
 
 
 class DFFApi:
@@ -223,11 +259,15 @@ class DFFApi:
         self.CACHE = CacheHelper(_call, scoped._scope)
         self.STORE = StoreHelper(_call, scoped._scope)
         self.ENV = EnvHelper()
-        self.SRC = self.CONN = _NoConnectors()
+        self.SRC = self.CONN = _Connectors()
         self.RESP = FuncResponse
         self.RESP_FILE = FuncResponseFile
         self.RESP_LARGE_DATA = FuncResponseLargeData
         self.RSRC = resource_path
+        self.THREAD = THREAD
+        self.SYNC_API = self.AUTH_LINK = SyncApiHelper(_call, _origin)
+        self.ASYNC_API = self.BATCH = AsyncApiHelper(_call, _origin)
+        self.CRON_JOB = self.CRONTAB_CONFIG = CronJobHelper(_call, _origin)
 
     # --- exporting ----------------------------------------------------------------------
     def API(self, title: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -258,31 +298,54 @@ class DFFApi:
 
     # --- calling other functions ---------------------------------------------------------
     def FUNC(
-        self, func_id: str, kwargs: dict[str, Any] | None = None, wait: float | None = None,
-        **_options: Any,
+        self, func_id: str, kwargs: Mapping[str, object] | None = None, queue: str | int | None = None,
+        timeout: float | None = None, expires: float | None = None, *, wait: float | None = None,
     ) -> Any:
-        """Enqueue ``func_id`` as a child task; its task id, or its result with ``wait=N``."""
+        """Enqueue ``func_id`` as a child task; its task id, or its result with ``wait=N``.
+        ``queue``/``timeout``/``expires`` (seconds it may wait in the queue) override the
+        function's own; a short ``func_id`` is relative (:func:`resolve_func_id`)."""
+        here = self.script_id or (task.script_id if task is not None else None)
+        func_id = resolve_func_id(str(func_id), here)
         chain = child_chain(task, func_id)
         return _call("func", func_id=func_id, kwargs=dict(kwargs or {}), wait=wait,
-                     call_chain=chain)
+                     call_chain=chain, queue=None if queue is None else str(queue),
+                     timeout=timeout, expires=expires)
+
+
+def resolve_func_id(func_id: str, script_id: str | None) -> str:
+    """A full func id from a short one, relative to the calling script: ``"func"`` is a
+    function of the same script, ``"script.func"`` (and ``"__script.func"``, the form of
+    DataFlux Func's relative imports) one of the same script set; ``"set__script.func"``
+    stays as it is."""
+    if not script_id:
+        return func_id
+    script, dot, name = func_id.partition(".")
+    if not dot:
+        return f"{script_id}.{func_id}"
+    script_set = script_id.split("__", 1)[0]
+    if script.startswith("__"):
+        return f"{script_set}{script}.{name}"
+    if "__" not in script:
+        return f"{script_set}__{script}.{name}"
+    return func_id
 
 
 def child_chain(parent: TaskContext | None, func_id: str) -> list[str]:
-    """The callChain of a child task; refuses cycles and chains longer than the limit."""
+    """The callChain of a child task; refuses cycles and chains longer than the limit here,
+    before asking (the worker checks again: :mod:`~fluxfunc_worker.callchain`)."""
     if parent is None:
         return []
-    chain = [*parent.call_chain, parent.func_id]
-    if func_id in chain:
-        raise DFFError(f"circular call refused: {' -> '.join([*chain, func_id])}")
-    if len(chain) >= MAX_CALL_CHAIN:
-        raise DFFError(f"call chain too long (limit {MAX_CALL_CHAIN}): {' -> '.join([*chain, func_id])}")
-    return chain
+    try:
+        return callchain.child_chain(parent.call_chain, parent.func_id, func_id)
+    except callchain.CallChainError as exc:
+        raise DFFError(str(exc)) from None
 
 
-def api_config(func: Any) -> dict[str, Any] | None:
-    """The ``@DFF.API`` options of a function, or None when it is not exported."""
+def api_config(func: object) -> dict[str, object] | None:
+    """The ``@DFF.API`` options of a function (the script's own, any JSON), or None when it
+    is not exported."""
     config = getattr(func, API_MARK, None)
-    return config if isinstance(config, dict) else None
+    return cast(dict[str, object], config) if isinstance(config, dict) else None
 
 
 DFF = DFFApi()

@@ -3,9 +3,10 @@
 One :class:`Worker` is one consumer (``{host}-{pid}-{rand}``) of the group ``workers`` on
 each of its queues, with a pool of ``worker.concurrency`` child processes.
 
-Fetching. The loop reads only as many entries as there are free slots (a slot is a child
-that is not running a task; with the opt-in ``worker.read_ahead``, plus one entry per child
-read ahead while the recent runs were short: :class:`~fluxfunc_worker.runs.Slots`), probing
+Fetching. The loop acquires the free slots before it reads, and reads one entry per slot (a
+slot is a child that is not running a task; with the opt-in ``worker.read_ahead``, plus one
+per child while the recent runs were short: :mod:`~fluxfunc_worker.slots`); each entry read
+is a :class:`~fluxfunc_worker.run.Run` holding one slot. It probes
 the queues in priority order (the order of ``worker.queues``) before one blocking read over
 all of them; reading and each entry's start check (already completed? cancelled? running
 marker) are one script call (``StreamProtocol.claim``) on the hot-path connection
@@ -32,26 +33,28 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from redis.exceptions import RedisError
 
 from fluxfunc_common.errors import Unavailable
-from fluxfunc_common.lifecycle import Shutdown, every
+from fluxfunc_common.lifecycle import Shutdown, every, sleep_or_stop
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Store
-from fluxfunc_common.streams import Delivery, Start, StreamProtocol
+from fluxfunc_common.streams import Delivery, StreamProtocol
 from fluxfunc_worker.completion import Completer
 from fluxfunc_worker.dffcalls import DffCalls
 from fluxfunc_worker.events import EventListener
-from fluxfunc_worker.lane import Lane
-from fluxfunc_worker.lease import Inflight, LeaseKeeper, Running
+from fluxfunc_worker.lane import open_lane
+from fluxfunc_worker.lease import Inflight, LeaseKeeper
+from fluxfunc_worker.packages import PackageManager
 from fluxfunc_worker.pool import Pool
 from fluxfunc_worker.published import PublishedScripts
 from fluxfunc_worker.records import RecordBatcher
-from fluxfunc_worker.runs import Runs, Slots
+from fluxfunc_worker.run import Run
+from fluxfunc_worker.runs import Runs
+from fluxfunc_worker.slots import Slot, SlotBatch, Slots
 
 log = get_logger("worker")
 
@@ -77,13 +80,13 @@ class Worker:
         self.queues = list(ws.queues)
         self.lease_ms = int(ws.lease_seconds * 1000)
         self.block_ms = max(100, min(MAX_BLOCK_MS, int(ws.reclaim_seconds * 1000)))
-        self.lane = Lane(clients.main, timeout=LANE_TIMEOUT)
+        self.lane = open_lane(clients.main, timeout=LANE_TIMEOUT, fast=ws.fast_paths)
         self.streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking,
                                       runner=self.lane.execute)
         self.published = PublishedScripts(store, clients.main, clients.keys)
         self.calls = DffCalls(settings, clients, store, self.streams, self.published)
         self.pool = Pool(ws.concurrency, max_tasks=ws.max_tasks_per_child, memory_mb=ws.max_memory_mb,
-                         rpc=self.calls, gen=lambda: self.published.gen)
+                         rpc=self.calls, gen=self.published.stamp, use_zygote=ws.fast_paths)
         self.slots = Slots(ws.concurrency, extra=ws.concurrency if ws.read_ahead else 0,
                            short_seconds=PREFETCH_SHORT_SECONDS)
         self.inflight = Inflight()
@@ -93,10 +96,11 @@ class Worker:
                          slots=self.slots, completer=self.completer, records=self.records,
                          task_line=task_line)
         self.leases = LeaseKeeper(self.streams, clients.main, clients.keys, instance, self.inflight,
-                                  marker_ttl_ms=2 * self.lease_ms, on_lost=self.runs.lost,
-                                  on_cancel=self.runs.cancel)
+                                  marker_ttl_ms=2 * self.lease_ms)
         self.events = EventListener(clients.main, clients.keys, on_cancel=self.cancel,
-                                    on_publish=self.published.poke)
+                                    on_publish=self.published.poke, on_env=self.calls.forget_env)
+        self.packages = PackageManager(settings, clients.main, clients.keys, store, self.pool,
+                                       instance=instance)
         self._cursors: dict[str, str] = {}
         self._released = 0
         self._backlog = False  # the last claim filled every slot it asked for
@@ -111,10 +115,12 @@ class Worker:
             await self.published.refresh()
         except RedisError as exc:
             raise Unavailable(f"Redis failed at start: {exc}") from None
+        await self.packages.prepare()  # the extra packages are installed before any claim
         chores = asyncio.Event()
         background = [
             asyncio.create_task(self.events.run(chores), name="events"),
             asyncio.create_task(self.published.watch(chores), name="scripts-version"),
+            asyncio.create_task(self.packages.watch(chores), name="packages"),
             asyncio.create_task(every(self.ws.heartbeat_interval, self.leases.renew, chores), name="leases"),
             asyncio.create_task(self.records.run(chores), name="records"),
             asyncio.create_task(self._promote_fallback(chores), name="promote"),
@@ -168,22 +174,18 @@ class Worker:
         if self.runs.tasks:
             await asyncio.wait(self.runs.tasks, timeout=RELEASE_STOP_SECONDS)
 
-    def _hold_back(self) -> list[Running]:
+    def _hold_back(self) -> list[Run]:
         """Entries read ahead (or brought by a claim on the wire at the signal) that no child
         has started: they never start now; handed back by :meth:`_release`."""
-        waiting = [r for r in self.inflight if not r.abandoned and self.pool.is_waiting(r.task_id)]
-        for r in waiting:
-            r.released = True
-            self.pool.stop_task(r.task_id, "shutdown")
-        return waiting
+        return [r for r in self.inflight if r.waiting and r.release()]
 
-    async def _release(self, left: list[Running]) -> None:
+    async def _release(self, left: list[Run]) -> None:
         """Hand back entries still held — read ahead and never started (at the start of the
-        drain), or still running when it ends — then stop the children running them."""
+        drain), or still running when it ends — and stop the children running them."""
         if not left:
             return
         for r in left:
-            r.released = True
+            r.release()
         released = 0
         try:
             released = await self.streams.release(self.consumer, [r.delivery for r in left],
@@ -195,8 +197,6 @@ class Worker:
                         error=str(exc), entries=len(left))
         log.info("released unfinished tasks for immediate reclaim", released=released,
                  tasks=[r.task_id for r in left])
-        for r in left:
-            self.pool.stop_task(r.task_id, "shutdown")
 
     async def _flush_all(self) -> None:
         with contextlib.suppress(Exception):
@@ -213,14 +213,15 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await self.streams.delete_consumer_if_empty(queue, self.consumer)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Extra fields of this process's heartbeat."""
         return {"queues": self.queues, "concurrency": self.ws.concurrency, "consumer": self.consumer,
                 "busy": self.pool.busy, "inflight": len(self.inflight), "tasks": dict(self.runs.counts),
                 "records": {"written": self.records.written, "flushes": self.records.flushes,
                             "buffered": self.records.buffered},
                 "completions": {"done": self.completer.completed, "batches": self.completer.batches},
-                "pool": self.pool.describe(), "readAhead": self.slots.extra}
+                "pool": self.pool.describe(), "readAhead": self.slots.extra,
+                "packages": self.packages.describe()}
 
     # --- fetching ----------------------------------------------------------------------------
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
@@ -241,21 +242,20 @@ class Worker:
                 continue
             if self.slots.free <= 0:
                 self.completer.kick()  # not coming back for them until a slot frees
-                await self.slots.wait()
-                continue
             try:
-                if time.monotonic() >= next_reclaim:
-                    next_reclaim = time.monotonic() + self.ws.reclaim_seconds * random.uniform(0.8, 1.2)
-                    await self._reclaim()
-                if self.slots.free <= 0 or stop.is_set():
-                    continue
-                if self._backlog:
-                    self._pipeline_claim()
-                    continue
-                await self._claims_landed()
-                asked = self.slots.free
-                self.slots.take(asked)
-                await self._claim(asked, self.block_ms)
+                with await self.slots.acquire() as batch:  # what is not taken goes back
+                    if not batch or stop.is_set():
+                        continue  # woken to look at the stop flag
+                    if time.monotonic() >= next_reclaim:
+                        next_reclaim = time.monotonic() + self.ws.reclaim_seconds * random.uniform(0.8, 1.2)
+                        await self._reclaim(batch)
+                    if not batch or stop.is_set():
+                        continue
+                    if self._backlog:
+                        self._pipeline_claim(batch.handover())
+                        continue
+                    await self._claims_landed()
+                    await self._claim(batch, self.block_ms)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -266,8 +266,7 @@ class Worker:
         """After a failed round trip: back off, then adopt what may have been delivered."""
         self.completer.kick()
         log.warning("fetch failed; retrying", error=str(exc) or repr(exc), failures=failures)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(0.1 * 2 ** failures, 5.0))
+        await sleep_or_stop(stop, min(0.1 * 2 ** failures, 5.0))
         await self._claims_landed()
         with contextlib.suppress(Exception):
             if "NOGROUP" in str(exc):  # Redis lost its data (restart without persistence)
@@ -275,21 +274,20 @@ class Worker:
             await self._adopt_own_pending()
         return failures
 
-    def _pipeline_claim(self) -> None:
+    def _pipeline_claim(self, batch: SlotBatch) -> None:
         """Under backlog: claim for the slots free now without waiting for the reply, so a
         child that frees up while another claim is on the wire is refilled by its own claim
         (the lane keeps both on one connection, answered in order)."""
-        async def claim(asked: int) -> None:
+        async def claim() -> None:
             try:
-                await self._claim(asked, 0)
+                with batch:  # held by this claim; it gives back what it does not fill
+                    await self._claim(batch, 0)
             except Exception as exc:
                 self._backlog = False
                 self._claim_failed = exc
                 self.slots.wake()
 
-        asked = self.slots.free
-        self.slots.take(asked)  # held by this claim; it gives back what it does not fill
-        task = asyncio.create_task(claim(asked))
+        task = asyncio.create_task(claim())
         self._claims.add(task)
         task.add_done_callback(self._claims.discard)
 
@@ -298,29 +296,24 @@ class Worker:
         if self._claims:
             await asyncio.wait(list(self._claims), timeout=LANE_TIMEOUT + 1)
 
-    async def _claim(self, asked: int, block_ms: int) -> None:
-        """Read and start up to ``asked`` entries (slots the caller has taken) in one round
-        trip (``block_ms`` > 0: wait that long when nothing is there); finished tasks waiting
-        for their completion ride along in the same pipeline. The new runs are sent to
-        children before the finished tasks' bookkeeping resumes."""
-        batch = self.completer.take()
+    async def _claim(self, batch: SlotBatch, block_ms: int) -> None:
+        """Read and start up to one entry per slot of ``batch`` in one round trip
+        (``block_ms`` > 0: wait that long when nothing is there); finished tasks waiting for
+        their completion ride along in the same pipeline. The new runs are sent to children
+        before the finished tasks' bookkeeping resumes."""
+        asked = len(batch)
+        finished = self.completer.take()
         try:
             done, claimed = await self.streams.claim(
                 self.consumer, self.queues, asked, marker_ttl_ms=2 * self.lease_ms,
-                block_ms=block_ms, completions=[(d, r, t) for d, r, t, _ in batch])
+                block_ms=block_ms, completions=[(d, r, t) for d, r, t, _ in finished])
         except BaseException as exc:
-            self.slots.give(asked)
-            self.completer.fail(batch, exc)
+            self.completer.fail(finished, exc)
             raise
         self._backlog = len(claimed) >= asked
-        runs: list[tuple[Running, Start]] = []
-        for c in claimed:
-            if not self.inflight.adopt_count(c.delivery):
-                runs.append((self.inflight.add(c.delivery), c.start))
-        if len(runs) < asked:
-            self.slots.give(asked - len(runs))
-        self.runs.dispatch(runs)
-        self.completer.settle(batch, done)
+        self.runs.dispatch([(self.inflight.add(c.delivery, batch.take()), c.start) for c in claimed
+                            if not self.inflight.adopt(c.delivery)])
+        self.completer.settle(finished, done)
 
     async def _adopt_own_pending(self) -> None:
         """Entries delivered to this consumer but not held (a read whose reply was lost)."""
@@ -328,12 +321,12 @@ class Worker:
         orphans = [d for d in pending if (d.queue, d.entry_id) not in self.inflight]
         if orphans:
             log.info("adopting own pending entries", entries=len(orphans))
-            await self._start(orphans)
+            await self._start(orphans, None)
 
-    async def _reclaim(self) -> None:
-        """XAUTOCLAIM entries idle past the lease, as many as there are free slots."""
+    async def _reclaim(self, batch: SlotBatch) -> None:
+        """XAUTOCLAIM entries idle past the lease, one per slot of ``batch``."""
         for queue in self.queues:
-            free = self.slots.free
+            free = len(batch)
             if free <= 0:
                 return
             found = await self.streams.reclaim(self.consumer, queue, min_idle_ms=self.lease_ms,
@@ -344,39 +337,44 @@ class Worker:
                             entries=found.deleted)
             if found.deliveries:
                 log.info("reclaimed entries", queue=queue, entries=len(found.deliveries))
-                await self._start(found.deliveries)
+                await self._start(found.deliveries, batch)
 
     # --- starting ------------------------------------------------------------------------------
-    async def _start(self, deliveries: Sequence[Delivery]) -> None:
-        """Hold entries got by reclaim or own-pending adoption, check them in one script call,
-        and start what may run (entries delivered too often are dead-lettered instead)."""
-        held: list[Running] = []
+    async def _start(self, deliveries: Sequence[Delivery], batch: SlotBatch | None) -> None:
+        """Hold entries got by reclaim (a slot of ``batch`` each) or own-pending adoption
+        (``None``: slots whatever the count, they are ours already), check them in one script
+        call, and start what may run (entries delivered too often are dead-lettered instead)."""
+        held: list[Run] = []
         for d in deliveries:
-            if self.inflight.adopt_count(d):
+            if self.inflight.adopt(d):
                 continue  # ours already, running here: keep it under the new lease token
             if d.count > self.ws.max_deliveries:
                 self.runs.spawn(self.runs.dead_letter(d))
             else:
-                held.append(self.inflight.add(d))
+                held.append(self.inflight.add(d, self._slot(batch)))
         if not held:
             return
-        self.slots.take(len(held))
         try:
             starts = await self.streams.start(self.consumer, [r.delivery for r in held],
                                               marker_ttl_ms=2 * self.lease_ms)
         except BaseException:
-            for r in held:
-                self.inflight.remove(r)  # still pending for us: adopted again after the error
-            self.slots.give(len(held))
+            for r in held:  # still pending for us: adopted again after the error
+                self.inflight.remove(r)
+                r.done()
             raise
         self.runs.dispatch(list(zip(held, starts, strict=True)))
+
+    def _slot(self, batch: SlotBatch | None) -> Slot:
+        if batch:
+            return batch.take()
+        return self.slots.acquire_nowait(1, beyond=True).take()
 
     # --- signals from outside --------------------------------------------------------------------
     def cancel(self, task_id: str) -> None:
         """A cancel event: stop the run of ``task_id`` if this worker holds it."""
-        r = self.inflight.by_task(task_id)
-        if r is not None:
-            self.runs.cancel(r)
+        run = self.inflight.by_task(task_id)
+        if run is not None:
+            run.cancel()
 
     # --- delayed tasks without a Beat ---------------------------------------------------------------
     async def _promote_fallback(self, stop: asyncio.Event) -> None:
@@ -389,6 +387,5 @@ class Worker:
                         await self.streams.promote(queue)
             except Exception as exc:
                 log.debug("promote failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PROMOTE_SECONDS)
+            await sleep_or_stop(stop, PROMOTE_SECONDS)
 

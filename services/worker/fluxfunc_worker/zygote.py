@@ -20,6 +20,11 @@ The Python side of the fork mirrors :func:`os.fork` (``PyOS_BeforeFork`` /
 ``PyOS_AfterFork_Child``: locks re-initialised, ``register_at_fork`` hooks run, so ``random``
 is reseeded). The zygote is single-threaded, so glibc's fork bookkeeping that a raw ``clone``
 skips has nothing to protect. Linux on x86-64 and arm64 only (:func:`supported`).
+
+:class:`Zygote` is the fast variant of the launcher's ``ChildStarter``; its plain variant spawns
+a fresh interpreter per child (:class:`~fluxfunc_worker.launcher.Spawner`), used when the
+zygote is not supported, cannot start or keeps failing, when ``worker.fast_paths`` is off, and
+with ``FLUXFUNC_PLAIN_VARIANTS=1`` (docs/internals.md, "Fast paths and their plain variants").
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import signal
 import socket
 import struct
 import sys
-from typing import Any
+from typing import TypedDict
 
 from fluxfunc_worker import child
 
@@ -123,6 +128,15 @@ def main() -> None:
 
 
 # --- the worker's side ------------------------------------------------------------------------
+class ZygoteInfo(TypedDict):
+    """The zygote in the worker's heartbeat (``describe``)."""
+
+    pid: int | None
+    alive: bool
+    forks: int
+    starts: int
+
+
 class ForkedProcess:
     """A child made by the zygote: the worker's own child, watched through a pidfd.
 
@@ -218,6 +232,13 @@ class Zygote:
             await self.close()
             raise RuntimeError("the zygote exited at start")
 
+    async def launch(self, theirs: socket.socket) -> ForkedProcess:
+        """A new child serving ``theirs``, forked by this zygote (started again first when
+        the last one is gone)."""
+        if not self.alive:
+            await self.start()
+        return await self.fork(theirs)
+
     async def fork(self, child_socket: socket.socket) -> ForkedProcess:
         """A new child serving ``child_socket`` (the caller closes its copy). OSError/RuntimeError
         when the zygote is gone or the kernel refused the fork."""
@@ -263,7 +284,7 @@ class Zygote:
                 proc.kill()
             await proc.wait()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ZygoteInfo:
         return {"pid": self.pid, "alive": self.alive, "forks": self.forks, "starts": self.starts}
 
 

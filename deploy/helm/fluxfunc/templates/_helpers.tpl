@@ -122,6 +122,12 @@ affinity:
 {{- end }}
 volumes:
   {{- include "fluxfunc.volumes" .root | nindent 2 }}
+{{- if hasPrefix "worker-" .component }}
+  # the worker's installed package sets: local to the pod, no shared volume (docs/packages.md)
+  - name: packages
+    emptyDir:
+      sizeLimit: {{ .root.Values.worker.packagesSizeLimit | default "2Gi" }}
+{{- end }}
 {{- end -}}
 
 {{/* "true" when KEDA needs a password: the chart's Secret has REDIS_PASSWORD, or an existing

@@ -1,4 +1,5 @@
--- Prepended to every script by streams.py.
+-- Prepended to every script by luascripts.py (the one loader). The key layout and the stream
+-- protocol these helpers implement are described in docs/redis-protocol.md.
 
 -- Is entry `id` pending for `consumer` under the lease `token`? The token is written into the
 -- stream's lease hash when a consumer takes the entry (claim, start, reclaim) and is what the
@@ -18,6 +19,14 @@ end
 -- Take the lease of entry `id` under `token` (the previous holder's token stops counting).
 local function take_lease(leases, id, token)
   redis.call('HSET', leases, id, token)
+end
+
+-- Add a task to a queue stream: the one layout of a task entry, written by every producer
+-- (enqueue, promote, requeue, cron_fire) and read by streams/claim.py: the task id, its func
+-- id and origin (for a look at the stream without decoding bodies) and the envelope JSON.
+-- Returns the new entry id.
+local function add_task_entry(stream, task, func, origin, body)
+  return redis.call('XADD', stream, '*', 'task', task, 'func', func, 'origin', origin, 'body', body)
 end
 
 -- Redis TIME in epoch milliseconds (clients' clocks never decide).

@@ -59,7 +59,7 @@ local function fire(f, body, header)
   if not redis.call('SET', enq, header, 'NX', 'PX', f[12]) then
     return {'duplicate', tid}  -- this task id is already enqueued
   end
-  local entry = redis.call('XADD', stream, '*', 'task', tid, 'func', f[11], 'origin', ARGV[6], 'body', body)
+  local entry = add_task_entry(stream, tid, f[11], ARGV[6], body)
   lengths[stream] = length + 1
   if policy == 'skip' then redis.call('SET', marker, tid, 'PX', f[10]) end
   return {'fired', entry}

@@ -40,8 +40,7 @@ local function enqueue(k, a)
     if idem then redis.call('DEL', idem) end
     return {'full'}
   end
-  return {'ok', redis.call('XADD', KEYS[k + 1], '*', 'task', tid, 'func', ARGV[a + 2],
-                          'origin', ARGV[a + 3], 'body', ARGV[a + 4])}
+  return {'ok', add_task_entry(KEYS[k + 1], tid, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])}
 end
 
 local out = {}

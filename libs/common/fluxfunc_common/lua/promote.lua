@@ -13,7 +13,7 @@ for _, tid in ipairs(ids) do
       if type(env.funcId) == 'string' then func = env.funcId end
       if type(env.origin) == 'string' then origin = env.origin end
     end
-    redis.call('XADD', KEYS[3], '*', 'task', tid, 'func', func, 'origin', origin, 'body', body)
+    add_task_entry(KEYS[3], tid, func, origin, body)
     moved = moved + 1
   end
   redis.call('ZREM', KEYS[1], tid)

@@ -6,6 +6,6 @@ if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return {'gone'} en
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full'} end
 redis.call('DEL', KEYS[4])
 redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8])
-local id = redis.call('XADD', KEYS[2], '*', 'task', ARGV[3], 'func', ARGV[4], 'origin', ARGV[5], 'body', ARGV[6])
+local id = add_task_entry(KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return {'ok', id}

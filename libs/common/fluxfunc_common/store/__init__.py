@@ -1,4 +1,9 @@
-"""The SQL store: :func:`open_store` picks the backend from ``store.url``."""
+"""The SQL store: :func:`open_store` picks the backend from ``store.url``.
+
+Consumers annotate the narrow interface they use (``EntityStore``, ``PublishStore``,
+``TaskRecordStore``, ``KvStore``, ``CronFireStore``, ``CredentialStore``, ``SchemaStore``);
+``Store`` is all of them at once (see ``base.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,52 @@ from contextlib import asynccontextmanager
 from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store.base import (
     INDEXED,
+    ConnectorStore,
     Credential,
     CredentialKind,
+    CredentialStore,
+    CronFireStore,
     Entity,
+    EntityStore,
+    KvStore,
     Page,
+    PublishStore,
+    SchemaStore,
     Store,
+    TaskRecord,
     TaskRecordQuery,
+    TaskRecordStore,
+    task_record,
 )
+from fluxfunc_common.store.sqlstore import SqlStore, open_database
 
-__all__ = ["INDEXED", "Credential", "CredentialKind", "Entity", "Page", "Store", "TaskRecordQuery",
-           "connect", "open_store"]
+__all__ = [
+    "INDEXED",
+    "ConnectorStore",
+    "Credential",
+    "CredentialKind",
+    "CredentialStore",
+    "CronFireStore",
+    "Entity",
+    "EntityStore",
+    "KvStore",
+    "Page",
+    "PublishStore",
+    "SchemaStore",
+    "SqlStore",
+    "Store",
+    "TaskRecord",
+    "TaskRecordQuery",
+    "TaskRecordStore",
+    "connect",
+    "open_store",
+    "task_record",
+]
 
 
-async def connect(settings: StoreSettings) -> Store:
+async def connect(settings: StoreSettings) -> SqlStore:
     """Open the backend named by ``settings.url`` (raises Unavailable naming where)."""
-    if settings.url.startswith("sqlite://"):
-        from fluxfunc_common.store.sqlite import SqliteStore
-
-        return await SqliteStore.open(settings)
-    from fluxfunc_common.store.mysql import MysqlStore
-
-    return await MysqlStore.open(settings)
+    return SqlStore(await open_database(settings))
 
 
 @asynccontextmanager

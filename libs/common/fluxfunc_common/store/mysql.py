@@ -1,4 +1,4 @@
-"""The production backend: an aiomysql pool on MySQL or MariaDB (utf8mb4, autocommit).
+"""The production backend's connection layer: an aiomysql pool on MySQL or MariaDB (utf8mb4, autocommit).
 
 Connection-level failures (server gone, refused, lost mid-query, deadlock, lock wait timeout)
 surface as :class:`~fluxfunc_common.errors.Unavailable` naming the server without the password.
@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomysql
@@ -22,7 +21,7 @@ import pymysql
 from fluxfunc_common.clock import Clock
 from fluxfunc_common.errors import ConfigError, Unavailable
 from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store.sql import Dialect, Row, SqlStore
+from fluxfunc_common.store.sql import Database, Dialect, Param, Row
 
 CONNECT_TIMEOUT = 10
 MIGRATE_LOCK_SECONDS = 120
@@ -56,8 +55,8 @@ class MysqlDialect(Dialect):
         return isinstance(exc, pymysql.err.MySQLError) and _code(exc) == 1146
 
     def is_existing_object(self, exc: BaseException) -> bool:
-        # 1050 table exists, 1060 duplicate column, 1061 duplicate key name.
-        return isinstance(exc, pymysql.err.MySQLError) and _code(exc) in (1050, 1060, 1061)
+        # 1050 table exists, 1060 duplicate column, 1061 duplicate key name, 1091 already dropped.
+        return isinstance(exc, pymysql.err.MySQLError) and _code(exc) in (1050, 1060, 1061, 1091)
 
 
 def _code(exc: BaseException) -> int | None:
@@ -76,15 +75,15 @@ class MysqlSession:
     def __init__(self, conn: aiomysql.Connection) -> None:
         self.conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    async def execute(self, sql: str, params: Sequence[Param] = ()) -> int:
         async with self.conn.cursor() as cur:
             return int(await cur.execute(to_format_style(sql), tuple(params)))
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> int:
         async with self.conn.cursor() as cur:
             return int(await cur.executemany(to_format_style(sql), [tuple(r) for r in rows]) or 0)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def fetchall(self, sql: str, params: Sequence[Param] = ()) -> list[Row]:
         async with self.conn.cursor() as cur:
             await cur.execute(to_format_style(sql), tuple(params))
             return [tuple(r) for r in await cur.fetchall()]
@@ -120,8 +119,8 @@ class MysqlTarget:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-class MysqlStore(SqlStore):
-    """:class:`~fluxfunc_common.store.base.Store` on MySQL/MariaDB."""
+class MysqlDatabase(Database):
+    """The store's :class:`~fluxfunc_common.store.sql.Database` on MySQL/MariaDB."""
 
     dialect = MysqlDialect()
 
@@ -131,7 +130,7 @@ class MysqlStore(SqlStore):
         self.target = target
 
     @classmethod
-    async def open(cls, settings: StoreSettings, clock: Clock | None = None) -> MysqlStore:
+    async def open(cls, settings: StoreSettings, clock: Clock | None = None) -> MysqlDatabase:
         """Open the pool (one connection at once) or raise Unavailable naming the server."""
         target = MysqlTarget.parse(settings.url)
         try:

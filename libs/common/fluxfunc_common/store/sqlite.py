@@ -1,4 +1,4 @@
-"""The embedded backend: one aiosqlite connection in WAL mode.
+"""The embedded backend's connection layer: one aiosqlite connection in WAL mode.
 
 Every statement goes through one asyncio.Lock: the connection has a single thread anyway, and
 the lock keeps a coroutine from reading another's open transaction. Other processes on the same
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
 from fluxfunc_common.clock import Clock
 from fluxfunc_common.errors import ConfigError, Unavailable
 from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store.sql import Dialect, Row, SqlStore
+from fluxfunc_common.store.sql import Database, Dialect, Param, Row
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -45,6 +45,11 @@ class SqliteDialect(Dialect):
     def is_missing_table(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
 
+    def ddl(self, statement: str) -> str:
+        # SQLite spells ``DROP INDEX name ON table`` (the MySQL form migrations use) without ON.
+        dropped = re.fullmatch(r"DROP INDEX (\w+) ON \w+", statement.strip(), re.IGNORECASE)
+        return f"DROP INDEX IF EXISTS {dropped.group(1)}" if dropped else super().ddl(statement)
+
 
 class SqliteSession:
     """:class:`~fluxfunc_common.store.sql.Session` over the aiosqlite connection."""
@@ -52,15 +57,15 @@ class SqliteSession:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    async def execute(self, sql: str, params: Sequence[Param] = ()) -> int:
         async with self.conn.execute(sql, tuple(params)) as cur:
             return cur.rowcount
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> int:
         async with self.conn.executemany(sql, [tuple(r) for r in rows]) as cur:
             return cur.rowcount
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def fetchall(self, sql: str, params: Sequence[Param] = ()) -> list[Row]:
         async with self.conn.execute(sql, tuple(params)) as cur:
             return [tuple(r) for r in await cur.fetchall()]
 
@@ -74,8 +79,8 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-class SqliteStore(SqlStore):
-    """:class:`~fluxfunc_common.store.base.Store` on a SQLite file."""
+class SqliteDatabase(Database):
+    """The store's :class:`~fluxfunc_common.store.sql.Database` on a SQLite file."""
 
     dialect = SqliteDialect()
 
@@ -86,7 +91,7 @@ class SqliteStore(SqlStore):
         self._session = SqliteSession(conn)
 
     @classmethod
-    async def open(cls, settings: StoreSettings, clock: Clock | None = None) -> SqliteStore:
+    async def open(cls, settings: StoreSettings, clock: Clock | None = None) -> SqliteDatabase:
         """Open (creating the file and its directory) or raise Unavailable naming the path."""
         path = sqlite_path(settings.url)
         try:

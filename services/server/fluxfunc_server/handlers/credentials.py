@@ -17,21 +17,20 @@ from aiohttp import web
 
 from fluxfunc_common import credentials
 from fluxfunc_common.store import CredentialKind
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.context import CTX
+from fluxfunc_server import routing
+from fluxfunc_server.access import ADMIN
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.responses import ok
 
 
 async def list_credentials(request: web.Request, kind: CredentialKind) -> web.Response:
     """``GET /api/v1/admin/{tokens|access-keys}``: id, name, created, revoked; oldest first."""
-    await require_admin(request)
     found = await credentials.list_credentials(request.app[CTX].store, kind)
     return ok(request, [asdict(c) for c in found])
 
 
 async def revoke(request: web.Request, kind: CredentialKind) -> web.Response:
     """``POST /api/v1/admin/{tokens|access-keys}/{id}/revoke`` (404 if there is none)."""
-    await require_admin(request)
     ctx = request.app[CTX]
     credential_id = request.match_info["id"]
     await credentials.revoke(ctx.store, kind, credential_id)
@@ -41,6 +40,6 @@ async def revoke(request: web.Request, kind: CredentialKind) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     for kind in CredentialKind:
-        app.router.add_get(f"/api/v1/admin/{kind.value}", partial(list_credentials, kind=kind),
-                           allow_head=False)
-        app.router.add_post(f"/api/v1/admin/{kind.value}/{{id}}/revoke", partial(revoke, kind=kind))
+        routing.get(app, f"/api/v1/admin/{kind.value}", partial(list_credentials, kind=kind), ADMIN)
+        routing.post(app, f"/api/v1/admin/{kind.value}/{{id}}/revoke", partial(revoke, kind=kind),
+                     ADMIN)

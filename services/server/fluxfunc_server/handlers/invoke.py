@@ -10,22 +10,22 @@ cache.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from aiohttp import web
 
 from fluxfunc_common import cron
-from fluxfunc_common.clock import epoch
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull
+from fluxfunc_common.models import FIXED_CRON_PREFIX, ApiEntry, AsyncApi, CronJob, Func, SyncApi
 from fluxfunc_common.store import Entity
-from fluxfunc_server import apiauth, peer, throttle
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.bodies import BodyLimits, read_body
+from fluxfunc_server import apiauth, apiauth_gate, peer, routing, throttle
+from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.appkeys import CALLER, CATALOG, CTX
+from fluxfunc_server.bodies import read_body
 from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
 from fluxfunc_server.catalog import Catalog
-from fluxfunc_server.context import CTX
 from fluxfunc_server.files import file_answer, upload_target
+from fluxfunc_server.handlers.reading import body_limits, json_object
 from fluxfunc_server.invocation import (
     FORMATS,
     CallOptions,
@@ -49,24 +49,16 @@ from fluxfunc_server.schemas_invoke import (
     SyncCallOptions,
 )
 
-CATALOG: web.AppKey[Catalog] = web.AppKey("fluxfunc_catalog", Catalog)
-CALLER: web.AppKey[Caller] = web.AppKey("fluxfunc_caller", Caller)
 _FORMAT = "{format:normal|s|simplified}"
 
 
-def body_limits(request: web.Request) -> BodyLimits:
-    server = request.app[CTX].settings.server
-    return BodyLimits(int(server.max_body_mb * 1024 * 1024), server.max_json_depth)
-
-
 # --- shared ---------------------------------------------------------------------------------
-def check_entry(entry: dict[str, Any], what: str, now: float) -> None:
+def check_entry(entry: ApiEntry, what: str, now: float) -> None:
     """Disabled or expired → 403 EBizCondition."""
-    if entry.get("isDisabled"):
-        raise BizCondition(f"{what} is disabled", {"id": entry["id"]})
-    expires = epoch(entry.get("expireTime"))
-    if expires is not None and expires <= now:
-        raise BizCondition(f"{what} has expired", {"id": entry["id"], "expireTime": expires})
+    if entry.is_disabled:
+        raise BizCondition(f"{what} is disabled", {"id": entry.id})
+    if entry.expired(now):
+        raise BizCondition(f"{what} has expired", {"id": entry.id, "expireTime": entry.expire_time})
 
 
 def accepted(request: web.Request, task_id: str) -> web.Response:
@@ -87,9 +79,10 @@ def sync_answer(request: web.Request, outcome: SyncOutcome,
     if options.unbox is False or (options.unbox is None and not unbox):
         response = ok(request, {"result": result_value(result), "taskId": result.id})
     elif result.response is not None and result.response.file_path:
-        response = file_answer(request, result.response)
+        response = file_answer(request.app[CTX].settings.resources, result.response)
     else:
-        response = success_response(result, return_type=options.return_type)
+        response = success_response(result, return_type=options.return_type,
+                                    if_none_match=request.headers.get("If-None-Match"))
     if outcome.cached:
         response.headers["X-Dff-Cache"] = "Cached"
     return response
@@ -99,36 +92,38 @@ def sync_answer(request: web.Request, outcome: SyncOutcome,
 async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web.StreamResponse:
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
     what = "sync API" if entity is Entity.SYNC_API else "async API"
-    entry = await catalog.get(entity, request.match_info["id"], what)
-    peer.check_form_origin(request, entry.get("apiAuth"))
+    model: type[ApiEntry] = SyncApi if entity is Entity.SYNC_API else AsyncApi
+    entry = await catalog.get(model, request.match_info["id"])
+    api_auth = await apiauth_gate.api_auth_of(request, entry)  # inline, or its definition's
+    peer.check_form_origin(request, api_auth)
     now = ctx.clock.time()
     query = query_dict(request.query)
-    api_auth = entry.get("apiAuth")
-    limits = dataclasses.replace(body_limits(request), uploads=upload_target(request))
-    auth = apiauth.AuthInput(request.headers, query, None)
+    limits = dataclasses.replace(body_limits(request),
+                                 uploads=upload_target(ctx.settings.resources))
+    auth = apiauth_gate.auth_input(request, query)
     if not apiauth.needs_body(api_auth):  # header/query auth: before a byte of the body is read
         apiauth.check(api_auth, auth, ctx.cipher)
     body = await read_body(request, limits)
-    if apiauth.needs_body(api_auth):
-        auth.body = body.value
-        apiauth.check(api_auth, auth, ctx.cipher)
+    if apiauth.needs_body(api_auth):  # a body field, or an auth func (sees the whole request)
+        await apiauth_gate.check_with_body(request, entry, api_auth, auth, query, body)
     check_entry(entry, what, now)
-    if entry.get("throttling"):
-        await throttle.check(ctx.redis, ctx.keys, entry["id"], entry["throttling"], now)
+    if entry.throttling:
+        await throttle.check(ctx.redis, ctx.keys, entry.id, entry.throttling, now)
     fmt = FORMATS[request.match_info.get("format", "normal")]
     caller_kwargs, raw_options = caller_input(fmt, request.method, query, body,
                                               auth.strip_query, auth.strip_body, limits.max_depth)
     sync = origin is Origin.SYNC_API
     options = parse_options(raw_options, SyncCallOptions if sync else AsyncCallOptions, now)
-    func = await catalog.get(Entity.FUNC, entry["funcId"], "func")
+    func = await catalog.get(Func, entry.func_id)
     if body.files:  # DataFlux Func's `files` kwarg: path, original name, size, type of each
         caller_kwargs["files"] = [f.kwarg() for f in body.files]
-    kwargs = merge_kwargs(entry.get("kwargs"), caller_kwargs)
+    kwargs = merge_kwargs(entry.kwargs, caller_kwargs)
     check_signature(func, kwargs)
-    spec = CallSpec(origin, entry["id"], request[TRACE_KEY],
-                    http_request_info(request, query, body, auth),
-                    entry.get("taskRecordLimit"))
-    spec.principal = f"{entry['id']}/{auth.principal or 'anyone'}"
+    spec = CallSpec(origin, entry.id, request[TRACE_KEY],
+                    http_request_info(request, query, body, auth,
+                                      ctx.settings.server.trusted_networks),
+                    entry.task_record_limit)
+    spec.principal = f"{entry.id}/{auth.principal or 'anyone'}"
     if not sync:
         enq = await caller.enqueue(func, kwargs, spec, options)
         return ok(request, {"id": enq.task_id})
@@ -147,24 +142,14 @@ async def call_async_api(request: web.Request) -> web.StreamResponse:
 
 
 # --- admin calls ---------------------------------------------------------------------------------
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request, body_limits(request))
-    if body.kind == "none":
-        return {}
-    if body.kind != "json" or not isinstance(body.value, dict):
-        raise BadRequest("The body must be a JSON object")
-    return body.value
-
-
 async def call_func(request: web.Request) -> web.StreamResponse:
     """``POST /api/v1/func/{func_id}``: ``data.result`` (sync) or ``data.id`` (async/eta/delay)."""
-    await require_admin(request)
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
-    kwargs, raw_options = split_call_body(await _json_object(request))
+    kwargs, raw_options = split_call_body(await json_object(request))
     options = parse_options(raw_options, DirectCallOptions, ctx.clock.time())
-    func = await catalog.get(Entity.FUNC, request.match_info["func_id"], "func")
+    func = await catalog.get(Func, request.match_info["func_id"])
     check_signature(func, kwargs)
-    spec = CallSpec(Origin.DIRECT, func["id"], request[TRACE_KEY])
+    spec = CallSpec(Origin.DIRECT, func.id, request[TRACE_KEY])
     if options.run_async or options.eta is not None:
         enq = await caller.enqueue(func, kwargs, spec, options)
         return ok(request, {"id": enq.task_id})
@@ -175,9 +160,8 @@ async def call_func(request: web.Request) -> web.StreamResponse:
 async def call_func_many(request: web.Request) -> web.Response:
     """``POST /api/v1/func-many`` ``{"calls": [{funcId, kwargs, options}]}`` → ``data.ids``;
     every call is checked first, then all are enqueued in one pipeline."""
-    await require_admin(request)
     ctx, catalog, caller = request.app[CTX], request.app[CATALOG], request.app[CALLER]
-    body = parse(FuncManyBody, await _json_object(request))
+    body = parse(FuncManyBody, await json_object(request))
     now = ctx.clock.time()
     envs: list[TaskEnvelope] = []
     for i, call in enumerate(body.calls):
@@ -194,7 +178,7 @@ async def call_func_many(request: web.Request) -> web.Response:
 async def _many_envelope(request: web.Request, catalog: Catalog, caller: Caller, call: ManyCall,
                          now: float) -> TaskEnvelope:
     options = options_from(call.options, now)
-    func = await catalog.get(Entity.FUNC, call.func_id, "func")
+    func = await catalog.get(Func, call.func_id)
     kwargs = call.kwargs or {}
     check_signature(func, kwargs)
     return caller.envelope(func, kwargs, CallSpec(Origin.DIRECT, call.func_id, request[TRACE_KEY]),
@@ -205,17 +189,17 @@ async def run_cron_job(request: web.Request) -> web.Response:
     """``POST /api/v1/cron/{id}``: fire the job now (its overlap policy applies; a disabled or
     expired job can still be run by hand). ``cron-fixed-<funcId>`` names the implicit job of
     a func published with ``fixed_cron_expr``."""
-    await require_admin(request)
     ctx = request.app[CTX]
-    await _json_object(request)  # no parameters, but a malformed body is still a 400
+    await json_object(request)  # no parameters, but a malformed body is still a 400
     job_id = request.match_info["id"]
-    job = await ctx.store.find(Entity.CRON_JOB, job_id)
-    if job is None and job_id.startswith(cron.FIXED_PREFIX):
-        fixed_func = await ctx.store.find(Entity.FUNC, job_id[len(cron.FIXED_PREFIX):])
-        job = cron.fixed_job(fixed_func) if fixed_func else None
+    row = await ctx.store.find(Entity.CRON_JOB, job_id)
+    job = CronJob.from_row(row) if row is not None else None
+    if job is None and job_id.startswith(FIXED_CRON_PREFIX):
+        fixed_func = await ctx.store.find(Entity.FUNC, job_id[len(FIXED_CRON_PREFIX):])
+        job = CronJob.implicit_for(Func.from_row(fixed_func)) if fixed_func else None
     if job is None:
         raise NotFound(f"No such cron job: {job_id}", {"id": job_id})
-    func = await ctx.store.get(Entity.FUNC, job["funcId"])
+    func = Func.from_row(await ctx.store.get(Entity.FUNC, job.func_id))
     outcome = await cron.fire(ctx.redis, ctx.keys, ctx.streams, ctx.store, ctx.settings, job, func,
                               fire_ms=int(ctx.clock.time() * 1000), manual=True)
     if outcome.status is cron.FireStatus.FAILED:  # the only failure left: its queue is full
@@ -225,12 +209,13 @@ async def run_cron_job(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the invocation routes and their per-app helpers (catalogue, caller)."""
+    """Register the invocation routes: API entries are public (each checks its own
+    ``apiAuth``), direct calls and running a cron job admin-only."""
     for prefix, handler in (("sync", call_sync_api), ("al", call_sync_api),
                             ("async", call_async_api), ("bat", call_async_api)):
         for path in (f"/api/v1/{prefix}/{{id}}", f"/api/v1/{prefix}/{{id}}/{_FORMAT}"):
-            app.router.add_get(path, handler, allow_head=False)
-            app.router.add_post(path, handler)
-    app.router.add_post("/api/v1/func/{func_id}", call_func)
-    app.router.add_post("/api/v1/func-many", call_func_many)
-    app.router.add_post("/api/v1/cron/{id}", run_cron_job)
+            routing.get(app, path, handler, PUBLIC)  # each entry checks its own apiAuth
+            routing.post(app, path, handler, PUBLIC)
+    routing.post(app, "/api/v1/func/{func_id}", call_func, ADMIN)
+    routing.post(app, "/api/v1/func-many", call_func_many, ADMIN)
+    routing.post(app, "/api/v1/cron/{id}", run_cron_job, ADMIN)

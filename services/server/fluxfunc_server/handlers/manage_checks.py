@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import orjson
 
-from fluxfunc_common import cron, schedule
+from fluxfunc_common import schedule
 from fluxfunc_common.errors import BadRequest, BizCondition
+from fluxfunc_common.models import FIXED_CRON_PREFIX, CronJob, Func, JSONObject
 from fluxfunc_common.store import Entity
+from fluxfunc_server import apiauth_defs
 from fluxfunc_server.context import AppContext
+from fluxfunc_server.handlers.crud import EntityRow
 
-PLACEHOLDERS = ("INPUT_BY_CALLER", "FROM_PARAMETER")
 CRON_CHANGED_MAXLEN = 10_000
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -31,62 +34,67 @@ _FALSE = {"false", "no", "off", "0"}
 # --- funcs and kwargs ---------------------------------------------------------------------------
 
 
-async def func_of(ctx: AppContext, func_id: Any) -> dict[str, Any]:
+async def func_of(ctx: AppContext, func_id: object) -> Func:
     """The catalogue entry of ``func_id``; 400 when it is not a published ``@DFF.API`` func."""
     if not isinstance(func_id, str) or not func_id:
         raise BadRequest("funcId is required", {"field": "funcId"})
-    func = await ctx.store.find(Entity.FUNC, func_id)
-    if func is None:
+    row = await ctx.store.find(Entity.FUNC, func_id)
+    if row is None:
         raise BadRequest(f"funcId {func_id!r} is not in the func catalogue (publish its script first)",
                          {"field": "funcId", "funcId": func_id})
-    return func
+    return Func.from_row(row)
 
 
-def check_kwargs(func: dict[str, Any], kwargs: dict[str, Any], *, has_caller: bool) -> None:
-    """Fixed kwargs against the signature; without a caller, every required one must be given."""
-    spec: dict[str, Any] = func.get("kwargsSpec") or {}
-    if not func.get("varKwargs"):
-        unknown = sorted(k for k in kwargs if k not in spec)
-        if unknown:
-            raise BadRequest(f"kwargs not accepted by {func['id']}: {', '.join(unknown)}",
-                             {"field": "kwargs", "unknown": unknown, "accepted": list(spec)})
-    if has_caller:
-        return
-    placeholders = sorted(k for k, v in kwargs.items() if isinstance(v, str) and v in PLACEHOLDERS)
-    if placeholders:
-        raise BadRequest("a cron job has no caller to supply kwargs: " + ", ".join(placeholders),
-                         {"field": "kwargs", "placeholders": placeholders})
-    missing = sorted(k for k, v in spec.items() if v.get("required") and k not in kwargs)
-    if missing:
-        raise BadRequest(f"required kwargs missing for {func['id']}: {', '.join(missing)}",
-                         {"field": "kwargs", "missing": missing})
+def check_kwargs(func: Func, kwargs: Mapping[str, object], *, has_caller: bool) -> None:
+    """Fixed kwargs against the signature (:meth:`Func.check_kwargs`); without a caller,
+    every required one must be given and none may be a placeholder."""
+    problems = func.check_kwargs(kwargs, has_caller=has_caller)
+    if problems.unknown:
+        raise BadRequest(f"kwargs not accepted by {func.id}: {', '.join(problems.unknown)}",
+                         {"field": "kwargs", "unknown": list(problems.unknown),
+                          "accepted": list(problems.accepted)})
+    if problems.placeholders:
+        raise BadRequest("a cron job has no caller to supply kwargs: " + ", ".join(problems.placeholders),
+                         {"field": "kwargs", "placeholders": list(problems.placeholders)})
+    if problems.missing:
+        raise BadRequest(f"required kwargs missing for {func.id}: {', '.join(problems.missing)}",
+                         {"field": "kwargs", "missing": list(problems.missing)})
 
 
-def _defaults(data: dict[str, Any], **values: Any) -> None:
+def _defaults(data: EntityRow, **values: object) -> None:
     """Explicit nulls of fields that have a default (PATCH ``"isDisabled": null``) → the default."""
     for key, value in values.items():
         if data.get(key) is None:
             data[key] = value
 
 
-async def prepare_api(ctx: AppContext, data: dict[str, Any],
-                      old: dict[str, Any] | None) -> dict[str, Any]:
+def _kwargs(data: EntityRow) -> Mapping[str, object]:
+    kwargs = data["kwargs"]
+    if not isinstance(kwargs, dict):
+        raise BadRequest("kwargs must be a JSON object", {"field": "kwargs"})
+    return kwargs
+
+
+async def prepare_api(ctx: AppContext, data: EntityRow, old: EntityRow | None) -> EntityRow:
     """A sync/async API: func exists, kwargs fit, ``apiAuth`` normalised to ``{"type": …}``
     with httpBasic passwords encrypted (``passwordCipher``)."""
     _defaults(data, kwargs={}, isDisabled=False, tags=[])
     func = await func_of(ctx, data.get("funcId"))
-    check_kwargs(func, data["kwargs"], has_caller=True)
+    check_kwargs(func, _kwargs(data), has_caller=True)
     auth = data.get("apiAuth")
     if auth in (None, "none"):
         data["apiAuth"] = {"type": "none"}
-    elif isinstance(auth, dict) and auth.get("type") == "httpBasic":
+    elif isinstance(auth, dict) and auth.get("type") in ("httpBasic", "httpDigest"):
         data["apiAuth"] = {**auth, "users": [_sealed_user(ctx, u) for u in auth.get("users") or []]}
     elif isinstance(auth, dict) and auth.get("type") == "fixedField":
         data["apiAuth"] = _sealed_field(ctx, auth)
+    elif isinstance(auth, dict) and auth.get("type") == "func":
+        await func_of(ctx, auth.get("funcId"))
+    await apiauth_defs.check_reference(ctx.store, data)  # apiAuthId: exists, not with apiAuth
     return data
 
 
-def _sealed_field(ctx: AppContext, rule: dict[str, Any]) -> dict[str, Any]:
+def _sealed_field(ctx: AppContext, rule: JSONObject) -> JSONObject:
     """A fixedField rule as stored: the value only as ``valueCipher``."""
     if rule.get("value") is None:
         return rule
@@ -94,20 +102,20 @@ def _sealed_field(ctx: AppContext, rule: dict[str, Any]) -> dict[str, Any]:
     return {**sealed, "valueCipher": ctx.cipher.encrypt(str(rule["value"]))}
 
 
-def _sealed_user(ctx: AppContext, user: dict[str, Any]) -> dict[str, Any]:
+def _sealed_user(ctx: AppContext, user: JSONObject) -> JSONObject:
     """An httpBasic user as stored: the password only as ``passwordCipher``."""
     if user.get("password") is None:
         return user  # already stored sealed (a PATCH that left apiAuth alone)
-    return {"username": user["username"], "passwordCipher": ctx.cipher.encrypt(user["password"])}
+    return {"username": user["username"], "passwordCipher": ctx.cipher.encrypt(str(user["password"]))}
 
 
-def present_api(entity: dict[str, Any]) -> dict[str, Any]:
+def present_api(entity: EntityRow) -> EntityRow:
     """A sync/async API as answered: httpBasic passwords and fixedField values are never
     shown, not even sealed."""
     auth = entity.get("apiAuth")
     if not isinstance(auth, dict):
         return entity
-    if auth.get("type") == "httpBasic":
+    if auth.get("type") in ("httpBasic", "httpDigest"):
         users = [{"username": u.get("username")} for u in auth.get("users") or []]
         return {**entity, "apiAuth": {**auth, "users": users}}
     if auth.get("type") == "fixedField":
@@ -120,19 +128,19 @@ def present_api(entity: dict[str, Any]) -> dict[str, Any]:
     return entity
 
 
-async def prepare_cron_job(ctx: AppContext, data: dict[str, Any],
-                           old: dict[str, Any] | None) -> dict[str, Any]:
+async def prepare_cron_job(ctx: AppContext, data: EntityRow, old: EntityRow | None) -> EntityRow:
     """A cron job: func exists, kwargs complete, schedule valid, timezone filled in."""
-    if old is None and str(data["id"]).startswith(cron.FIXED_PREFIX):
-        raise BadRequest(f"cron job ids starting with {cron.FIXED_PREFIX!r} are reserved for "
+    if old is None and str(data["id"]).startswith(FIXED_CRON_PREFIX):
+        raise BadRequest(f"cron job ids starting with {FIXED_CRON_PREFIX!r} are reserved for "
                          "fixed_cron_expr funcs", {"field": "id"})
     _defaults(data, kwargs={}, isDisabled=False, tags=[], misfirePolicy="fireOnce",
               overlapPolicy="skip", timezone=ctx.settings.beat.timezone)
     if not data.get("cronExpr"):
         raise BadRequest("cronExpr is required", {"field": "cronExpr"})
-    schedule.validate(data["cronExpr"], data["timezone"])
+    timezone = data["timezone"]
+    schedule.validate(str(data["cronExpr"]), str(timezone) if timezone is not None else None)
     func = await func_of(ctx, data.get("funcId"))
-    check_kwargs(func, data["kwargs"], has_caller=False)
+    check_kwargs(func, _kwargs(data), has_caller=False)
     return data
 
 
@@ -142,17 +150,29 @@ async def notify_cron_changed(ctx: AppContext, cron_id: str, op: str) -> None:
                          maxlen=CRON_CHANGED_MAXLEN, approximate=True)
 
 
-def next_fires(ctx: AppContext, job: dict[str, Any], count: int) -> dict[str, Any]:
+class Fire(TypedDict):
+    timestamp: float
+    iso: str
+
+
+class NextFires(TypedDict):
+    id: str
+    cronExpr: str
+    timezone: str
+    isDisabled: bool
+    next: list[Fire]
+
+
+def next_fires(ctx: AppContext, row: Mapping[str, object], count: int) -> NextFires:
     """The next ``count`` fires of a job (none after its expireTime)."""
-    tz = job.get("timezone") or ctx.settings.beat.timezone
-    fires = schedule.next_fires(job["cronExpr"], tz, ctx.clock.time(), count)
-    expire = job.get("expireTime")
-    if isinstance(expire, int | float):
-        fires = [t for t in fires if t <= expire]
+    job = CronJob.from_row(row)
+    tz = job.timezone or ctx.settings.beat.timezone
+    fires = schedule.next_fires(job.cron_expr, tz, ctx.clock.time(), count)
+    if job.expire_time is not None:
+        fires = [t for t in fires if t <= job.expire_time]
     zone = schedule.timezone(tz)
     return {
-        "id": job["id"], "cronExpr": job["cronExpr"], "timezone": tz,
-        "isDisabled": bool(job.get("isDisabled")),
+        "id": job.id, "cronExpr": job.cron_expr, "timezone": tz, "isDisabled": job.is_disabled,
         "next": [{"timestamp": t, "iso": datetime.fromtimestamp(t, UTC).astimezone(zone).isoformat()}
                  for t in fires],
     }
@@ -168,7 +188,7 @@ async def refuse_non_empty_script_set(ctx: AppContext, op: str, set_id: str) -> 
 # --- env variables -----------------------------------------------------------------------------
 
 
-def convert_value(value_type: str, value: Any) -> Any:
+def convert_value(value_type: str, value: object) -> object:
     """``value`` as its ``valueType`` (text is parsed); BadRequest when it does not fit."""
     try:
         return _CONVERT[value_type](value)
@@ -177,19 +197,19 @@ def convert_value(value_type: str, value: Any) -> Any:
                          {"field": "value", "valueType": value_type}) from None
 
 
-def _string(value: Any) -> str:
+def _string(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError("expected text")
     return value
 
 
-def _integer(value: Any) -> int:
+def _integer(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError("expected an integer")
     return int(value)
 
 
-def _float(value: Any) -> float:
+def _float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError("expected a number")
     out = float(value)
@@ -198,7 +218,7 @@ def _float(value: Any) -> float:
     return out
 
 
-def _boolean(value: Any) -> bool:
+def _boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -206,7 +226,7 @@ def _boolean(value: Any) -> bool:
     raise TypeError("expected true/false")
 
 
-def _json(value: Any) -> Any:
+def _json(value: object) -> object:
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -216,22 +236,23 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _comma_array(value: Any) -> list[str]:
+def _comma_array(value: object) -> list[str]:
     """DataFlux Func's ``commaArray``: text split on commas (a list of texts is kept)."""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
+        return [str(v) for v in value]
     return _string(value).split(",")
 
 
-_CONVERT = {"string": _string, "password": _string, "integer": _integer, "float": _float,
-            "boolean": _boolean, "json": _json, "commaArray": _comma_array}
+_CONVERT: dict[str, Callable[[object], object]] = {
+    "string": _string, "password": _string, "integer": _integer, "float": _float,
+    "boolean": _boolean, "json": _json, "commaArray": _comma_array}
 
 
-async def prepare_env_variable(ctx: AppContext, data: dict[str, Any],
-                               old: dict[str, Any] | None) -> dict[str, Any]:
+async def prepare_env_variable(ctx: AppContext, data: EntityRow,
+                               old: EntityRow | None) -> EntityRow:
     """Typed ``value``; a password goes to ``valueCipher`` and ``value`` stays null."""
     _defaults(data, valueType="string")
-    vtype = data["valueType"]
+    vtype = str(data["valueType"])
     if old is not None and vtype == old.get("valueType") and data.get("value") == old.get("value") \
             and vtype != "password":
         return data  # value untouched: already converted when it was stored
@@ -244,7 +265,7 @@ async def prepare_env_variable(ctx: AppContext, data: dict[str, Any],
         raise BadRequest("value is required", {"field": "value"})
     value = convert_value(vtype, data["value"])
     if vtype == "password":
-        data["valueCipher"] = ctx.cipher.encrypt(value)
+        data["valueCipher"] = ctx.cipher.encrypt(str(value))
         data["value"] = None
     else:
         data["value"] = value
@@ -252,7 +273,7 @@ async def prepare_env_variable(ctx: AppContext, data: dict[str, Any],
     return data
 
 
-def present_env_variable(entity: dict[str, Any]) -> dict[str, Any]:
+def present_env_variable(entity: EntityRow) -> EntityRow:
     """Never show a password, not even encrypted."""
     out = {k: v for k, v in entity.items() if k != "valueCipher"}
     if out.get("valueType") == "password":

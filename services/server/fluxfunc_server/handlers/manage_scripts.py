@@ -2,8 +2,9 @@
 
 ``code`` of a script is its draft. ``POST /scripts/{id}/publish`` analyses the draft without
 running it (:mod:`fluxfunc_common.scripts`), stores it as the published code together with
-the script's funcs in one transaction, bumps ``scripts_version`` and announces
-``scriptPublished`` so every worker drops its compiled copy, and tells the Beat about funcs
+the script's funcs in one transaction, bumps ``scripts_version`` logging which script changed
+(:mod:`fluxfunc_common.scriptchanges`) and announces ``scriptPublished`` so every worker drops
+its copy of that script and of the scripts importing it, and tells the Beat about funcs
 whose ``fixedCronExpr`` appeared, changed or went away. Publishing a script id that does not
 exist yet, with code, creates it. The answer warns about each function whose queue no live
 worker reads.
@@ -13,18 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple, TypedDict
 
 import orjson
 from aiohttp import web
 
-from fluxfunc_common import cron, inspect, queues, scripts
+from fluxfunc_common import queues, queuestats, scriptchanges, scripts
 from fluxfunc_common.errors import BadRequest, Conflict
+from fluxfunc_common.models import FIXED_CRON_PREFIX, Func
 from fluxfunc_common.store import Entity
-from fluxfunc_server import schemas
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.context import CTX, AppContext
-from fluxfunc_server.handlers import manage, manage_checks
+from fluxfunc_server import routing, schemas
+from fluxfunc_server.access import ADMIN
+from fluxfunc_server.appkeys import CTX
+from fluxfunc_server.context import AppContext
+from fluxfunc_server.handlers import crud, manage_checks
+from fluxfunc_server.handlers.crud import EntityRow
+from fluxfunc_server.handlers.reading import json_object
 from fluxfunc_server.responses import ok
 
 
@@ -40,41 +46,48 @@ async def ensure_script_set(ctx: AppContext, set_id: str) -> None:
                                                        "description": None, "requirements": None})
 
 
-async def prepare_script(ctx: AppContext, data: dict[str, Any],
-                         old: dict[str, Any] | None) -> dict[str, Any]:
+async def prepare_script(ctx: AppContext, data: EntityRow, old: EntityRow | None) -> EntityRow:
     """Derived fields: ``scriptSetId`` (part before ``__``), draft ``codeMD5``, a title."""
-    if data.get("code") is None:
-        data["code"] = ""
-    data["codeMD5"] = _md5(data["code"])
+    code = data.get("code")
+    data["code"] = code = "" if code is None else str(code)
+    data["codeMD5"] = _md5(code)
     if old is None:
-        data["scriptSetId"] = scripts.script_set_id(data["id"])
+        script_id = str(data["id"])
+        data["scriptSetId"] = set_id = scripts.script_set_id(script_id)
         if not data.get("title"):
-            data["title"] = data["id"].split("__", 1)[1]
-        await ensure_script_set(ctx, data["scriptSetId"])
+            data["title"] = script_id.split("__", 1)[1]
+        await ensure_script_set(ctx, set_id)
     return data
 
 
-async def _all_funcs(ctx: AppContext, script_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+async def _all_funcs(ctx: AppContext, script_id: str) -> list[Func]:
+    out: list[Func] = []
     cursor = None
     while True:
         page = await ctx.store.list(Entity.FUNC, filters={"scriptId": script_id}, limit=500,
                                     cursor=cursor)
-        out.extend(page.items)
+        out.extend(Func.from_row(row) for row in page.items)
         cursor = page.next_cursor
         if not cursor:
             return out
 
 
-def _fixed(funcs: list[dict[str, Any]]) -> dict[str, str | None]:
-    return {f["id"]: (f.get("extraConfig") or {}).get("fixedCronExpr") for f in funcs}
+def _fixed(funcs: Iterable[Func | scripts.FuncRow]) -> dict[str, str | None]:
+    return {f.id: f.options.fixed_cron_expr for f in map(Func.of, funcs)}
 
 
-async def _announce(ctx: AppContext, event: dict[str, Any], before: list[dict[str, Any]],
-                    after: list[dict[str, Any]]) -> None:
+class ScriptEvent(TypedDict):
+    """What the workers are told on the events channel when a script changes."""
+
+    type: str  # "scriptPublished" | "scriptDeleted"
+    scriptId: str
+
+
+async def _announce(ctx: AppContext, event: ScriptEvent, before: list[Func],
+                    after: list[scripts.FuncRow]) -> None:
     """Workers: new code version + event. Beat: the implicit fixed-cron jobs that changed."""
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.incr(ctx.keys.scripts_version())
+    await scriptchanges.announce(ctx.redis, ctx.keys, event["scriptId"], pipe)  # gen + which script
     pipe.publish(ctx.keys.events(), orjson.dumps(event))
     old, new = _fixed(before), _fixed(after)
     for func_id in sorted(set(old) | set(new)):
@@ -82,7 +95,7 @@ async def _announce(ctx: AppContext, event: dict[str, Any], before: list[dict[st
         if was == now:
             continue
         op = "create" if not was else "delete" if not now else "update"
-        pipe.xadd(ctx.keys.cron_changed(), {"id": cron.FIXED_PREFIX + func_id, "op": op},
+        pipe.xadd(ctx.keys.cron_changed(), {"id": FIXED_CRON_PREFIX + func_id, "op": op},
                   maxlen=manage_checks.CRON_CHANGED_MAXLEN, approximate=True)
     await pipe.execute()
 
@@ -91,7 +104,7 @@ async def _delete_funcs(ctx: AppContext, op: str, script_id: str) -> None:
     """Before a script goes: its funcs leave the catalogue, workers and Beat are told."""
     before = await _all_funcs(ctx, script_id)
     for func in before:
-        await ctx.store.delete(Entity.FUNC, func["id"])
+        await ctx.store.delete(Entity.FUNC, func.id)
     await _announce(ctx, {"type": "scriptDeleted", "scriptId": script_id}, before, [])
 
 
@@ -99,9 +112,9 @@ class _Publish(NamedTuple):
     """What one publish writes, in one store transaction: the draft changes, the new script's
     row when it does not exist yet, and the code to publish."""
 
-    draft: dict[str, Any]
-    create: dict[str, Any] | None
-    code: Any
+    draft: EntityRow
+    create: EntityRow | None
+    code: object
 
 
 async def _plan(ctx: AppContext, script_id: str, body: schemas.PublishBody) -> _Publish:
@@ -118,7 +131,7 @@ async def _plan(ctx: AppContext, script_id: str, body: schemas.PublishBody) -> _
     return _Publish(changes, await prepare_script(ctx, new.model_dump(by_alias=True), None), body.code)
 
 
-def _analyse(script_id: str, code: Any) -> scripts.Analysis:
+def _analyse(script_id: str, code: object) -> scripts.Analysis:
     if not isinstance(code, str) or not code.strip():
         raise BadRequest(f"script {script_id!r} has no draft code to publish", {"field": "code"})
     return scripts.analyse(script_id, code)
@@ -126,10 +139,9 @@ def _analyse(script_id: str, code: Any) -> scripts.Analysis:
 
 async def publish(request: web.Request) -> web.Response:
     """``POST /scripts/{id}/publish``: analyse the draft, store it as published, notify."""
-    await require_admin(request)
     ctx = request.app[CTX]
     script_id = request.match_info["id"]
-    body = schemas.parse(schemas.PublishBody, await manage.read_json(request))
+    body = schemas.parse(schemas.PublishBody, await json_object(request))
     # the code is checked before anything is written, and the draft and the publish are one
     # transaction: a publish that fails leaves the script as it was
     analysis = _analyse(script_id, body.code) if body.code is not None else None
@@ -140,18 +152,18 @@ async def publish(request: web.Request) -> web.Response:
     published = await ctx.store.publish_script(script_id, plan.code, analysis.funcs,
                                                draft=plan.draft, create=plan.create)
     await _announce(ctx, {"type": "scriptPublished", "scriptId": script_id}, before, analysis.funcs)
-    live = await inspect.live_queues(ctx.redis, ctx.keys)
+    live = await queuestats.live_queues(ctx.redis, ctx.keys)
     warnings = [*analysis.warnings, *queues.unconsumed(analysis.funcs, live)]
     return ok(request, {"script": published, "funcs": analysis.funcs, "warnings": warnings})
 
 
-SCRIPTS = manage.Resource(
+SCRIPTS = crud.Resource(
     "scripts", Entity.SCRIPT, "script", schemas.ScriptListQuery, schemas.ScriptCreate,
     schemas.ScriptUpdate, prepare=prepare_script, before_delete=_delete_funcs)
-FUNCS = manage.Resource("funcs", Entity.FUNC, "func", schemas.FuncListQuery)
+FUNCS = crud.Resource("funcs", Entity.FUNC, "func", schemas.FuncListQuery)
 
 
 def add_routes(app: web.Application) -> None:
-    manage.add_resource(app, SCRIPTS)
-    manage.add_resource(app, FUNCS)
-    app.router.add_post(f"{manage.API}/scripts/{{id}}/publish", publish)
+    crud.add_resource(app, SCRIPTS)
+    crud.add_resource(app, FUNCS)
+    routing.post(app, f"{crud.API}/scripts/{{id}}/publish", publish, ADMIN)

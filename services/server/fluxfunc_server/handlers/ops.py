@@ -5,7 +5,7 @@ store answer and the store takes a write, within 1 s whatever hangs, naming what
 ``HEAD /`` is for load balancers. ``/metrics`` is unauthenticated, as Prometheus expects,
 unless ``server.metrics_token`` is set (then a bearer token); keep it off the internet either
 way: it names every func. Queue figures come from
-:mod:`fluxfunc_common.inspect`, the same code ``fluxfunc streams`` prints.
+:mod:`fluxfunc_common.queuestats`, the same code ``fluxfunc streams`` prints.
 """
 
 from __future__ import annotations
@@ -14,26 +14,29 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import TypedDict
 
 from aiohttp import web
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from fluxfunc_common import inspect
+from fluxfunc_common import queuestats
 from fluxfunc_common.errors import FluxfuncError, NotFound, Unavailable, UserAuthError
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.queues import func_queues
 from fluxfunc_common.redisconn import ping as redis_ping
 from fluxfunc_common.store import Entity
+from fluxfunc_common.store.kv import INTERNAL_SCOPE
 from fluxfunc_common.streams import is_entry_id
 from fluxfunc_common.taskstats import forget_funcs, read_task_stats
-from fluxfunc_server import schemas
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_common.text import as_optional_text
+from fluxfunc_server import routing, schemas
+from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.appkeys import CTX
+from fluxfunc_server.context import AppContext
 from fluxfunc_server.metrics import CONTENT_TYPE
 from fluxfunc_server.responses import ok
 
@@ -42,38 +45,45 @@ log = get_logger("server.ops")
 ROLES = ("server", "worker", "beat")
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+class QueueFigures(TypedDict):
+    """The queue part of the overview (``schemas_out.Overview``)."""
+
+    serverTime: float
+    queues: Sequence[Mapping[str, object]]  # queuestats.queue_stats rows
+    deadLetters: int
 
 
-async def queue_stats(ctx: AppContext, extra: Iterable[str] = ()) -> dict[str, Any]:
+class BeatView(TypedDict):
+    leader: object  # the leader's heartbeat JSON (or its raw text)
+    epoch: int | None
+
+
+async def queue_stats(ctx: AppContext, extra: Iterable[str] = ()) -> QueueFigures:
     """``serverTime``, per-queue figures (configured queues, ``extra`` and every queue stream of
     the namespace) and the total of dead letters; used by the overview and ``/metrics``."""
-    queues = await inspect.discover_queues(ctx.redis, ctx.keys, [*ctx.settings.worker.queues, *extra])
-    rows = await inspect.queue_stats(ctx.redis, ctx.keys, queues)
-    now_ms = await inspect.server_ms(ctx.redis)
+    queues = await queuestats.discover_queues(ctx.redis, ctx.keys, [*ctx.settings.worker.queues, *extra])
+    rows = await queuestats.queue_stats(ctx.redis, ctx.keys, queues)
+    now_ms = await queuestats.server_ms(ctx.redis)
     return {"serverTime": now_ms / 1000, "queues": rows,
             "deadLetters": int(await ctx.redis.xlen(ctx.keys.dead()))}
 
 
-async def _beat(ctx: AppContext) -> dict[str, Any]:
+async def _beat(ctx: AppContext) -> BeatView:
     leader_raw, epoch_raw = await ctx.redis.mget(ctx.keys.beat_leader(), ctx.keys.beat_epoch())
-    leader: Any = _text(leader_raw)
-    if leader:
+    text = as_optional_text(leader_raw)
+    leader: object = text
+    if text:
         with suppress(ValueError):
-            leader = json.loads(leader)
-    epoch = _text(epoch_raw)
+            leader = json.loads(text)
+    epoch = as_optional_text(epoch_raw)
     return {"leader": leader, "epoch": int(epoch) if epoch and epoch.isdigit() else None}
 
 
 async def overview(request: web.Request) -> web.Response:
     """``GET /api/v1/ops/overview``: services by role, queues, dead letters, Beat leadership."""
-    await require_admin(request)
     schemas.query_of(request.query, schemas.NoQuery)
     ctx = request.app[CTX]
-    services: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    services: dict[str, list[Mapping[str, object]]] = {role: [] for role in ROLES}
     for svc in await list_services(ctx.redis, ctx.keys):
         services.setdefault(str(svc.get("role", "unknown")), []).append(svc)
     stats = await queue_stats(ctx, await func_queues(ctx.store))  # flags the unread ones
@@ -82,7 +92,6 @@ async def overview(request: web.Request) -> web.Response:
 
 async def dead_letters(request: web.Request) -> web.Response:
     """``GET /api/v1/ops/dead-letters?count&start``: oldest first from ``start``."""
-    await require_admin(request)
     q = schemas.query_of(request.query, schemas.DeadLetterQuery)
     letters = await request.app[CTX].streams.dead_letters(count=q.count, start=q.start)
     return ok(request, letters)
@@ -90,7 +99,6 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 async def requeue(request: web.Request) -> web.Response:
     """``POST /api/v1/ops/dead-letters/{entry}/requeue``: back on its queue, attempt reset."""
-    await require_admin(request)
     ctx = request.app[CTX]
     entry = request.match_info["entry"]
     if not is_entry_id(entry):
@@ -110,12 +118,12 @@ async def _func_ids(ctx: AppContext) -> set[str]:
             return ids
 
 
-async def _metrics_queue_stats(ctx: AppContext) -> dict[str, Any]:
+async def _set_metrics_queues(ctx: AppContext) -> None:
     """Like :func:`queue_stats` for the configured queues and those a live worker reads,
     found without scanning the keyspace."""
-    queues = set(ctx.settings.worker.queues) | await inspect.live_queues(ctx.redis, ctx.keys)
-    rows = await inspect.queue_stats(ctx.redis, ctx.keys, sorted(queues))
-    return {"queues": rows, "deadLetters": int(await ctx.redis.xlen(ctx.keys.dead()))}
+    queues = set(ctx.settings.worker.queues) | await queuestats.live_queues(ctx.redis, ctx.keys)
+    rows = await queuestats.queue_stats(ctx.redis, ctx.keys, sorted(queues))
+    ctx.metrics.set_queues(rows, int(await ctx.redis.xlen(ctx.keys.dead())))
 
 
 def _check_metrics_token(request: web.Request, token: SecretStr | None) -> None:
@@ -137,7 +145,7 @@ async def metrics(request: web.Request) -> web.Response:
         stats = await read_task_stats(ctx.redis, ctx.keys)
         funcs = await _func_ids(ctx)
         ctx.metrics.set_tasks(await forget_funcs(ctx.redis, ctx.keys, stats, funcs.__contains__))
-        ctx.metrics.set_queues(await _metrics_queue_stats(ctx))
+        await _set_metrics_queues(ctx)
     except (RedisError, OSError, FluxfuncError) as exc:  # still serve the HTTP counters
         log.warning("metrics: task and queue figures unavailable", error=str(exc))
     return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -150,7 +158,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 READY_CHECK_SECONDS = 0.8  # each readiness check; the answer comes within 1 s
-READY_SCOPE = "__fluxfunc__"  # DFF.STORE scope of the readiness write probe (one row per Server)
+READY_SCOPE = INTERNAL_SCOPE  # store scope of the readiness write probe (one row per Server)
 _probes: set[asyncio.Task[None]] = set()  # write probes still running after their deadline
 
 
@@ -204,10 +212,10 @@ async def head_root(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/ops/overview", overview, allow_head=False)
-    app.router.add_get("/api/v1/ops/dead-letters", dead_letters, allow_head=False)
-    app.router.add_post("/api/v1/ops/dead-letters/{entry}/requeue", requeue)
-    app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)
-    app.router.add_route("HEAD", "/", head_root)
+    routing.get(app, "/api/v1/ops/overview", overview, ADMIN)
+    routing.get(app, "/api/v1/ops/dead-letters", dead_letters, ADMIN)
+    routing.post(app, "/api/v1/ops/dead-letters/{entry}/requeue", requeue, ADMIN)
+    routing.get(app, "/metrics", metrics, PUBLIC)  # or server.metrics_token, checked by metrics()
+    routing.get(app, "/healthz", healthz, PUBLIC)
+    routing.get(app, "/readyz", readyz, PUBLIC)
+    routing.add_route(app, "HEAD", "/", head_root, PUBLIC)

@@ -9,35 +9,23 @@ string as a flat object, the JSON body or ``{}`` without one).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.bodies import parse_json
-from fluxfunc_server.context import CTX
+from fluxfunc_server import routing
+from fluxfunc_server.access import SIGNED
+from fluxfunc_server.handlers.reading import json_value
 from fluxfunc_server.responses import ok
 
 
-async def _check_signed(request: web.Request) -> None:
-    if request.headers.get("X-Dff-Ak-Id") or request.headers.get("X-Dff-Ak-Sign"):
-        await require_admin(request)
-
-
 async def ping(request: web.Request) -> web.Response:
-    await _check_signed(request)
     return ok(request, "pong")
 
 
 async def echo(request: web.Request) -> web.Response:
-    await _check_signed(request)
-    raw = await request.read()
-    body: Any = {}
-    if raw.strip():
-        body = parse_json(raw, "request body", request.app[CTX].settings.server.max_json_depth)
-    return ok(request, {"query": dict(request.query), "body": body})
+    body = await json_value(request)
+    return ok(request, {"query": dict(request.query), "body": {} if body is None else body})
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/do/ping", ping, allow_head=False)
-    app.router.add_post("/api/v1/do/echo", echo)
+    routing.get(app, "/api/v1/do/ping", ping, SIGNED)
+    routing.post(app, "/api/v1/do/echo", echo, SIGNED)

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from fluxfunc_common import resources
 from fluxfunc_common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.bodies import parse_json
-from fluxfunc_server.context import CTX
+from fluxfunc_server import routing
+from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.files import (
     LARGE_DATA_ROUTE,
     own_body_limit,
@@ -32,6 +32,7 @@ from fluxfunc_server.files import (
     save_part,
     serve_file,
 )
+from fluxfunc_server.handlers.reading import json_object
 from fluxfunc_server.responses import ok
 from fluxfunc_server.schemas import parse
 
@@ -52,6 +53,10 @@ class Operation(BaseModel):
     target: str | None = None
 
 
+def _root(request: web.Request) -> Path:
+    return resources_root(request.app[CTX].settings.resources)
+
+
 def _entry(root: Path, entry: os.DirEntry[str]) -> dict[str, object]:
     kind = "link" if entry.is_symlink() else "dir" if entry.is_dir() else "file"
     info = entry.stat(follow_symlinks=False)
@@ -61,8 +66,7 @@ def _entry(root: Path, entry: os.DirEntry[str]) -> dict[str, object]:
 
 async def list_dir(request: web.Request) -> web.Response:
     """``GET /api/v1/resources?path=DIR``: the entries of a folder."""
-    await require_admin(request)
-    root = resources_root(request)
+    root = _root(request)
     folder = resources.resolve(root, request.query.get("path", ""))
     if not folder.is_dir():
         raise NotFound("No such folder in the resource directory", {"path": request.query.get("path")})
@@ -75,11 +79,10 @@ async def list_dir(request: web.Request) -> web.Response:
 @own_body_limit
 async def upload(request: web.Request) -> web.Response:
     """``POST /api/v1/resources?path=DIR``: multipart field ``files``, streamed to disk."""
-    await require_admin(request)
     budget = request.app[CTX].settings.resources.max_upload_bytes
     if request.content_length is not None and request.content_length > budget:
         raise PayloadTooLarge("Upload too large", {"maxBytes": budget})
-    root = resources_root(request)
+    root = _root(request)
     rel = request.query.get("path", "")
     if resources.resolve(root, rel).is_file():
         raise BadRequest("The upload path is a file, not a folder", {"path": rel})
@@ -108,8 +111,7 @@ async def _save_all(reader: MultipartReader, root: Path, rel: str, budget: int) 
 
 async def download(request: web.Request) -> web.FileResponse:
     """``GET /api/v1/resources/download?path=FILE``: the file, streamed, with Range."""
-    await require_admin(request)
-    path = resources.resolve(resources_root(request), request.query.get("path", ""))
+    path = resources.resolve(_root(request), request.query.get("path", ""))
     return serve_file(path, name=path.name, download=True)
 
 
@@ -119,17 +121,15 @@ async def large_data(request: web.Request) -> web.FileResponse:
     expires = resources.expiry_of(name)
     if expires is None or expires <= time.time():
         raise NotFound("No such file (already fetched or expired)")
-    path = resources.resolve(resources_root(request), f"{resources.DOWNLOADS}/{name}")
+    path = resources.resolve(_root(request), f"{resources.DOWNLOADS}/{name}")
     return serve_file(path, name=name, download=False, once=True)
 
 
 async def operate(request: web.Request) -> web.Response:
     """``POST /api/v1/resources/operate``: mkdir, move, delete, zip or unzip."""
-    await require_admin(request)
     settings = request.app[CTX].settings
-    op = parse(Operation, parse_json(await request.read(), "request body",
-                                     settings.server.max_json_depth))
-    root = resources_root(request)
+    op = parse(Operation, await json_object(request))
+    root = _root(request)
     with os_errors(op.path):
         result = await asyncio.to_thread(_operate, root, op, settings.resources.max_upload_bytes)
     return ok(request, {"path": result})
@@ -227,8 +227,9 @@ def _unzip(root: Path, source: Path, target: Path, max_bytes: int) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/resources", list_dir, allow_head=False)
-    app.router.add_post("/api/v1/resources", upload)
-    app.router.add_get("/api/v1/resources/download", download, allow_head=False)
-    app.router.add_post("/api/v1/resources/operate", operate)
-    app.router.add_get(LARGE_DATA_ROUTE + "{name}", large_data, allow_head=False)
+    routing.get(app, "/api/v1/resources", list_dir, ADMIN)
+    routing.post(app, "/api/v1/resources", upload, ADMIN)
+    routing.get(app, "/api/v1/resources/download", download, ADMIN)
+    routing.post(app, "/api/v1/resources/operate", operate, ADMIN)
+    # the unguessable name is the credential, as in a presigned URL
+    routing.get(app, LARGE_DATA_ROUTE + "{name}", large_data, PUBLIC)

@@ -13,15 +13,19 @@ child), and every cancel, needs admin auth.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Required, TypedDict, cast
 
 import orjson
 from aiohttp import web
 
 from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
 from fluxfunc_common.errors import BadRequest, NotFound
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.context import CTX, AppContext
+from fluxfunc_server import routing
+from fluxfunc_server.access import ADMIN, Access, Rule
+from fluxfunc_server.appkeys import CTX
+from fluxfunc_server.context import AppContext
 from fluxfunc_server.responses import ok
 
 MAX_WAIT = 60.0
@@ -30,21 +34,47 @@ FIELDS = ("id", "funcId", "origin", "originId", "status", "queue", "attempt", "t
           "startTime", "endTime", "result", "exception", "traceback", "printLogs")
 
 
-def result_view(result: TaskResult) -> dict[str, Any]:
+class TaskView(TypedDict, total=False):
+    """A task as the task API shows it: every name of :data:`FIELDS` (None when unknown),
+    ``response`` for a sync call's DFF.RESP, ``cancelRequested`` while it runs."""
+
+    id: Required[str]
+    funcId: object
+    origin: object
+    originId: object
+    status: Required[str]
+    queue: object
+    attempt: object
+    triggerTime: object
+    startTime: object
+    endTime: object
+    result: object
+    exception: object
+    traceback: object
+    printLogs: object
+    response: object
+    cancelRequested: bool
+
+
+def _pick(data: Mapping[str, object]) -> TaskView:
+    return cast(TaskView, {name: data.get(name) for name in FIELDS})
+
+
+def result_view(result: TaskResult) -> TaskView:
     """The API shape of a finished task."""
     data = result.model_dump(mode="json", by_alias=True)
-    view = {name: data.get(name) for name in FIELDS}
+    view = _pick(data)
     if result.response is not None:  # DFF.RESP: what the sync caller received
         view["response"] = data["response"]
     return view
 
 
-def record_view(record: dict[str, Any]) -> dict[str, Any]:
+def record_view(record: Mapping[str, object]) -> TaskView:
     """The API shape of a task record from the store (same camelCase names)."""
-    return {name: record.get(name) for name in FIELDS}
+    return _pick(record)
 
 
-def _loads(raw: Any) -> dict[str, Any] | None:
+def _loads(raw: bytes | str | None) -> dict[str, object] | None:
     if raw is None:
         return None
     try:
@@ -54,7 +84,7 @@ def _loads(raw: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def task_view(ctx: AppContext, task_id: str) -> dict[str, Any] | None:
+async def task_view(ctx: AppContext, task_id: str) -> TaskView | None:
     """The task as it stands now, or None when nothing knows it."""
     result = await ctx.streams.get_result(task_id)
     if result is not None:
@@ -68,22 +98,43 @@ async def task_view(ctx: AppContext, task_id: str) -> dict[str, Any] | None:
     if running is None and header is None:
         record = await ctx.store.get_task_record(task_id)
         return record_view(record) if record else None
-    view: dict[str, Any] = dict.fromkeys(FIELDS)
-    view.update({k: v for k, v in (header or {}).items() if k in FIELDS})
+    view = _pick(header or {})
     view["id"] = task_id
     if running is not None:
-        view.update(status=TaskStatus.RUNNING.value, startTime=running.get("startTime"),
-                    attempt=running.get("attempt") or view.get("attempt"))
+        view["status"] = TaskStatus.RUNNING.value
+        view["startTime"] = running.get("startTime")
+        view["attempt"] = running.get("attempt") or view.get("attempt")
         view["cancelRequested"] = bool(cancel_flag)
     else:
         view["status"] = (TaskStatus.CANCELLED if cancel_flag else TaskStatus.QUEUED).value
     return view
 
 
-async def _authorise(request: web.Request, view: dict[str, Any] | None) -> None:
+@dataclass(frozen=True)
+class _Looked:
+    """The task as one request found it (looked up once, for the access check and the answer)."""
+
+    view: TaskView | None
+
+
+LOOKED = web.RequestKey("fluxfunc_task_view", _Looked)
+
+
+async def _view_of(request: web.Request) -> TaskView | None:
+    looked = request.get(LOOKED)
+    if looked is None:
+        looked = _Looked(await task_view(request.app[CTX], request.match_info["task_id"]))
+        request[LOOKED] = looked
+    return looked.view
+
+
+async def _is_api_task(request: web.Request) -> bool:
     """Sync/async API tasks are readable by id alone; everything else needs admin."""
-    if view is None or view.get("origin") not in PUBLIC_ORIGINS:
-        await require_admin(request)
+    view = await _view_of(request)
+    return view is not None and view.get("origin") in PUBLIC_ORIGINS
+
+
+READ = Rule(Access.ADMIN, open_when=_is_api_task)
 
 
 def _wait_param(request: web.Request) -> float:
@@ -107,8 +158,7 @@ async def get_task(request: web.Request) -> web.Response:
     unknown = set(request.query) - {"wait"}
     if unknown:
         raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}")
-    view = await task_view(ctx, task_id)
-    await _authorise(request, view)
+    view = await _view_of(request)
     if view is None:
         raise NotFound(f"No such task: {task_id}", {"id": task_id})
     if wait > 0 and not TaskStatus(view["status"]).final:
@@ -124,7 +174,6 @@ async def get_task(request: web.Request) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     """``POST /api/v1/tasks/{task_id}/cancel``: queued → never runs; running → its child is
     stopped. Answers status ``cancelled``; a task that already ended otherwise → 400."""
-    await require_admin(request)
     ctx = request.app[CTX]
     task_id = request.match_info["task_id"]
     view = await task_view(ctx, task_id)
@@ -144,5 +193,5 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/tasks/{task_id}", get_task, allow_head=False)
-    app.router.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)
+    routing.get(app, "/api/v1/tasks/{task_id}", get_task, READ)
+    routing.post(app, "/api/v1/tasks/{task_id}/cancel", cancel_task, ADMIN)

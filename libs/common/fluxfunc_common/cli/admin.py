@@ -1,0 +1,118 @@
+"""`fluxfunc admin`: credentials for the management API.
+
+- ``create-token [--config PATH] [--name NAME]``: a new admin bearer token. Only its SHA-256
+  is stored; the token itself is printed once, as the last line of the output, so a script
+  can take it with ``tail -n 1``.
+- ``create-access-key [--config PATH] [--name NAME]``: a DataFlux Func style access key for
+  the SDK's request signing; its secret is stored encrypted with ``secret`` and printed once
+  (last two lines: the key id, then the secret).
+- ``list-tokens`` / ``list-access-keys``: one line per credential (id, name, created, and
+  ``revoked`` for a revoked token); ``revoke-token ID`` / ``revoke-access-key ID``.
+- ``rotate-secret``: re-encrypt every stored secret with ``secret``; run it after moving the
+  old secret to ``previous_secrets`` (see docs/security.md).
+
+The instance is found as every command finds it (:mod:`fluxfunc_common.cli.instance`); the first
+output line names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from fluxfunc_common import credentials, ids
+from fluxfunc_common.cli.instance import CONFIG_HELP, announce, load_instance
+from fluxfunc_common.crypto import cipher_for, hash_token, new_token
+from fluxfunc_common.errors import FluxfuncError, RetryableError
+from fluxfunc_common.lifecycle import fail
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import CredentialKind, open_store
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("admin", help="admin credentials: create, list and revoke tokens and "
+                                           "access keys; rotate-secret")
+    actions = parser.add_subparsers(dest="admin_action", required=True, metavar="ACTION")
+    for name, text in (("create-token", "create an admin bearer token (printed once, last line)"),
+                       ("create-access-key", "create a DataFlux Func access key (id and secret)")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+        action.add_argument("--name", default="", help="a note saying who or what uses it")
+    for name, text, target in _MANAGE_ACTIONS:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+        if target:
+            action.add_argument("id", help=f"the {target} id (see list-{target}s)")
+    parser.set_defaults(func=run)
+
+
+_MANAGE_ACTIONS = (
+    ("list-tokens", "list admin tokens (id, name, created, revoked)", None),
+    ("revoke-token", "revoke an admin token (every Server refuses it within 1 s)", "token"),
+    ("list-access-keys", "list access keys (id, name, created)", None),
+    ("revoke-access-key", "delete an access key (refused at once)", "access-key"),
+    ("rotate-secret", "re-encrypt every stored secret with `secret` (the old one must be in "
+     "`previous_secrets`)", None),
+)
+
+
+async def create_token(settings: Settings, name: str = "") -> tuple[str, str]:
+    """Store a new admin token's hash; return (token id, token)."""
+    token = new_token()
+    token_id = ids.entity_id("tok")
+    async with open_store(settings.store) as store:
+        await store.add_admin_token(token_id, hash_token(token), name or token_id)
+    return token_id, token
+
+
+async def create_access_key(settings: Settings, name: str = "") -> tuple[str, str]:
+    """Store a new access key (secret encrypted with ``secret``); return (id, secret)."""
+    cipher = cipher_for(settings)
+    ak_id = ids.entity_id("ak")
+    secret = secrets.token_urlsafe(24)
+    async with open_store(settings.store) as store:
+        await store.add_access_key(ak_id, cipher.encrypt(secret), name or ak_id)
+    return ak_id, secret
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``fluxfunc admin ACTION``; errors become one line and a non-zero exit."""
+    try:
+        settings, instance = load_instance(args.config)
+        announce(settings, instance)
+        if args.admin_action == "create-token":
+            token_id, token = asyncio.run(create_token(settings, args.name))
+            print(f"admin token {token_id} created; it is shown only now:", flush=True)
+            print(token, flush=True)
+        elif args.admin_action == "create-access-key":
+            ak_id, secret = asyncio.run(create_access_key(settings, args.name))
+            print("access key created; its secret is shown only now (id, then secret):", flush=True)
+            print(ak_id, flush=True)
+            print(secret, flush=True)
+        else:
+            asyncio.run(manage(settings, args.admin_action, getattr(args, "id", None)))
+    except RetryableError as exc:
+        return fail(exc.message, 3)
+    except FluxfuncError as exc:
+        return fail(exc.message)
+    return 0
+
+
+async def manage(settings: Settings, action: str, target: str | None) -> None:
+    """list-tokens, revoke-token, list-access-keys, revoke-access-key, rotate-secret."""
+    kind = CredentialKind.TOKEN if "token" in action else CredentialKind.ACCESS_KEY
+    async with open_store(settings.store) as store:
+        if action.startswith("list-"):
+            for c in await credentials.list_credentials(store, kind):
+                created = datetime.fromtimestamp(c.created, UTC).isoformat(timespec="seconds")
+                print(f"{c.id}\t{c.name}\t{created}" + ("\trevoked" if c.revoked else ""), flush=True)
+        elif action.startswith("revoke-") and target:
+            await credentials.revoke(store, kind, target)
+            print(f"{target} revoked", flush=True)
+        elif action == "rotate-secret":
+            done = await credentials.rotate_secret(store, cipher_for(settings))
+            print(f"re-encrypted with `secret`: {done.access_keys} access key(s), "
+                  f"{done.entities} entity(ies); `previous_secrets` can now be removed", flush=True)

@@ -1,1 +1,0 @@
-"""Subcommands of the umbrella ``fluxfunc`` CLI, one module each."""

@@ -1,0 +1,166 @@
+"""The ``cron_fire.lua`` script of cron firing (:mod:`fluxfunc_common.cron`): fire task ids,
+the per-job templates, the script's per-fire arguments, and the script calls.
+
+Task ids are deterministic (a ULID whose time is the fire time and whose random part is a
+hash of deployment, cron id and fire time), so a re-sent fire is a no-op. What every fire of
+one job version shares — its envelope, its keys, its policy fields — is encoded once per job
+(:class:`JobTemplate`), so a fire costs two small JSON dumps, not a model. The argument layout
+is documented in ``lua/cron_fire.lua``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from fluxfunc_common import luascripts
+from fluxfunc_common.envelope import Origin, TaskEnvelope
+from fluxfunc_common.keys import Keys
+from fluxfunc_common.models import CronJob, Func
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.streams import EnvelopeTemplate
+from fluxfunc_common.tasks import build_envelope
+from fluxfunc_common.text import as_optional_text
+
+DEFAULT_DEDUP_TTL_MS = 10 * 60 * 1000
+MANUAL_SUFFIX = "#manual"  # manual runs dedup apart from the scheduled fire of the same ms
+SCRIPT_CHUNK = 500  # fires per script call: bounds the time Redis spends in one call
+SEND_CONCURRENCY = 16  # script calls in flight at once (all of a 8,000-fire batch)
+YIELD_EVERY = 1000  # fires encoded between two yields to the event loop
+TEMPLATES_MAX = 100_000  # job templates kept; past that the cache starts over
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
+
+ScriptArg = bytes | str | int
+Chunk = list[ScriptArg]  # the per-fire arguments of one script call
+
+
+@dataclass(frozen=True, slots=True)
+class FireRequest:
+    """One fire to make: the job, its func and the scheduled time."""
+
+    job: CronJob
+    func: Func
+    fire_ms: int
+    dedup_ttl_ms: int = DEFAULT_DEDUP_TTL_MS
+
+
+@dataclass(frozen=True, slots=True)
+class JobTemplate:
+    """What every fire of one job version shares: its envelope, encoded once."""
+
+    job: CronJob
+    func: Func
+    stream: EnvelopeTemplate
+    wait_s: float | None  # the func's ``expires``: queue deadline = fire time + this
+    keys: tuple[str, str]  # the job's running marker and its queue's stream
+    fields: tuple[str, str, str, str]  # overlap policy, running-marker ttl, func id, result ttl
+
+    def times(self, fire_ms: int) -> tuple[float, float | None]:
+        """(trigger time, queue deadline) of the fire at ``fire_ms``."""
+        now = fire_ms / 1000
+        return now, None if self.wait_s is None else now + self.wait_s
+
+    def envelope(self, task_id: str, fire_ms: int) -> TaskEnvelope:
+        """The envelope of one fire as a model (for the rare fire that needs one)."""
+        return self.stream.envelope_for(task_id, *self.times(fire_ms))
+
+
+def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment: str = "") -> str:
+    """``task-<ULID>``: time = fire time, random part = hash of (deployment, cron id, fire ms)."""
+    text = f"{deployment}\0{cron_id}\0{fire_ms}\0{int(manual)}"
+    digest = hashlib.blake2b(text.encode(), digest_size=10).digest()
+    value = (fire_ms << 80) | int.from_bytes(digest, "big")  # 128 bits → 26 chars, 2 per 10 bits
+    return "task-" + "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+
+
+class FireScript:
+    """The job templates and the ``cron_fire.lua`` calls of one firer."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings) -> None:
+        self.keys, self.settings = keys, settings
+        self._script = luascripts.register(redis, "cron_fire")
+        self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
+        self._templates: dict[str, JobTemplate] = {}
+
+    def running_ttl_ms(self, func: Func) -> int:
+        """How long a run may hold the overlap marker: wait in queue + timeout + a lease (a
+        func without a queue deadline: the result TTL stands for its wait)."""
+        timeout = func.options.effective_timeout(self.settings.tasks)
+        wait = func.options.queue_wait(timeout, sync=False) or self.settings.tasks.result_ttl
+        seconds = float(wait) + timeout + 2 * self.settings.worker.lease_seconds
+        return int(seconds * 1000)
+
+    def template(self, r: FireRequest) -> JobTemplate:
+        """The job's template (built and validated once per job and func version)."""
+        job, func = r.job, r.func
+        cached = self._templates.get(job.id)
+        if cached is not None and cached.job is job and cached.func is func:
+            return cached
+        if len(self._templates) > TEMPLATES_MAX:
+            self._templates.clear()
+        env = build_envelope(
+            func, job.kwargs, origin=Origin.CRON_JOB, now=0.0, settings=self.settings.tasks,
+            origin_id=job.id, queue=job.queue or None, task_id="task-template",
+            cron_expr=job.cron_expr or None, record_limit=job.task_record_limit)
+        stream = EnvelopeTemplate(env)
+        template = JobTemplate(job, func, stream, env.expires,  # built at now = 0: expires = wait
+                               (self.keys.cron_running(job.id), self.keys.queue(env.queue)),
+                               (job.overlap_policy, str(self.running_ttl_ms(func)), env.func_id,
+                                str(stream.result_ttl_ms)))
+        self._templates[job.id] = template
+        return template
+
+    async def chunks(self, requests: Sequence[FireRequest], tids: list[str],
+                     templates: list[JobTemplate | None], manual: bool) -> list[Chunk]:
+        """The script arguments of every fire, cut in calls of about :data:`SCRIPT_CHUNK`
+        fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered)."""
+        chunks: list[Chunk] = []
+        meta: list[list[str]] = []
+        blobs: list[ScriptArg] = []
+        for i, r in enumerate(requests):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let a batch being sent meanwhile make progress
+            if len(meta) >= SCRIPT_CHUNK and r.job.id != requests[i - 1].job.id:
+                chunks.append([orjson.dumps(meta), *blobs])
+                meta, blobs = [], []
+            fields, body, header = self._fire_args(r, tids[i], templates[i], manual)
+            meta.append(fields)
+            blobs += (body, header)
+        if meta:
+            chunks.append([orjson.dumps(meta), *blobs])
+        return chunks
+
+    def _fire_args(self, r: FireRequest, tid: str, t: JobTemplate | None,
+                   manual: bool) -> tuple[list[str], bytes, bytes]:
+        """One fire's entry of the script's ``fires`` array, its envelope JSON and its ``enq``
+        header (see ``lua/cron_fire.lua``)."""
+        k, cron_id = self.keys, r.job.id
+        if t is None:  # claimed by another deployment: only mark it
+            return [k.beat_fired(cron_id, r.fire_ms), "", "", "", cron_id, str(r.fire_ms),
+                    str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0"], b"", b""
+        body, header = t.stream.render(tid, *t.times(r.fire_ms))
+        guard = k.beat_fired(cron_id + (MANUAL_SUFFIX if manual else ""), r.fire_ms)
+        policy, running_ttl, func_id, result_ttl = t.fields
+        return [guard, *t.keys, k.enqueued(tid), cron_id, "" if manual else str(r.fire_ms),
+                str(r.dedup_ttl_ms), tid, policy, running_ttl, func_id, result_ttl], body, header
+
+    async def run(self, chunks: list[Chunk], epoch: int | None) -> list[tuple[str, str]]:
+        """The script once per chunk; one (status, detail) reply per fire, in order. Chunks go
+        out concurrently (a few connections), so Redis runs the first while the next is packed."""
+        keys = [self.keys.beat_epoch(), self.keys.beat_last()]
+        head: list[ScriptArg] = ["" if epoch is None else epoch, *self._prefixes,
+                                 self.settings.redis.queue_max_len, Origin.CRON_JOB.value]
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def one(chunk: Chunk) -> list[tuple[object, object]]:
+            async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
+                return list(await self._script(keys=keys, args=[*head, *chunk]))
+
+        results = await asyncio.gather(*(one(c) for c in chunks))
+        return [(as_optional_text(s) or "", as_optional_text(d) or "") for batch in results for s, d in batch]

@@ -1,0 +1,1 @@
+"""Process tooling: a private Redis server and child-process supervision (``fluxfunc up``, tests, benches)."""
