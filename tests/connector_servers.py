@@ -10,7 +10,7 @@ import socket
 import pytest
 
 SERVERS = {"mysql": 3306, "postgresql": 5432, "redis": 6379, "mqtt": 1883, "amqp": 5672,
-           "nats": 4222, "memcached": 11211}
+           "nats": 4222, "memcached": 11211, "influxdb": 8086}
 
 
 def require(*names: str) -> None:

@@ -190,17 +190,16 @@ async def test_store_claims_batch_and_prune(any_store: Store) -> None:
     assert await any_store.claim_cron_fires([("c1", T0, "again")]) == [True]  # pruned: claimable
 
 
-async def test_fixed_cron_func_fires_as_its_implicit_job(
+async def test_a_job_fires_on_its_funcs_queue_and_deadline(
         clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
     func = func_row("demo__basic.nightly", fixedCronExpr="0 0 3 * * *", queue="slow", expires=60, timeout=5)
     await store.create(Entity.FUNC, func)
-    job = CronJob.implicit_for(Func.from_row(func))
-    assert job is not None
+    job = CronJob.from_row(cron_row("nightly", "0 0 3 * * *", func_id="demo__basic.nightly"))
     firer = firer_for(clients, store, make_settings())
     [out] = await firer.fire_many([FireRequest(job, Func.from_row(func), T0)], epoch=None)
     assert out.status is FireStatus.FIRED and out.queue == "slow"
     [env] = await fired_entries(clients.main, clients.keys, "slow")
-    assert env["originId"] == "cron-fixed-demo__basic.nightly" and env["funcId"] == "demo__basic.nightly"
+    assert env["originId"] == "nightly" and env["funcId"] == "demo__basic.nightly"
     assert env["expires"] == T0 / 1000 + 60 and env["timeout"] == 5  # the queue deadline of this fire
 
 

@@ -122,18 +122,6 @@ def test_timezone_of_the_job_and_the_default() -> None:
     assert table.jobs["ny"].next_ms == T0 + 14 * 3_600_000
 
 
-def test_fixed_cron_expr_func_is_an_implicit_job() -> None:
-    func = Func.from_row({"id": "demo__basic.daily", "extraConfig": {"fixedCronExpr": "0 0 3 * * *"},
-                          "createTime": T0 / 1000, "updateTime": T0 / 1000})
-    implicit = CronJob.implicit_for(func)
-    assert implicit is not None and implicit.id == "cron-fixed-demo__basic.daily"
-    assert implicit.overlap_policy == "skip" and implicit.misfire_policy == "fireOnce"
-    assert CronJob.implicit_for(Func.from_row({"id": "x.y", "extraConfig": {"fixedCronExpr": None}})) is None
-    table = JobTable(late_ms=LATE)
-    assert table.upsert(implicit, func, last_ms=None, now_ms=T0)
-    assert fires(table, T0 + 3 * 3_600_000) == [("cron-fixed-demo__basic.daily", T0 + 3 * 3_600_000)]
-
-
 def test_ten_thousand_jobs_share_one_computation() -> None:
     table = JobTable(late_ms=LATE)
     for i in range(10_000):

@@ -27,7 +27,7 @@ def write_config(path: Path, *, redis_url: str, namespace: str, store_url: str, 
         "secret": "test-secret-for-fluxfunc-tests-only-0123",
         "redis": {"url": redis_url, "namespace": namespace},
         "store": {"url": store_url},
-        "server": {"host": "127.0.0.1", "port": port, "shutdown_seconds": 10},
+        "server": {"host": "127.0.0.1", "port": port, "shutdown_seconds": 10, "processes": 1},
         "log": {"level": "INFO", "format": "json"},
         "resources": {"path": str(path.parent / "resources")},
     }

@@ -173,3 +173,28 @@ async def test_sync_caller_gets_a_reply_note_and_one_log_line(bench: Bench,
 async def _line(proc: WorkerProcess, task_id: str) -> dict | None:
     found = [ln for ln in proc.task_lines() if ln.get("task_id") == task_id]
     return found[0] if found else None
+
+
+async def test_a_read_from_several_queues_bringing_more_entries_than_slots_runs_them_all(
+        bench: Bench, workers: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    """XREADGROUP's COUNT is per stream: an idle worker (one slot, blocked in its read) woken
+    by entries landing on three queues at once (one transaction) gets three entries for its
+    one slot; every one of them runs now, none waits for a reclaim."""
+    await bench.publish(WORK, WORK_CODE)
+    out = tmp_path / "effects.txt"
+    w = workers("w", concurrency=1, lease_seconds=60)  # a dropped entry would wait a minute
+    await w.ready(bench)
+    task_ids = []
+    for round_ in range(5):
+        async with bench.redis.pipeline(transaction=True) as tx:
+            for queue in ("default", "cron", "async"):
+                env = await bench.envelope(f"{WORK}.append", {"path": str(out), "i": round_},
+                                           queue=queue)
+                tx.xadd(bench.keys.queue(queue), {"task": env.id, "func": env.func_id,
+                                                  "origin": env.origin.value, "body": env.to_json()})
+                task_ids.append(env.id)
+            await tx.execute()
+        for task_id in task_ids[-3:]:
+            assert (await bench.result(task_id, within=30)).status is TaskStatus.SUCCESS
+    assert "fetch failed" not in w.text()
+    assert w.stop() == 0

@@ -19,14 +19,16 @@ store claim and the watermark, dedup apart from scheduled fires (``#manual`` gua
 the same overlap rule. Task ids are deterministic (:func:`~fluxfunc_common.cronscript.fire_task_id`),
 so a re-sent fire is a no-op.
 
-Funcs whose catalogue entry has ``extraConfig.fixedCronExpr`` are cron jobs as well: the
-implicit job ``cron-fixed-<funcId>`` (:meth:`fluxfunc_common.models.CronJob.implicit_for`).
+A func's ``delayed_cron_job`` (``extraConfig.delayedCronExpr``, seconds) turns each scheduled
+fire into one run per delay: a run at 0 is enqueued at once, the others as delayed tasks due at
+fire + delay (the promoter moves them), all in the same script call as the fire, each with its
+own task id and guard (:func:`~fluxfunc_common.cronscript.run_delays`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import redis.asyncio as aioredis
@@ -39,6 +41,7 @@ from fluxfunc_common.cronscript import (
     FireScript,
     JobTemplate,
     fire_task_id,
+    run_delays,
 )
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
@@ -86,7 +89,7 @@ class PreparedFires:
         """The envelope of fire ``i`` (one this deployment fires) as a model."""
         t = self.templates[i]
         assert t is not None
-        return t.envelope(self.tids[i], self.requests[i].fire_ms)
+        return t.envelope(self.tids[i], self.requests[i].fire_ms, self.requests[i].delay_s)
 
 
 class CronFirer:
@@ -138,6 +141,8 @@ class CronFirer:
                                             for r, tid in zip(requests, tids, strict=True)])
         templates = [self.script.template(r) if mine else None
                      for r, mine in zip(requests, ours, strict=True)]
+        if not manual:  # a manual run is one run now, as in DataFlux Func
+            requests, tids, templates = _with_delays(requests, tids, templates, deployment)
         chunks = await self.script.chunks(requests, tids, templates, manual)
         return PreparedFires(requests, tids, templates, chunks, manual)
 
@@ -160,6 +165,24 @@ class CronFirer:
                                              exception=f"Skipped: {outcome.detail}")
             records.append(task_record(result))
         await self.store.insert_task_records(records)
+
+
+def _with_delays(requests: Sequence[FireRequest], tids: list[str], templates: list[JobTemplate | None],
+                 deployment: str) -> tuple[Sequence[FireRequest], list[str], list[JobTemplate | None]]:
+    """Each fire as its runs (:func:`~fluxfunc_common.cronscript.run_delays`), next to each
+    other (one script call makes them all); unchanged when no func has delays."""
+    if all(not r.func.options.delayed_cron_expr for r in requests):
+        return requests, tids, templates
+    runs: list[FireRequest] = []
+    run_tids: list[str] = []
+    run_templates: list[JobTemplate | None] = []
+    for r, tid, t in zip(requests, tids, templates, strict=True):
+        for delay in run_delays(r.func):
+            runs.append(replace(r, delay_s=delay) if delay else r)
+            run_tids.append(fire_task_id(r.job.id, r.fire_ms, deployment=deployment, delay_s=delay)
+                            if delay else tid)
+            run_templates.append(t)
+    return runs, run_tids, run_templates
 
 
 def _outcome_of(p: PreparedFires, i: int, status: str, detail: str) -> FireOutcome:

@@ -48,6 +48,19 @@ class FireRequest:
     func: Func
     fire_ms: int
     dedup_ttl_ms: int = DEFAULT_DEDUP_TTL_MS
+    delay_s: int = 0  # a delayed run of this fire (``delayed_cron_job``): due at fire + delay
+
+    @property
+    def due_ms(self) -> int:
+        return self.fire_ms + self.delay_s * 1000
+
+
+def run_delays(func: Func) -> tuple[int, ...]:
+    """The runs of each fire, in seconds after it: the func's ``delayed_cron_job`` (sorted,
+    once each) — as in DataFlux Func the list replaces the run at 0, so ``[0, 60]`` runs at
+    the fire and a minute later and ``[60]`` only a minute later — else ``(0,)``."""
+    delays = func.options.delayed_cron_expr
+    return tuple(sorted(set(delays))) if delays else (0,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +72,26 @@ class JobTemplate:
     stream: EnvelopeTemplate
     wait_s: float | None  # the func's ``expires``: queue deadline = fire time + this
     keys: tuple[str, str]  # the job's running marker and its queue's stream
+    delayed_keys: tuple[str, str]  # its queue's delayed set and delayed bodies
     fields: tuple[str, str, str, str]  # overlap policy, running-marker ttl, func id, result ttl
 
-    def times(self, fire_ms: int) -> tuple[float, float | None]:
-        """(trigger time, queue deadline) of the fire at ``fire_ms``."""
+    def times(self, fire_ms: int, delay_s: int = 0) -> tuple[float, float | None]:
+        """(trigger time, queue deadline) of the fire at ``fire_ms`` (its run ``delay_s``
+        later: the deadline counts from the run, as in DataFlux Func)."""
         now = fire_ms / 1000
-        return now, None if self.wait_s is None else now + self.wait_s
+        return now, None if self.wait_s is None else now + delay_s + self.wait_s
 
-    def envelope(self, task_id: str, fire_ms: int) -> TaskEnvelope:
+    def envelope(self, task_id: str, fire_ms: int, delay_s: int = 0) -> TaskEnvelope:
         """The envelope of one fire as a model (for the rare fire that needs one)."""
-        return self.stream.envelope_for(task_id, *self.times(fire_ms))
+        env = self.stream.envelope_for(task_id, *self.times(fire_ms, delay_s))
+        return env.model_copy(update={"eta": (fire_ms / 1000 + delay_s) if delay_s else None})
 
 
-def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment: str = "") -> str:
-    """``task-<ULID>``: time = fire time, random part = hash of (deployment, cron id, fire ms)."""
-    text = f"{deployment}\0{cron_id}\0{fire_ms}\0{int(manual)}"
+def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment: str = "",
+                 delay_s: int = 0) -> str:
+    """``task-<ULID>``: time = fire time, random part = hash of (deployment, cron id, fire ms
+    and, for a delayed run, its delay)."""
+    text = f"{deployment}\0{cron_id}\0{fire_ms}\0{int(manual)}" + (f"\0{delay_s}" if delay_s else "")
     digest = hashlib.blake2b(text.encode(), digest_size=10).digest()
     value = (fire_ms << 80) | int.from_bytes(digest, "big")  # 128 bits → 26 chars, 2 per 10 bits
     return "task-" + "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
@@ -111,6 +129,7 @@ class FireScript:
         stream = EnvelopeTemplate(env)
         template = JobTemplate(job, func, stream, env.expires,  # built at now = 0: expires = wait
                                (self.keys.cron_running(job.id), self.keys.queue(env.queue)),
+                               (self.keys.delayed(env.queue), self.keys.delayed_body(env.queue)),
                                (job.overlap_policy, str(self.running_ttl_ms(func)), env.func_id,
                                 str(stream.result_ttl_ms)))
         self._templates[job.id] = template
@@ -141,14 +160,19 @@ class FireScript:
         """One fire's entry of the script's ``fires`` array, its envelope JSON and its ``enq``
         header (see ``lua/cron_fire.lua``)."""
         k, cron_id = self.keys, r.job.id
+        guard_id = cron_id + (MANUAL_SUFFIX if manual else "") + (f"#d{r.delay_s}" if r.delay_s else "")
         if t is None:  # claimed by another deployment: only mark it
-            return [k.beat_fired(cron_id, r.fire_ms), "", "", "", cron_id, str(r.fire_ms),
-                    str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0"], b"", b""
-        body, header = t.stream.render(tid, *t.times(r.fire_ms))
-        guard = k.beat_fired(cron_id + (MANUAL_SUFFIX if manual else ""), r.fire_ms)
+            return [k.beat_fired(guard_id, r.fire_ms), "", "", "", cron_id, str(r.fire_ms),
+                    str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0", "", "", ""], b"", b""
+        body, header = t.stream.render(tid, *t.times(r.fire_ms, r.delay_s))
         policy, running_ttl, func_id, result_ttl = t.fields
-        return [guard, *t.keys, k.enqueued(tid), cron_id, "" if manual else str(r.fire_ms),
-                str(r.dedup_ttl_ms), tid, policy, running_ttl, func_id, result_ttl], body, header
+        due, delayed = "", ("", "")
+        if r.delay_s:  # runs later, overlap or not (as in DataFlux Func, no lock at fire time)
+            body = orjson.dumps({**orjson.loads(body), "eta": r.due_ms / 1000})
+            policy, due, delayed = "allow", str(r.due_ms), t.delayed_keys
+        return [k.beat_fired(guard_id, r.fire_ms), *t.keys, k.enqueued(tid), cron_id,
+                "" if manual else str(r.fire_ms), str(r.dedup_ttl_ms), tid, policy, running_ttl,
+                func_id, result_ttl, due, *delayed], body, header
 
     async def run(self, chunks: list[Chunk], epoch: int | None) -> list[tuple[str, str]]:
         """The script once per chunk; one (status, detail) reply per fire, in order. Chunks go

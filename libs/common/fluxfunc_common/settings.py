@@ -99,6 +99,9 @@ class ServerSettings(Section):
         "when set, GET /metrics needs `Authorization: Bearer <metrics_token>`"))
     api_auth_func_timeout: float = Field(default=5, gt=0, le=60, description=(
         "seconds the Server waits for the auth func of a `func` API auth; later is a 401"))
+    processes: int | None = Field(default=None, ge=1, le=256, description=(
+        "server processes sharing the port (SO_REUSEPORT); unset: one per usable core "
+        "(`fluxfunc up`: 1); `--processes N` overrides"))
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
 """What the leader knows about cron jobs and funcs, and how it stays current.
 
 - **Load** (on taking the lease, then every 5 minutes as a safety net): every cron job
-  (paged ``store.list``), every func (implicit ``cron-fixed-<funcId>`` jobs from
-  ``fixedCronExpr``) and each job's last fire (``beat:last``) into the :class:`JobTable`.
+  (paged ``store.list``), every func and each job's last fire (``beat:last``) into the
+  :class:`JobTable`. A func's ``fixedCronExpr`` schedules nothing by itself: it fixes the
+  expression of the cron jobs created on it (:func:`~fluxfunc_beat.jobs.with_fixed_expr`).
   Rows are parsed into :class:`~fluxfunc_common.models.CronJob` and
   :class:`~fluxfunc_common.models.Func` here, once; a row that does not parse is logged and
   left out (a job: reported as not scheduled).
@@ -10,7 +11,8 @@
   read *before* the load, so no change is missed) and re-read only the changed ids: a change
   takes effect within a second whatever the number of jobs.
 - **Watch** ``scripts:version`` (one GET a second): after a publish, re-read the funcs so
-  fires carry the func's current timeout, queue and retries.
+  fires carry the func's current timeout, queue and retries (and the jobs of a func whose
+  fixed expression changed are rescheduled).
 
 Also collects the queues named by jobs and funcs (the promoter's and janitor's work list).
 """
@@ -64,7 +66,6 @@ class JobCatalog:
         """(Re)load every job and func; unchanged jobs keep their place in the table."""
         funcs = await self._all_funcs()
         jobs = [j async for row in self._all(Entity.CRON_JOB) if (j := self._job_of(row)) is not None]
-        jobs += [j for f in funcs.values() if (j := CronJob.implicit_for(f)) is not None]
         last = await self._last_fires([j.id for j in jobs])
         self.funcs = funcs
         self._queues_of_funcs(funcs.values())
@@ -77,8 +78,10 @@ class JobCatalog:
         self.changed()
 
     async def apply_changes(self, cron_ids: Iterable[str]) -> None:
-        """Re-read the changed jobs from the store (a missing job is removed)."""
-        cron_ids = set(cron_ids)
+        """Re-read the changed jobs from the store (a missing job is removed). The Server's
+        ``cron-fixed-<funcId>`` notices of a publish name no job: :meth:`watch_funcs` follows
+        fixed expressions."""
+        cron_ids = {c for c in cron_ids if not c.startswith(FIXED_CRON_PREFIX)}
         now = self.now_ms()
         last = await self._last_fires(sorted(cron_ids))
         for cron_id in cron_ids:
@@ -127,10 +130,15 @@ class JobCatalog:
             return
         self._scripts_version = version
         funcs = await self._all_funcs()
-        self.funcs = funcs
+        old, self.funcs = self.funcs, funcs
         self._queues_of_funcs(funcs.values())
-        for state in self.table.jobs.values():  # a func removed from its script: None, refused
+        refixed = set()
+        for cron_id, state in self.table.jobs.items():  # a func removed from its script: None, refused
             state.func = funcs.get(state.job.func_id)
+            if _fixed_expr(old.get(state.job.func_id)) != _fixed_expr(state.func):
+                refixed.add(cron_id)
+        if refixed:  # the fixed expression changed: reschedule from the stored rows
+            await self.apply_changes(refixed)
 
     # --- plumbing -----------------------------------------------------------------------------
     async def _all_funcs(self) -> dict[str, Func]:
@@ -177,18 +185,6 @@ class JobCatalog:
                 self.queues.add(func.options.queue)
 
     async def _read_job(self, cron_id: str) -> CronJob | None:
-        if cron_id.startswith(FIXED_CRON_PREFIX):
-            func = _func_of(await self.store.find(Entity.FUNC, cron_id[len(FIXED_CRON_PREFIX):]))
-            if func is None:
-                self._removed(cron_id)
-                return None
-            self.funcs[func.id] = func
-            self.table.update_func(func)
-            self._queues_of_funcs([func])
-            job = CronJob.implicit_for(func)
-            if job is None:  # the func no longer has a fixedCronExpr
-                self._removed(cron_id)
-            return job
         row = await self.store.find(Entity.CRON_JOB, cron_id)
         if row is None:
             self._removed(cron_id)
@@ -198,6 +194,10 @@ class JobCatalog:
     def _removed(self, cron_id: str) -> None:
         self.table.remove(cron_id)
         log.info("cron job removed", cron_id=cron_id)
+
+
+def _fixed_expr(func: Func | None) -> str | None:
+    return func.options.fixed_cron_expr if func is not None else None
 
 
 def _func_of(row: Mapping[str, Any] | None) -> Func | None:

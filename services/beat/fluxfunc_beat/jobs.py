@@ -59,6 +59,16 @@ def epoch_ms(value: object) -> int | None:
     return None if seconds is None else int(seconds * 1000)
 
 
+def with_fixed_expr(job: CronJob, func: Func | None) -> CronJob:
+    """The job as it fires: a func published with ``fixed_cron_expr`` fixes the expression
+    of every cron job on it (as in DataFlux Func: the func's fixed expression wins over the
+    job's own), so a re-publish with another expression reschedules them."""
+    fixed = func.options.fixed_cron_expr if func is not None else None
+    if not fixed or fixed == job.cron_expr:
+        return job
+    return job.model_copy(update={"cron_expr": fixed})
+
+
 def _signature(job: CronJob, tz: str) -> Signature:
     return (job.cron_expr, tz, job.expire_time, job.is_disabled, job.update_time)
 
@@ -81,7 +91,7 @@ class JobTable:
     # --- changes ----------------------------------------------------------------------------
     def upsert(self, job: CronJob, func: Func | None, *, last_ms: int | None, now_ms: int) -> bool:
         """Add or replace a job; returns True when it is scheduled. ``last_ms`` is its last fire."""
-        cron_id = job.id
+        cron_id, job = job.id, with_fixed_expr(job, func)
         tz = job.timezone or self.default_tz
         signature = _signature(job, tz)
         current = self.jobs.get(cron_id)

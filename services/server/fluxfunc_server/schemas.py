@@ -250,7 +250,8 @@ class CronJobCreate(Body):
     func_id: FuncId
     kwargs: JSONObject = Field(default_factory=dict)
     cron_expr: Annotated[str, Field(min_length=1, max_length=256,
-                                    description="5 fields, or 6 with seconds first")]
+                                    description="5 fields, or 6 with seconds first; may be left "
+                                    "out for a func with fixed_cron_expr")] | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = Field(
         default=None, description="IANA name; default beat.timezone")
     misfire_policy: Literal["skip", "fireOnce"] = "fireOnce"

@@ -11,8 +11,8 @@ from fluxfunc_worker import sdk
 
 def context_globals(ctx: sdk.TaskContext) -> dict[str, object]:
     """The ``_DFF_*`` globals of one run (as DataFlux Func names them: the root task of a
-    ``DFF.FUNC`` child is the task that called it, ``"ROOT"`` otherwise; there are no delayed
-    cron fires nor a debugger, so ``_DFF_CRON_JOB_DELAY`` is 0 and ``_DFF_DEBUG`` False)."""
+    ``DFF.FUNC`` child is the task that called it, ``"ROOT"`` otherwise; a delayed cron run's
+    ``_DFF_CRON_JOB_DELAY`` is its delay in seconds; there is no debugger: ``_DFF_DEBUG`` False)."""
     cron_mode = "cronJob" if ctx.origin == "cronJob" else None
     delay = max(0.0, ctx.eta - ctx.trigger_time) if ctx.eta and ctx.trigger_time else 0
     return {
@@ -22,10 +22,10 @@ def context_globals(ctx: sdk.TaskContext) -> dict[str, object]:
         "_DFF_START_TIME_MS": int(ctx.start_time * 1000),
         "_DFF_ETA": ctx.eta,
         "_DFF_DELAY": delay,
-        "_DFF_CRON_JOB_DELAY": 0,
+        "_DFF_CRON_JOB_DELAY": round(delay) if cron_mode else 0,
         "_DFF_CRON_JOB_EXEC_MODE": cron_mode,
         "_DFF_CRONTAB": ctx.cron_expr,
-        "_DFF_CRONTAB_DELAY": 0,
+        "_DFF_CRONTAB_DELAY": round(delay) if cron_mode else 0,
         "_DFF_CRONTAB_EXEC_MODE": cron_mode,
         "_DFF_TASK_ID": ctx.task_id,
         "_DFF_FUNC_ID": ctx.func_id,

@@ -311,8 +311,10 @@ class Worker:
             self.completer.fail(finished, exc)
             raise
         self._backlog = len(claimed) >= asked
-        self.runs.dispatch([(self.inflight.add(c.delivery, batch.take()), c.start) for c in claimed
-                            if not self.inflight.adopt(c.delivery)])
+        # XREADGROUP's COUNT is per stream: with several queues a read may bring more entries
+        # than the batch has slots; those are ours already and are held beyond the count
+        self.runs.dispatch([(self.inflight.add(c.delivery, self._slot(batch)), c.start)
+                            for c in claimed if not self.inflight.adopt(c.delivery)])
         self.completer.settle(finished, done)
 
     async def _adopt_own_pending(self) -> None:

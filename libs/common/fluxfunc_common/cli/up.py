@@ -177,7 +177,7 @@ class Up:
     def settings(self, loaded: Settings) -> Settings:
         """The loaded settings with the embedded defaults filled in where nothing was given."""
         s, a = loaded, self.args
-        server: dict[str, Any] = {}
+        server: dict[str, Any] = {"processes": 1}  # its identity check knows one server pid
         if a.host or not _given(s.server, "host"):
             server["host"] = a.host or "127.0.0.1"
         if a.port is not None:

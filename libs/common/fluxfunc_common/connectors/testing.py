@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from fluxfunc_common.connectors import clients
+from fluxfunc_common.connectors.http import HttpEndpoint
 from fluxfunc_common.connectors.types import ConnectorConfig, ConnectorType
 
 
@@ -89,10 +90,43 @@ def _memcached(config: ConnectorConfig) -> None:
         client.close()
 
 
+def _influx_databases(answer: object) -> set[str]:
+    """The names in an InfluxDB ``SHOW DATABASES`` answer (its error raised)."""
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list) or not results or not isinstance(results[0], dict):
+        raise ConnectionError(f"not an InfluxDB answer: {str(answer)[:200]}")
+    if results[0].get("error"):
+        raise ConnectionError(str(results[0]["error"]))
+    series = results[0].get("series") or [{}]
+    return {str(row[0]) for row in series[0].get("values") or []}
+
+
+def _influxdb(config: ConnectorConfig) -> None:
+    login = config.login()
+    auth = (login, config.password or "") if login else None
+    answer = HttpEndpoint.of(config, 8086).request(
+        "GET", "/query", query={"q": "SHOW DATABASES"}, auth=auth).json()
+    names = _influx_databases(answer)
+    if config.database not in (None, "") and str(config.database) not in names:
+        raise LookupError(f"database {str(config.database)!r} does not exist")
+
+
+def _datakit(config: ConnectorConfig) -> None:
+    HttpEndpoint.of(config, 9529).request("GET", "/v1/ping")
+
+
+def _dataway(config: ConnectorConfig) -> None:
+    if not config.token and "token=" not in (config.url or ""):
+        raise ValueError("a dataway connector needs a `token`")
+    HttpEndpoint.of(config, 9528).request("GET", "/v1/ping", query={"token": config.token or ""})
+
+
 CHECKS: dict[ConnectorType, Callable[[ConnectorConfig], None]] = {
     ConnectorType.MYSQL: _mysql, ConnectorType.POSTGRESQL: _postgresql,
     ConnectorType.REDIS: _redis, ConnectorType.MQTT: _mqtt, ConnectorType.AMQP: _amqp,
     ConnectorType.NATS: _nats, ConnectorType.MEMCACHED: _memcached,
+    ConnectorType.INFLUXDB: _influxdb, ConnectorType.DATAKIT: _datakit,
+    ConnectorType.DATAWAY: _dataway,
 }
 
 

@@ -22,6 +22,9 @@ class ConnectorType(StrEnum):
     AMQP = "amqp"
     NATS = "nats"
     MEMCACHED = "memcached"
+    INFLUXDB = "influxdb"
+    DATAKIT = "datakit"
+    DATAWAY = "dataway"
 
 
 class ConnectorConfig(BaseModel):
@@ -49,6 +52,10 @@ class ConnectorConfig(BaseModel):
     vhost: str | None = None  # amqp: the virtual host ("/" unless given)
     topic_handlers: list[dict[str, object]] | None = Field(default=None, alias="topicHandlers")
     timeout: float | None = Field(default=None, gt=0, le=300)  # connect timeout, seconds
+    # the HTTP types (influxdb, datakit, dataway): a whole base URL, or protocol + host + port
+    url: str | None = None
+    protocol: str | None = None  # "http" or "https"
+    source: str | None = None  # datakit: the ``input`` name of written data
 
     def login(self) -> str | None:
         """``user`` or its alias ``username``."""

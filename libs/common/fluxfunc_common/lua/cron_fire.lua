@@ -7,8 +7,13 @@
 --       enq key prefix, stream max length, origin, fires (JSON array, one array of strings
 --       per fire: fired guard key, cron running marker key, stream key, enq marker key,
 --       cron id, fire ms ('' = not a scheduled fire: leave the watermark), guard ttl ms,
---       task id, policy, running-marker ttl ms, func id, result ttl ms), then two per fire:
---       envelope JSON, enq header JSON
+--       task id, policy, running-marker ttl ms, func id, result ttl ms, due ms ('' = now),
+--       delayed zset key, delayed body hash key), then two per fire: envelope JSON, enq
+--       header JSON
+--   A fire with a due ms is a delayed run of a cron fire (``delayed_cron_job``): while its due
+--   time (Redis TIME) is ahead it goes to the queue's delayed set, as enqueue.lua puts a task
+--   with an ETA (the promoter moves it), else onto the stream. The runs of one fire travel
+--   in the same call, so a Beat killed at any point has made all of them or none.
 --   policy: 'skip' | 'allow' (overlapPolicy), or 'claimed': another deployment claimed
 --   this fire in the store; only mark it, so this deployment knows it happened.
 -- The per-fire keys travel in ARGV (a JSON string packs and parses far faster than a dozen
@@ -50,6 +55,16 @@ local function fire(f, body, header)
     if prev and prev ~= tid and in_flight(prev) then
       return {'skipped', prev}  -- final: the guard stays, so a second try is 'duplicate'
     end
+  end
+  local due = tonumber(f[13] or '')
+  local wait = due and due - now_ms() or 0
+  if wait > 0 then
+    if not redis.call('SET', enq, header, 'NX', 'PX', string.format('%d', tonumber(f[12]) + wait)) then
+      return {'duplicate', tid}
+    end
+    redis.call('HSET', f[15], tid, body)
+    redis.call('ZADD', f[14], string.format('%d', due), tid)
+    return {'fired', 'delayed'}
   end
   local length = lengths[stream] or redis.call('XLEN', stream)
   if length >= max_len then

@@ -100,16 +100,17 @@ class MysqlTarget:
     database: str
 
     @classmethod
-    def parse(cls, url: str) -> MysqlTarget:
+    def parse(cls, url: str, *, what: str = "store.url") -> MysqlTarget:
+        """Raises ConfigError naming ``what`` (the setting or option the URL came from)."""
         parts = urlsplit(url)
         database = unquote(parts.path.lstrip("/"))
         if parts.scheme not in ("mysql", "mariadb") or not database:
-            raise ConfigError(f"store.url must look like mysql://user:pass@host:3306/db, got "
+            raise ConfigError(f"{what} must look like mysql://user:pass@host:3306/db, got "
                               f"{parts.scheme}://…/{database}")
         try:
             port = parts.port or 3306
         except ValueError:
-            raise ConfigError("store.url has an invalid port") from None
+            raise ConfigError(f"{what} has an invalid port") from None
         return cls(parts.hostname or "127.0.0.1", port, unquote(parts.username or "root"),
                    unquote(parts.password or ""), database)
 

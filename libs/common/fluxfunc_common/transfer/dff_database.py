@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pymysql
 import pymysql.cursors
 
-from fluxfunc_common.errors import BadRequest, Unavailable
+from fluxfunc_common.errors import BadRequest, ConfigError, Unavailable
 from fluxfunc_common.store import Entity
+from fluxfunc_common.store.mysql import MysqlTarget
 from fluxfunc_common.transfer import dff_cipher
 from fluxfunc_common.transfer import dff_convert as conv
 from fluxfunc_common.transfer.bundle import Bundle
@@ -37,36 +36,21 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class MysqlUrl:
-    """``mysql://user:pass@host:port/db`` taken apart (the password never printed)."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    @classmethod
-    def parse(cls, url: str) -> MysqlUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mysql", "mariadb") or not parts.path.strip("/"):
-            raise BadRequest("--mysql must look like mysql://user:pass@host:port/database")
-        return cls(parts.hostname or "127.0.0.1", parts.port or 3306, unquote(parts.username or "root"),
-                   unquote(parts.password or ""), unquote(parts.path.strip("/")))
-
-    def where(self) -> str:
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+def _target(url: str) -> MysqlTarget:
+    try:
+        return MysqlTarget.parse(url, what="--mysql")
+    except ConfigError as exc:
+        raise BadRequest(exc.message) from None
 
 
 @contextmanager
-def _connect(url: MysqlUrl) -> Iterator[Any]:
+def _connect(url: MysqlTarget) -> Iterator[Any]:
     try:
         conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
                                database=url.database, charset="utf8mb4", connect_timeout=10,
                                cursorclass=pymysql.cursors.DictCursor)
     except pymysql.MySQLError as exc:
-        raise Unavailable(f"cannot open the DataFlux Func database {url.where()}: {exc}") from None
+        raise Unavailable(f"cannot open the DataFlux Func database {url.safe_url}: {exc}") from None
     try:
         yield conn
     finally:
@@ -85,13 +69,13 @@ def _rows(conn: Any, tables: set[str], kind: str) -> list[dict[str, object]]:
 
 def read(url: str, *, dff_secret: str | None, default_timezone: str) -> Bundle:
     """The bundle of everything movable in a DataFlux Func database."""
-    where = MysqlUrl.parse(url)
+    where = _target(url)
     with _connect(where) as conn:
         with conn.cursor() as cur:
             cur.execute("SHOW TABLES")
             tables = {str(next(iter(r.values()))) for r in cur.fetchall()}
         if "biz_main_script_set" not in tables:
-            raise BadRequest(f"{where.where()} is not a DataFlux Func database "
+            raise BadRequest(f"{where.safe_url} is not a DataFlux Func database "
                              "(no biz_main_script_set table)")
         data = {kind: _rows(conn, tables, kind) for kind in TABLES}
     return convert(data, dff_secret=dff_secret, default_timezone=default_timezone)

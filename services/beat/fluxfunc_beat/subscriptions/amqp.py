@@ -13,7 +13,6 @@ import asyncio
 import functools
 import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from fluxfunc_beat.subscriptions.model import Delivery, Inbox, Subscription
@@ -56,15 +55,8 @@ def _serve(connection: Any, sub: Subscription, inbox: Inbox, loop: asyncio.Abstr
         def on_message(ch: Any, method: Any, _props: Any, body: bytes) -> None:
             ack = functools.partial(connection.add_callback_threadsafe,
                                     functools.partial(ch.basic_ack, method.delivery_tag))
-            delivery = Delivery(method.routing_key or queue, body, time.time(), ack)
-            future = asyncio.run_coroutine_threadsafe(inbox.put(delivery), loop)
-            while not stopping.is_set():
-                try:
-                    future.result(timeout=0.5)
-                    return
-                except FutureTimeout:
-                    continue
-            future.cancel()
+            inbox.put_from_thread(Delivery(method.routing_key or queue, body, time.time(), ack),
+                                  loop, stopping)
 
         channel.basic_consume(queue, on_message, auto_ack=False)
         while not stopping.is_set():

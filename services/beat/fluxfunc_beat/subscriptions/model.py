@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,3 +121,16 @@ class Inbox:
 
     async def put(self, delivery: Delivery) -> None:
         await self.queue.put(delivery)
+
+    def put_from_thread(self, delivery: Delivery, loop: asyncio.AbstractEventLoop,
+                        stopping: threading.Event) -> None:
+        """From a client library's own thread: hand ``delivery`` over, waiting while the inbox is
+        full (the task queue is), until it is taken or ``stopping`` is set."""
+        future = asyncio.run_coroutine_threadsafe(self.put(delivery), loop)
+        while not stopping.is_set():
+            try:
+                future.result(timeout=0.5)
+                return
+            except FutureTimeout:
+                continue
+        future.cancel()

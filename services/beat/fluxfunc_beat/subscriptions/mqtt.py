@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from fluxfunc_beat.subscriptions.model import Delivery, Inbox, Subscription
@@ -52,15 +51,8 @@ async def consume(sub: Subscription, config: ConnectorConfig, inbox: Inbox,
             if qos > 0:
                 c.ack(mid, qos)
 
-        delivery = Delivery(msg.topic, bytes(msg.payload), time.time(), ack)
-        future = asyncio.run_coroutine_threadsafe(inbox.put(delivery), loop)
-        while not stopping.is_set():  # the inbox is full while the task queue is: wait
-            try:
-                future.result(timeout=0.5)
-                return
-            except FutureTimeout:
-                continue
-        future.cancel()
+        # waits while the inbox is full (the task queue is): no PUBACK, the broker keeps it
+        inbox.put_from_thread(Delivery(msg.topic, bytes(msg.payload), time.time(), ack), loop, stopping)
 
     client.on_connect = on_connect
     client.on_message = on_message

@@ -38,7 +38,8 @@ from fluxfunc_server.responses import ok
 PATH = f"{API}/connectors"
 T = TypeVar("T")
 ConnectorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=64)]
-TypeName = Literal["mysql", "postgresql", "redis", "mqtt", "amqp", "nats", "memcached"]
+TypeName = Literal["mysql", "postgresql", "redis", "mqtt", "amqp", "nats", "memcached",
+                   "influxdb", "datakit", "dataway"]
 Text = Annotated[str, Field(max_length=5000)]
 
 

@@ -1,9 +1,12 @@
-"""The cron jobs defined in code: a func published with ``@DFF.API(fixed_cron_expr=...)`` has
-the implicit job ``cron-fixed-<funcId>`` (:meth:`fluxfunc_common.models.CronJob.implicit_for`).
+"""The fixed cron expressions defined in code, as read-only entries ``cron-fixed-<funcId>``.
 
-They are listed with the stored cron jobs (after them, on the last page), and ``GET`` and
-``/next`` answer for them; each carries ``definedInCode: true``. They are read-only: a
-``PATCH`` or ``DELETE`` is a 403 that says to change the function and publish it again.
+As in DataFlux Func, ``@DFF.API(fixed_cron_expr=...)`` schedules nothing by itself: it fixes
+the expression of the cron jobs created on the func (the Server gives them that expression
+and refuses another; the Beat fires them on the func's current one). These entries document
+it: listed after the stored cron jobs (on the last page), ``GET`` and ``/next`` answer for
+them, each with ``definedInCode: true`` and ``isDisabled: true`` (nothing fires them; ``POST
+/api/v1/cron/cron-fixed-<funcId>`` still runs the func once by hand). A ``PATCH`` or
+``DELETE`` is a 403 that says to change the function and publish it again.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ PATH = "/api/v1/cron-jobs/{id:" + FIXED_CRON_PREFIX + "[^/]+}"
 
 
 def present(job: CronJob) -> EntityRow:
-    return {**job.to_row(), "definedInCode": True}
+    return {**job.to_row(), "definedInCode": True, "isDisabled": True,
+            "note": "fixed_cron_expr of the func: the expression of the cron jobs created on it; "
+                    "schedules nothing by itself"}
 
 
 async def fixed_jobs(ctx: AppContext, func_id: str | None = None) -> list[EntityRow]:
-    """Every implicit job (of ``func_id`` only, when given), ordered by id."""
+    """Every fixed-expression entry (of ``func_id`` only, when given), ordered by id."""
     if func_id is not None:
         func = await ctx.store.find(Entity.FUNC, func_id)
         funcs = [func] if func else []
@@ -40,7 +45,7 @@ async def fixed_jobs(ctx: AppContext, func_id: str | None = None) -> list[Entity
 
 
 async def fixed_job(ctx: AppContext, cron_id: str) -> EntityRow:
-    """The implicit job ``cron_id``; NotFound when its func has no ``fixed_cron_expr``."""
+    """The entry ``cron_id``; NotFound when its func has no ``fixed_cron_expr``."""
     func = await ctx.store.find(Entity.FUNC, cron_id.removeprefix(FIXED_CRON_PREFIX))
     job = CronJob.implicit_for(Func.from_row(func)) if func else None
     if job is None:
@@ -63,7 +68,8 @@ async def refuse(request: web.Request) -> web.Response:
     job = await fixed_job(request.app[CTX], request.match_info["id"])
     raise BizCondition(f"cron job {job['id']!r} is defined in code by the fixed_cron_expr of func "
                        f"{job['funcId']!r}: change @DFF.API(fixed_cron_expr=...) and publish the "
-                       "script again", {"id": job["id"], "funcId": job["funcId"]})
+                       "script again (to schedule the func, create a cron job on it: it takes "
+                       "this expression)", {"id": job["id"], "funcId": job["funcId"]})
 
 
 def add_routes(app: web.Application) -> None:

@@ -135,13 +135,28 @@ async def prepare_cron_job(ctx: AppContext, data: EntityRow, old: EntityRow | No
                          "fixed_cron_expr funcs", {"field": "id"})
     _defaults(data, kwargs={}, isDisabled=False, tags=[], misfirePolicy="fireOnce",
               overlapPolicy="skip", timezone=ctx.settings.beat.timezone)
+    func = await func_of(ctx, data.get("funcId"))
+    fixed_cron_expr(func, data, old)
     if not data.get("cronExpr"):
         raise BadRequest("cronExpr is required", {"field": "cronExpr"})
     timezone = data["timezone"]
     schedule.validate(str(data["cronExpr"]), str(timezone) if timezone is not None else None)
-    func = await func_of(ctx, data.get("funcId"))
     check_kwargs(func, _kwargs(data), has_caller=False)
     return data
+
+
+def fixed_cron_expr(func: Func, data: EntityRow, old: EntityRow | None) -> None:
+    """A func published with ``fixed_cron_expr`` fixes the expression of its cron jobs (as in
+    DataFlux Func): the job takes it; asking for another one is a 400."""
+    fixed = func.options.fixed_cron_expr
+    if not fixed:
+        return
+    asked = data.get("cronExpr")
+    if asked and asked != fixed and asked != (old or {}).get("cronExpr"):
+        raise BadRequest(f"func {func.id!r} fixes the cron expression of its cron jobs to {fixed!r} "
+                         "(fixed_cron_expr): leave cronExpr out or send that one",
+                         {"field": "cronExpr", "fixedCronExpr": fixed})
+    data["cronExpr"] = fixed
 
 
 async def notify_cron_changed(ctx: AppContext, cron_id: str, op: str) -> None:

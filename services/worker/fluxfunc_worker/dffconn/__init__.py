@@ -1,5 +1,6 @@
 """``DFF.CONN(id)`` (alias ``DFF.SRC``), child side: one module per connector family
-(:mod:`.sql`, :mod:`.redis`, :mod:`.brokers`, :mod:`.memcached`) and the per-child
+(:mod:`.sql`, :mod:`.redis`, :mod:`.brokers`, :mod:`.memcached`, :mod:`.influxdb`,
+:mod:`.guance`) and the per-child
 :mod:`.pool`. The worker's side (the ``conn`` DFF call) is :mod:`.calls`. docs/connectors.md.
 """
 
@@ -16,6 +17,8 @@ from fluxfunc_worker.dffconn.brokers import (
     NatsFamily,
     NatsHelper,
 )
+from fluxfunc_worker.dffconn.guance import GuanceFamily, GuanceHelper
+from fluxfunc_worker.dffconn.influxdb import InfluxDBFamily, InfluxDBHelper
 from fluxfunc_worker.dffconn.memcached import MemcachedFamily, MemcachedHelper
 from fluxfunc_worker.dffconn.pool import ConnectorError, ConnectorPool, Family, Mask, Rpc
 from fluxfunc_worker.dffconn.redis import RedisFamily, RedisHelper
@@ -28,7 +31,9 @@ FAMILIES: dict[ConnectorType, Family] = {
     ConnectorType.MYSQL: _MYSQL, ConnectorType.POSTGRESQL: _POSTGRESQL,
     ConnectorType.REDIS: RedisFamily(), ConnectorType.MQTT: MqttFamily(),
     ConnectorType.AMQP: AmqpFamily(), ConnectorType.NATS: NatsFamily(),
-    ConnectorType.MEMCACHED: MemcachedFamily(),
+    ConnectorType.MEMCACHED: MemcachedFamily(), ConnectorType.INFLUXDB: InfluxDBFamily(),
+    ConnectorType.DATAKIT: GuanceFamily(ConnectorType.DATAKIT),
+    ConnectorType.DATAWAY: GuanceFamily(ConnectorType.DATAWAY),
 }
 
 
@@ -39,7 +44,8 @@ def _helper(pool: ConnectorPool, connector_id: str, kind: ConnectorType) -> Any:
         return SqlHelper(pool, connector_id, _POSTGRESQL)
     simple = {ConnectorType.REDIS: RedisHelper, ConnectorType.MQTT: MqttHelper,
               ConnectorType.AMQP: AmqpHelper, ConnectorType.NATS: NatsHelper,
-              ConnectorType.MEMCACHED: MemcachedHelper}
+              ConnectorType.MEMCACHED: MemcachedHelper, ConnectorType.INFLUXDB: InfluxDBHelper,
+              ConnectorType.DATAKIT: GuanceHelper, ConnectorType.DATAWAY: GuanceHelper}
     return simple[kind](pool, connector_id)
 
 
