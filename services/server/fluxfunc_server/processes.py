@@ -123,7 +123,16 @@ def child_command(argv: Sequence[str] | None) -> list[str]:
 
 
 async def start_all(slots: Sequence[Slot], shutdown: Shutdown) -> int | None:
-    """Start every slot; None when all listen, else the exit code of the first that failed."""
+    """Start every slot; None when all listen (or a signal came), else the exit code of the
+    first that failed. The first slot starts alone: a bad config or an unreachable dependency
+    is then said once, by that one process, and the others are never started."""
+    code = await _start_group(slots[:1], shutdown)
+    if code is None and not shutdown.stopping.is_set() and len(slots) > 1:
+        code = await _start_group(slots[1:], shutdown)
+    return code
+
+
+async def _start_group(slots: Sequence[Slot], shutdown: Shutdown) -> int | None:
     for slot in slots:
         await slot.start()
     readiness: asyncio.Future[list[bool]] = asyncio.gather(*(slot.ready() for slot in slots))
@@ -139,7 +148,8 @@ async def start_all(slots: Sequence[Slot], shutdown: Shutdown) -> int | None:
     for slot, ok in zip(slots, readiness.result(), strict=True):
         if not ok and not shutdown.stopping.is_set():
             code = await slot.exit_code()
-            log.error("server process failed to start", slot=slot.index, code=code)
+            # the child has said why on stderr; this is the supervisor's record of it
+            log.info("server process did not start", slot=slot.index, code=code)
             return code if code > 0 else 1
     return None
 
