@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from fluxfunc_common.connectors.http import HttpEndpoint, Response
 from fluxfunc_common.connectors.types import ConnectorConfig, ConnectorType
 from fluxfunc_worker.dffconn import lineprotocol
+from fluxfunc_worker.dffconn.influxdb import series_rows
 from fluxfunc_worker.dffconn.pool import ConnectorPool
 
 DEFAULT_PORTS = {ConnectorType.DATAKIT: 9529, ConnectorType.DATAWAY: 9528}
@@ -89,20 +90,6 @@ class GuanceFamily:
         return False  # every request is its own connection: nothing to reopen
 
 
-def _dicts(series: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    out = []
-    for one in series:
-        tags = one.get("tags") or {}
-        rows = []
-        for values in one.get("values") or []:
-            row = dict(zip(one["columns"], values, strict=False))
-            tags_field = "tags"
-            while tags_field in row:
-                tags_field = "_" + tags_field
-            row[tags_field] = tags
-            rows.append(row)
-        out.append(rows)
-    return out
 
 
 class GuanceHelper:
@@ -172,4 +159,4 @@ class GuanceHelper:
                 break
         if raw:
             return status, merged
-        return status, {"series": _dicts(series) if dict_output else series}
+        return status, {"series": series_rows(series) if dict_output else series}

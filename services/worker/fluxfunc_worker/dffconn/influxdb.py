@@ -84,18 +84,26 @@ class InfluxDBFamily:
 def to_dicts(result: dict[str, Any]) -> dict[str, Any]:
     """DataFlux Func's ``dict_output``: each series as a list of row dicts (plus ``tags``)."""
     out: dict[str, Any] = {k: v for k, v in result.items() if k != "series"}
-    out["series"] = []
-    for series in result.get("series") or []:
-        tags = series.get("tags") or {}
+    out["series"] = series_rows(result.get("series") or [])
+    return out
+
+
+def series_rows(series: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each series (``columns``, ``values``, ``tags``) as a list of row dicts, its tags under
+    ``tags`` (``_tags``, ``__tags``, … when a column already has that name). InfluxDB's query
+    answer and DataKit's DQL answer share this shape."""
+    out = []
+    for one in series:
+        tags = one.get("tags") or {}
         rows = []
-        for values in series.get("values") or []:
-            row = dict(zip(series["columns"], values, strict=False))
+        for values in one.get("values") or []:
+            row = dict(zip(one["columns"], values, strict=False))
             tags_field = "tags"
             while tags_field in row:
                 tags_field = "_" + tags_field
             row[tags_field] = tags
             rows.append(row)
-        out["series"].append(rows)
+        out.append(rows)
     return out
 
 
