@@ -20,29 +20,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# bench/http.py would shadow the standard library's http (paho-mqtt imports urllib.request)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# bench/http.py would shadow the standard library's http (paho-mqtt imports urllib.request);
+# the repository root comes first instead (the test helpers: the private Mosquitto)
+sys.path[:] = [str(Path(__file__).resolve().parent.parent),
+               *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
+
+from tests.beat.brokers import private_mosquitto  # noqa: E402
 
 from fluxfunc_common.connectors.types import ConnectorType, StoredConnector  # noqa: E402
-from fluxfunc_common.proc.localredis import free_port, private_redis  # noqa: E402
+from fluxfunc_common.proc.localredis import private_redis  # noqa: E402
 from fluxfunc_common.redisconn import open_redis  # noqa: E402
 from fluxfunc_common.scripts import analyse  # noqa: E402
 from fluxfunc_common.settings import Settings  # noqa: E402
@@ -50,7 +51,6 @@ from fluxfunc_common.store import Entity, open_store  # noqa: E402
 
 BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"
 BIN = Path(sys.executable).parent
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SCRIPT_ID = "demo__subbench"
 CODE = '''
 import time
@@ -60,27 +60,6 @@ def handle(topic, message):
     with open({path!r}, "a") as f:
         f.write(f"{{message}} {{time.time():.6f}}\\n")
 '''
-
-
-@contextlib.contextmanager
-def mosquitto() -> Iterator[int]:
-    tmp = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-mqtt-"))
-    port = free_port()
-    (tmp / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                                "max_queued_messages 0\nmax_inflight_messages 1000\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(tmp / "m.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(port: int, topic: str, payloads: list[bytes] | None = None, *, count: int = 0,
@@ -168,7 +147,7 @@ def run(redis_url: str, messages: int, concurrency: int, rate: float | None) -> 
     data["secret"] = BENCH_SECRET
     config.write_text(yaml.safe_dump(data))
     procs: list[subprocess.Popen[bytes]] = []
-    with mosquitto() as port:
+    with private_mosquitto() as port:
         asyncio.run(prepare(settings, port, topic, seen))
         try:
             procs.append(start("fluxfunc-worker", config, workdir, "--concurrency", str(concurrency)))
