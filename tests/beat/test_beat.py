@@ -110,6 +110,7 @@ async def test_a_publish_refreshes_the_funcs_of_the_jobs(
 async def test_a_change_costs_the_same_with_ten_thousand_jobs(
         clients: RedisClients, store: Store, settings: Settings) -> None:
     beat = Beat(settings, clients, store)
+    await beat.partitions.step()  # one Beat: every partition
     await store.create(Entity.FUNC, func_row())
     func = Func.from_row(func_row())
     beat.catalog.funcs = {func.id: func}
@@ -207,15 +208,19 @@ async def test_a_leader_that_loses_its_lease_stops_at_once(
     running = await run_beat(settings, clock=LeaseNeverRunsOut())
     await running.leading()
     await wait_for(lambda: fired_entries(clients.main, clients.keys), 10)
-    # another Beat took over (the lease expired during a pause): new token, new epoch
+    # another Beat took over (the leases expired during a pause): new tokens, new epochs
     await clients.main.set(clients.keys.beat_leader(), "someone-else", px=60_000)
     await clients.main.incr(clients.keys.beat_epoch())
+    for p in range(settings.beat.partitions):
+        await clients.main.set(clients.keys.beat_partition(p), "someone-else", px=60_000)
+        await clients.main.incr(clients.keys.beat_partition_epoch(p))
     # every script call from here on carries a stale epoch (Redis runs them one at a time)
     before = len(await fired_entries(clients.main, clients.keys))
-    # its own lease never runs out: it stops because the next fire is fenced or the next
-    # renewal fails, not by waiting its lease out
+    # its own leases never run out: it stops because the next fire is fenced or the next
+    # renewal fails, not by waiting its leases out
     await wait_for(lambda: _not(running.beat.leading.is_set()), 30, interval=0.02)
-    assert not running.beat.leadership.valid()
+    await wait_for(lambda: _not(bool(running.beat.partitions.held)), 30, interval=0.02)
+    assert not running.beat.leadership.valid() and not running.beat.partitions.epochs()
     assert len(await fired_entries(clients.main, clients.keys)) == before  # no fire after the takeover
 
 
@@ -238,8 +243,8 @@ async def test_a_failed_batch_is_retried_while_late(
     beat = Beat(make_settings(beat={"lease_seconds": LEASE, "store_outage_seconds": 0}), clients, store)
     await seed(store, 3)
     await beat.sync_time()
+    assert (await beat.partitions.step()).gained  # one Beat: every partition
     await beat.catalog.load_all()
-    assert await beat.leadership.try_acquire()
     real = store.claim_cron_fires
     calls = 0
 
@@ -254,13 +259,13 @@ async def test_a_failed_batch_is_retried_while_late(
     now = beat.now_ms()
     due = (beat.table.next_due_ms() or now) + 10
     with pytest.raises(ConnectionError):
-        await beat.fire_due(due)
-    assert len(beat._backlog) == 3
-    await beat.fire_due(due)  # nothing new is due: only the backlog fires
-    await beat.sent()
-    assert beat.counts[FireStatus.FIRED.value] == 3 and beat._backlog == []
+        await beat.scheduler.fire_due(due)
+    assert len(beat.scheduler._backlog) == 3
+    await beat.scheduler.fire_due(due)  # nothing new is due: only the backlog fires
+    await beat.scheduler.sent()
+    assert beat.scheduler.counts[FireStatus.FIRED.value] == 3 and beat.scheduler._backlog == []
     assert len(await fired_entries(clients.main, clients.keys)) == 3
-    await beat.leadership.release()
+    await beat.partitions.release_all()
 
 
 async def test_a_store_outage_fires_on_and_claims_after(
@@ -270,8 +275,8 @@ async def test_a_store_outage_fires_on_and_claims_after(
     beat = Beat(settings, clients, store)
     ids = await seed(store, 3)
     await beat.sync_time()
+    assert (await beat.partitions.step()).gained  # one Beat: every partition
     await beat.catalog.load_all()
-    assert await beat.leadership.try_acquire()
     real = store.claim_cron_fires
     down = True
 
@@ -282,9 +287,9 @@ async def test_a_store_outage_fires_on_and_claims_after(
 
     monkeypatch.setattr(store, "claim_cron_fires", outage)
     due = (beat.table.next_due_ms() or beat.now_ms()) + 10
-    await beat.fire_due(due)
-    await beat.sent()
-    assert beat.counts[FireStatus.FIRED.value] == 3 and beat._backlog == []
+    await beat.scheduler.fire_due(due)
+    await beat.scheduler.sent()
+    assert beat.scheduler.counts[FireStatus.FIRED.value] == 3 and beat.scheduler._backlog == []
     assert beat.firer.unclaimed == 3
     fired = fire_counts(await fired_entries(clients.main, clients.keys))
     with pytest.raises(ConnectionError):
@@ -296,7 +301,7 @@ async def test_a_store_outage_fires_on_and_claims_after(
     # the claims are there: another deployment claiming the same fires is refused
     again = await real([(cron_id, ms, "task-elsewhere") for cron_id, ms in fired])
     assert not any(again) and {c for c, _ in fired} == set(ids)
-    await beat.leadership.release()
+    await beat.partitions.release_all()
 
 
 async def test_a_store_outage_past_its_bound_stops_firing(
@@ -309,21 +314,21 @@ async def test_a_store_outage_past_its_bound_stops_firing(
                 clock=clock)
     await seed(store, 2)
     await beat.sync_time()
+    assert (await beat.partitions.step()).gained  # one Beat: every partition
     await beat.catalog.load_all()
-    assert await beat.leadership.try_acquire()
 
     async def outage(claims: Any) -> Any:
         raise ConnectionError("database went away")
 
     monkeypatch.setattr(store, "claim_cron_fires", outage)
     due = (beat.table.next_due_ms() or beat.now_ms()) + 10
-    await beat.fire_due(due)  # the outage starts: fired without claims
-    await beat.sent()
+    await beat.scheduler.fire_due(due)  # the outage starts: fired without claims
+    await beat.scheduler.sent()
     clock.advance(0.3)  # past the bound
     with pytest.raises(ConnectionError):
-        await beat.fire_due(due + 1000)
-    assert len(beat._backlog) == 2
-    await beat.leadership.release()
+        await beat.scheduler.fire_due(due + 1000)
+    assert len(beat.scheduler._backlog) == 2
+    await beat.partitions.release_all()
 
 
 def test_fires_that_could_not_be_sent_follow_the_misfire_policy(
@@ -339,7 +344,7 @@ def test_fires_that_could_not_be_sent_follow_the_misfire_policy(
     func = Func.from_row(func_row())
     requests = [FireRequest(once, func, old - 1000), FireRequest(once, func, old),
                 FireRequest(skip, func, old), FireRequest(both, func, old), FireRequest(both, func, late)]
-    beat._retry_later(requests)
-    assert sorted((r.job.id, r.fire_ms) for r in beat._backlog) == [
+    beat.scheduler._retry_later(requests)
+    assert sorted((r.job.id, r.fire_ms) for r in beat.scheduler._backlog) == [
         ("cron-both", late), ("cron-once", old)]
 

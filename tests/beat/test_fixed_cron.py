@@ -43,6 +43,7 @@ async def test_publishing_schedules_nothing_and_jobs_follow_the_func(
     await store.create(Entity.FUNC, func_row(fixedCronExpr=FIXED))
     beat = Beat(make_settings(), clients, store)
     await beat.sync_time()
+    await beat.partitions.step()  # one Beat: every partition
     await beat.catalog.start()
     assert len(beat.table) == 0  # no job nobody created
     await store.create(Entity.CRON_JOB, cron_row("mine", "* * * * * *"))

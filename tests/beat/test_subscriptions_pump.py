@@ -1,5 +1,6 @@
 """The pump: deliveries become tasks (origin ``subscription``) and are acknowledged only after
-they are enqueued; on a full queue it waits instead of dropping; a missing func is dropped."""
+they are enqueued; on a full queue it waits instead of dropping; a missing func is dropped;
+both are counted per connector (``fluxfunc_subscription_messages``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.processes import wait_for
 from fluxfunc_beat.subscriptions import subscriptions_of
 from fluxfunc_beat.subscriptions.model import Delivery, Inbox, Subscription
 from fluxfunc_beat.subscriptions.pump import Pump
+from fluxfunc_common import subscriptionstats
 from fluxfunc_common.connectors.types import ConnectorType, StoredConnector
 from fluxfunc_common.models.func import Func
 from fluxfunc_common.redisconn import RedisClients
@@ -58,6 +60,8 @@ async def test_deliveries_become_tasks_then_are_acked(
     tasks = await queued_tasks(clients.main, clients.keys, "subs")
     assert [t["kwargs"] for t in tasks] == [{"topic": f"t/{i}", "message": f"m{i}"} for i in range(5)]
     assert {(t["origin"], t["originId"], t["funcId"]) for t in tasks} == {("subscription", "c1", FUNC.id)}
+    # the connector's message counter of /metrics
+    assert await subscriptionstats.read(clients.main, clients.keys) == {("c1", "enqueued"): 5}
 
 
 async def test_a_full_queue_pauses_without_acking_or_dropping(
@@ -101,6 +105,7 @@ async def test_a_missing_func_drops_and_acks(
     await task
     assert pump.stats.dropped == 1
     assert await queued_tasks(clients.main, clients.keys) == []
+    assert await subscriptionstats.read(clients.main, clients.keys) == {("c1", "dropped"): 1}
 
 
 async def _equals(got: list[int], want: list[int]) -> bool:

@@ -100,3 +100,8 @@ async def test_rotate_secret_reseals_connectors(store: SqlStore) -> None:
     assert report.entities == 1
     config = (await store.get_connector("c")).config
     assert unseal(config, Cipher("the-next-deployment-secret-for-the-tests-4567")).password == "pw-1"
+
+
+def test_server_list_port_without_host() -> None:
+    """A ``port`` alone is on the default host, not silently the default port."""
+    assert ConnectorConfig(port=4333).server_list("127.0.0.1:4222") == ["127.0.0.1:4333"]

@@ -142,16 +142,15 @@ async def prune_until_done(store: SqlStore, older_than: float, keep: int,
 async def test_batched_prune_matches_the_rule(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prune_module, "BATCH", 7)
     monkeypatch.setattr(prune_module, "BUDGET", 25)  # several rounds for the first step
-    full_passes = 0
-    counted = prune_module.SqlPrune._crowded_origins
+    full_passes = 0  # slices of a sweep over every originId
+    counted = prune_module.SqlPrune._sweep
 
-    async def counting(self: SqlStore, r: Any) -> set[str | None]:
+    async def counting(self: SqlStore, start: str, floor: int) -> tuple[set[str | None], str | None]:
         nonlocal full_passes
         full_passes += 1
-        found: set[str | None] = await counted(self, r)
-        return found
+        return await counted(self, start, floor)
 
-    monkeypatch.setattr(prune_module.SqlPrune, "_crowded_origins", counting)
+    monkeypatch.setattr(prune_module.SqlPrune, "_sweep", counting)
     records = [make(i) for i in range(300)]
     records += [make(1000 + i, trigger=T0 + 50, origin_id="tied") for i in range(12)]
     await store.insert_task_records(records)
@@ -166,8 +165,9 @@ async def test_batched_prune_matches_the_rule(store: SqlStore, monkeypatch: pyte
         records = [r for r in records if r["id"] in set(left)]
 
     await check(T0 + 10, 20, {"o1": 5, "tied": 4})
-    # an unfinished round (budget spent) makes the next one count every originId; from here
-    # on every round finishes, so only the written and the lowered originIds get looked at
+    # an unfinished round (budget spent) saves nothing: the next one looks at the same
+    # originIds again; from here on every round finishes, so only the written and the lowered
+    # originIds get looked at
     monkeypatch.setattr(prune_module, "BUDGET", 10_000)
     passes = full_passes
     fake.advance(3600)  # the records above are now old news; only new writes get looked at
@@ -182,3 +182,51 @@ async def test_batched_prune_matches_the_rule(store: SqlStore, monkeypatch: pyte
     await check(T0 + 20, 3, {})  # keep lowered: a full pass
     assert full_passes > passes
     await check(T0 + 20, 0, {"o4": 1})
+
+
+async def test_prune_state_survives_a_restart_and_the_sweep_goes_in_slices(
+        store: SqlStore, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first round counts every originId in slices of the originId index (one slice a
+    round); a second store object on the same database (a restarted Beat, a new leader) carries
+    on from the saved state: no sweep again, only the originIds written since."""
+    monkeypatch.setattr(prune_module, "SWEEP_ROWS", 25)
+    monkeypatch.setattr(prune_module, "BATCH", 4)
+    monkeypatch.setattr(prune_module, "LANES", {"sqlite": 3, "mysql": 3})  # lanes on both
+    slices: list[str] = []
+    counted = prune_module.SqlPrune._sweep
+
+    async def counting(self: SqlStore, start: str, floor: int) -> tuple[set[str | None], str | None]:
+        slices.append(start)
+        return await counted(self, start, floor)
+
+    monkeypatch.setattr(prune_module.SqlPrune, "_sweep", counting)
+    records = [make(i, origin_id=f"o{i % 12:02d}") for i in range(120)]  # 10 per originId
+    records += [make(500 + i, origin_id=None) for i in range(9)]
+    await store.insert_task_records(records)
+
+    async def sweep_to_the_end(on: SqlStore, keep: int) -> None:
+        for _ in range(20):  # until a round needs no slice
+            before = len(slices)
+            await on.prune_task_records(older_than=0, keep_per_origin=keep)
+            if len(slices) == before:
+                return
+
+    await sweep_to_the_end(store, 6)
+    rounds = len(slices)
+    assert rounds > 2  # 120 entries, 25 a slice
+    assert sorted(await page_through(store, TaskRecordQuery(limit=500))) == rule(records, 0, 6, {})
+    async with open_store(StoreSettings(url=store_url)) as again:
+        assert isinstance(again, SqlStore)
+        again.clock = FakeClock(T0 + 3600)  # the rows above are no longer "written since"
+        assert await again.prune_task_records(older_than=0, keep_per_origin=6) == 0
+        assert len(slices) == rounds  # carried on: no sweep
+        new = [make(900 + i, trigger=T0 + 100 + i, origin_id="o03") for i in range(4)]
+        records += new
+        await again.insert_task_records(new)
+        assert await again.prune_task_records(older_than=0, keep_per_origin=6) == 4
+        assert len(slices) == rounds
+        again.clock = FakeClock(T0 + 7200)
+        await sweep_to_the_end(again, 5)
+        assert len(slices) > rounds + 2  # keep went down: a sweep again, in slices
+        left = await page_through(again, TaskRecordQuery(limit=500))
+        assert sorted(left) == rule(records, 0, 5, {})

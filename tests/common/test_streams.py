@@ -504,9 +504,10 @@ async def test_safe_trim_keeps_pending_and_undelivered(proto: StreamProtocol, r:
 async def test_complete_and_dead_count_task_statistics(proto: StreamProtocol, r: aioredis.Redis,
                                                        keys: Keys) -> None:
     """Every final status is counted deployment-wide by the script that ends the task, with the
-    run time in its histogram bucket (what ``/metrics`` reports, whichever Server is asked)."""
-    for _ in range(3):
-        await proto.enqueue(make_env(), max_len=BIG)
+    run time in its histogram bucket, and by the task's origin (what ``/metrics`` reports,
+    whichever Server is asked)."""
+    for origin in (Origin.ASYNC_API, Origin.SUBSCRIPTION, Origin.SUBSCRIPTION):
+        await proto.enqueue(make_env(origin=origin), max_len=BIG)
     a, b, c = await proto.read("a", ["default"], 3, block_ms=0)
     now = time.time()
     await proto.complete_many("a", [
@@ -517,6 +518,8 @@ async def test_complete_and_dead_count_task_statistics(proto: StreamProtocol, r:
     assert await proto.dead("a", c, dead, reason="kept crashing", result_ttl_ms=60_000)
     stats = await read_task_stats(r, keys)
     assert stats.counts == {("demo__basic.plus", "success"): 2, ("demo__basic.plus", "dead"): 1}
+    assert stats.origins == {("asyncAPI", "success"): 1, ("subscription", "success"): 1,
+                             ("subscription", "dead"): 1}
     hist = stats.durations["demo__basic.plus"]
     assert hist.buckets == {"0.005": 1, "0.25": 1}
     assert abs(hist.total - 0.203) < 1e-6

@@ -188,7 +188,11 @@ def dff_export_zip() -> bytes:
                              "publishVersion": 3, "type": "python", "codeMD5": "x",
                              "funcs": [{"id": "demo__calc.plus", "name": "plus"}]},
                             {"id": "demo__readme", "title": "Readme", "type": "markdown"}]}],
-        "connectors": [{"id": "mysql1", "title": "DB", "type": "mysql", "configJSON": {}}],
+        "connectors": [{"id": "mysql1", "title": "DB", "type": "mysql",
+                        "configJSON": {"host": "db", "port": 3306, "passwordCipher": ""}},
+                       {"id": "mq", "type": "mqtt", "configJSON": {"host": "mq", "topicHandlers": [
+                           {"topic": "t/#", "funcId": "demo__calc.plus"}]}},
+                       {"id": "kafka1", "type": "kafka", "configJSON": {}}],
         "envVariables": [{"id": "db_pass", "title": "DB", "autoTypeCasting": "string",
                           "valueTEXT": ""},
                          {"id": "flags", "autoTypeCasting": "commaArray", "valueTEXT": "a,b"}],
@@ -220,9 +224,18 @@ async def test_dataflux_func_export_imports_unchanged(target: SqlStore) -> None:
     assert cron["isDisabled"] is True and cron["tags"] == ["t"]
     assert (await target.get(Entity.ENV_VARIABLE, "flags"))["value"] == ["a", "b"]
     notes = "\n".join(plan.notes)
-    assert "demo__readme" in notes and "connector mysql1" in notes
-    # enabling the cron job here and importing again changes nothing
+    assert "demo__readme" in notes and "connector mysql1: set its password" in notes
+    assert "skipped connector kafka1" in notes
+    assert "connector mq: its 1 subscription(s) created DISABLED" in notes
+    mysql1 = await target.get_connector("mysql1")
+    assert mysql1.config == {"host": "db", "port": 3306}  # the password is still to be set
+    mq = await target.get_connector("mq")
+    assert mq.config["topicHandlers"] == [{"topic": "t/#", "funcId": "demo__calc.plus",
+                                           "isDisabled": True}]
+    # enabling the cron job and the subscription here and importing again changes nothing
     await target.update(Entity.CRON_JOB, "cron-1", {"isDisabled": False})
+    await target.replace_connector(mq.model_copy(update={"config": {
+        **mq.config, "topicHandlers": [{"topic": "t/#", "funcId": "demo__calc.plus"}]}}))
     again = await import_bundle(target, archive.read(dff_export_zip()), TARGET)
     assert not again.writes() and not again.conflicts(), again.lines()
 

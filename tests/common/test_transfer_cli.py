@@ -14,7 +14,7 @@ from tests.conftest import RedisServer
 from tests.server.processes import write_config
 
 from fluxfunc_common import cli
-from fluxfunc_common.cli.transfer import PASSPHRASE_ENV
+from fluxfunc_common.cli.transfer import DFF_PASSWORD_ENV, PASSPHRASE_ENV
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store import Entity, SqlStore, open_store
@@ -94,3 +94,32 @@ def test_conflicts_exit_1_and_name_the_object(tmp_path: Path, redis_server: Redi
     assert "nothing imported: 1 conflict(s)" in out
     assert cli.main(["import", "--config", str(dst_cfg), "--overwrite", str(file)]) == 0
     assert "update    script set tools: changes title" in capsys.readouterr().out
+
+
+def test_import_a_dataflux_func_package_with_its_password(
+        tmp_path: Path, redis_server: RedisServer, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.common.test_transfer_dff_package import PACKAGE, PASSWORD, package_file
+
+    dst_cfg, dst_url = config(tmp_path, "dst", redis_server)
+    package = tmp_path / "dataflux-func-20221001_120000.func-pkg"
+    package.write_bytes(package_file(PACKAGE, PASSWORD))
+    monkeypatch.delenv(DFF_PASSWORD_ENV, raising=False)
+    assert cli.main(["import", "--config", str(dst_cfg), str(package)]) == 2
+    assert "protected by a password" in capsys.readouterr().err
+    assert cli.main(["import", "--config", str(dst_cfg), "--password", "guess", str(package)]) == 2
+    assert "wrong password" in capsys.readouterr().err
+    assert asyncio.run(_script_sets(dst_url)) == []  # nothing written
+    monkeypatch.setenv(DFF_PASSWORD_ENV, PASSWORD)
+    assert cli.main(["import", "--config", str(dst_cfg), "--dry-run", str(package)]) == 0
+    assert "create    sync api auln-plus" in capsys.readouterr().out
+    assert cli.main(["import", "--config", str(dst_cfg), "--password", PASSWORD, str(package)]) == 0
+    out = capsys.readouterr().out
+    assert "total: 7 create" in out and "connector db: set its password" in out
+    assert asyncio.run(_script_sets(dst_url)) == ["demo"]
+
+
+async def _script_sets(url: str) -> list[str]:
+    async with open_store(StoreSettings(url=url), migrate=True) as store:
+        page = await store.list(Entity.SCRIPT_SET)
+        return [str(r["id"]) for r in page.items]

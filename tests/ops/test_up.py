@@ -137,6 +137,12 @@ async def test_up_serves_and_the_banner_example_works(up: Running) -> None:
     assert (state / "fluxfunc.db").is_file()
     status, _ = await call(up.url, "GET", "/api/v1/resources", up.token)  # resources.path default
     assert status == 200 and (state / "resources").is_dir()
+    # the console's first user, its password printed once beside the token
+    password = re.search(r"user admin, password (\S+) \(shown only now\)", up.banner)
+    assert password, up.banner
+    status, body = await call(up.url, "POST", "/api/v1/auth/sign-in",
+                              json={"username": "admin", "password": password.group(1)})
+    assert status == 200 and body["data"] == {"username": "admin", "role": "admin"}
     roles = {" ".join(p.cmdline()) for p in up.descendants()}
     assert any("redis-server" in r for r in roles), roles
     for role in ("server", "worker", "beat"):
@@ -226,6 +232,7 @@ def test_ctrl_c_stops_everything_and_state_is_kept(tmp_path: Path) -> None:
     try:
         assert second.token == first.token  # the same admin token, kept in .fluxfunc/
         assert "first call answered" not in second.banner
+        assert "password" in first.banner and "password" not in second.banner  # shown once
         children = second.descendants()
         assert stop(second.proc, signal.SIGTERM) == 0
         assert_gone(children)

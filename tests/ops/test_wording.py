@@ -20,7 +20,8 @@ def shipped_files() -> list[Path]:
     for name in SHIPPED:
         top = ROOT / name
         found = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
-        out += [p for p in found if p.suffix in SUFFIXES and "__pycache__" not in p.parts]
+        out += [p for p in found if p.suffix in SUFFIXES and "__pycache__" not in p.parts
+                and "node_modules" not in p.parts]  # the console's npm packages are not shipped
     return out
 
 

@@ -105,3 +105,22 @@ async def test_metrics_token(aiohttp_client: Callable[..., Awaitable[TestClient]
         assert token not in await resp.text()
     resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 200 and "fluxfunc_http_requests_total" in await resp.text()
+
+
+async def test_tasks_by_origin_and_subscription_messages(api: Api) -> None:
+    """``fluxfunc_tasks_by_origin`` (what the workers' complete/dead scripts count) and
+    ``fluxfunc_subscription_messages`` (what the Beat's pumps count), a deleted connector's
+    counts left out and removed."""
+    keys, redis = api.ctx.keys, api.ctx.redis
+    await redis.hincrby(keys.task_origin_counts(), f"subscription{SEP}success", 7)
+    await redis.hincrby(keys.task_origin_counts(), f"cronJob{SEP}failure", 2)
+    await api.call("POST", "/api/v1/connectors", json={"id": "plant_mqtt", "type": "mqtt",
+                                                       "skipTest": True})
+    await redis.hincrby(keys.subscription_counts(), f"plant_mqtt{SEP}enqueued", 5)
+    await redis.hincrby(keys.subscription_counts(), f"gone_mqtt{SEP}enqueued", 3)
+    _, text, _ = await api.call("GET", "/metrics", admin=False)
+    assert 'fluxfunc_tasks_by_origin_total{origin="subscription",status="success"} 7.0' in text
+    assert 'fluxfunc_tasks_by_origin_total{origin="cronJob",status="failure"} 2.0' in text
+    assert 'fluxfunc_subscription_messages_total{connector="plant_mqtt",outcome="enqueued"} 5.0' in text
+    assert "gone_mqtt" not in text
+    assert await redis.hkeys(keys.subscription_counts()) == [f"plant_mqtt{SEP}enqueued".encode()]

@@ -14,7 +14,7 @@ from fluxfunc_common.envelope import TaskResult, TaskStatus
 pytestmark = pytest.mark.usefixtures("published")
 
 FIELDS = {"id", "funcId", "origin", "originId", "status", "queue", "attempt", "triggerTime",
-          "startTime", "endTime", "result", "exception", "traceback", "printLogs"}
+          "startTime", "endTime", "kwargs", "result", "exception", "traceback", "printLogs"}
 
 
 async def enqueue(api: Api, func: str = "plus", kwargs: dict[str, Any] | None = None) -> str:
@@ -67,6 +67,25 @@ async def test_task_record_is_the_fallback(api: Api) -> None:
     await api.ctx.store.insert_task_records([result.model_dump(by_alias=True, mode="json")])
     _, body, _ = await api.call("GET", "/api/v1/tasks/task-01ARCHIVED")
     assert body["data"]["status"] == "success" and body["data"]["result"] == 3
+
+
+async def test_kwargs_come_from_the_task_record(api: Api, fake_worker: FakeWorker) -> None:
+    """The result key has no kwargs: a finished task shows its record's (masked, capped) ones,
+    null until the worker has written the record; an archived one shows them too."""
+    task_id = await enqueue(api, "plus", {"x": 5})
+    _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}?wait=10")
+    assert body["data"]["status"] == "success" and body["data"]["kwargs"] is None
+    record = TaskResult(id=task_id, func_id="demo__basic.plus", status=TaskStatus.SUCCESS,
+                        trigger_time=10.0).model_dump(by_alias=True, mode="json")
+    await api.ctx.store.insert_task_records([{**record, "kwargs": {"x": "*****"}, "kwargsTruncated": True}])
+    _, body, _ = await api.call("GET", f"/api/v1/tasks/{task_id}")
+    assert body["data"]["kwargs"] == {"x": "*****"} and body["data"]["kwargsTruncated"] is True
+    assert body["data"]["result"] == 6, "the rest still comes from the result key"
+    archived = TaskResult(id="task-01KWARGS", func_id="demo__basic.plus", status=TaskStatus.SUCCESS,
+                          trigger_time=10.0).model_dump(by_alias=True, mode="json")
+    await api.ctx.store.insert_task_records([{**archived, "kwargs": {"x": 1}}])
+    _, body, _ = await api.call("GET", "/api/v1/tasks/task-01KWARGS")
+    assert body["data"]["kwargs"] == {"x": 1} and "kwargsTruncated" not in body["data"]
 
 
 async def test_unknown_task_and_bad_wait(api: Api) -> None:

@@ -313,7 +313,7 @@ class Records:
     def __init__(self) -> None:
         self.added: list[TaskResult] = []
 
-    def add(self, result: TaskResult) -> None:
+    def add(self, result: TaskResult, kwargs: Any = None) -> None:
         self.added.append(result)
 
 

@@ -42,7 +42,8 @@ class FakePool:
         self.submitted: list[tuple[Any, float, float | None]] = []
         self.job = FakeJob()
 
-    def submit(self, message: Any, timeout: float, *, expires: float | None = None) -> FakeJob:
+    def submit(self, message: Any, timeout: float, *, expires: float | None = None,
+               is_async: bool = False) -> FakeJob:
         self.submitted.append((message, timeout, expires))
         return self.job
 
@@ -155,7 +156,7 @@ class NoPool:
 
 
 class Records:
-    def add(self, result: TaskResult) -> None:
+    def add(self, result: TaskResult, kwargs: Any = None) -> None:
         pass
 
 

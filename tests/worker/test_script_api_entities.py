@@ -4,6 +4,7 @@ query, call (with the Server's checks), and a cron job's expression and pause
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from tests.worker.conftest import Bench, WorkerProcess
@@ -44,7 +45,7 @@ def refused(which):
     if which == "disabled":
         return DFF.SYNC_API.call("sapi-off", {"x": 1})
     if which == "timed":
-        return DFF.CRON_JOB.pause(60, "cron-1")
+        return DFF.CRON_JOB.pause("soon", "cron-1")
     return DFF.CRON_JOB.set_cron_expr("not a cron", entity_id="cron-1")
 
 
@@ -60,6 +61,14 @@ def cron():
     out["paused"] = C.get("cron-1")["isDisabled"]
     C.resume("cron-1")
     out["resumed"] = C.get("cron-1")["isDisabled"]
+    C.set_cron_expr("*/9 * * * *", 3600, "cron-1")
+    C.pause(3600, "cron-1")
+    job = C.get("cron-1")
+    out["timed"] = [C.get_cron_expr("cron-1"), job["cronExpr"], job["dynamicCronExpr"],
+                    [job["dynamicCronExprExpireTime"], job["pauseExpireTime"]], job["isDisabled"]]
+    C.resume("cron-1")
+    C.clear_cron_expr("cron-1")
+    out["ended"] = [C.get("cron-1")["pauseExpireTime"], C.get_cron_expr("cron-1")]
     return out
 '''
 
@@ -98,7 +107,7 @@ async def test_get_query_and_call(bench: Bench, workers: Callable[..., WorkerPro
     assert asyn.result == {"x": 3, "y": 0, "origin": "asyncAPI", "originId": "aapi-1"}
     for which, message in (("fixed", "cannot specify a fixed kwargs field: y"),
                            ("disabled", "sapi-off is disabled"),
-                           ("timed", "a timed pause (expires=) is not provided"),
+                           ("timed", "expires must be a number of seconds, not 'soon'"),
                            ("bad", "has 3 fields; use 5")):
         bad = await bench.result(await bench.enqueue("demo__ent.refused", {"which": which}))
         assert bad.status is TaskStatus.FAILURE and message in (bad.exception or ""), bad.exception
@@ -109,13 +118,19 @@ async def test_cron_expression_and_pause(bench: Bench, workers: Callable[..., Wo
     await bench.publish("demo__ent", SCRIPT)
     await _entries(bench)
     w = workers("w")
+    started = time.time()
     cron = await bench.result(await bench.enqueue("demo__ent.cron", origin=Origin.CRON_JOB,
                                                   origin_id="cron-1"))
+    ended = time.time()
     assert cron.status is TaskStatus.SUCCESS, cron.exception
     assert cron.result == {"before": "*/5 * * * *", "mine": "*/5 * * * *",
                            "set": ["*/7 * * * *", {"cron-1": "*/7 * * * *"}],
-                           "cleared": ["*/5 * * * *", {}], "paused": True, "resumed": False}
+                           "cleared": ["*/5 * * * *", {}], "paused": True, "resumed": False,
+                           "timed": ["*/9 * * * *", "*/5 * * * *", "*/9 * * * *", cron.result["timed"][3],
+                                     False],
+                           "ended": [None, "*/5 * * * *"]}
+    assert all(started + 3600 <= t <= ended + 3600 for t in cron.result["timed"][3])  # an hour on
     changes = await bench.redis.xrange(bench.keys.cron_changed())
-    assert [c[1][b"id"] for c in changes] == [b"cron-1"] * 4  # the Beat hears every change
+    assert [c[1][b"id"] for c in changes] == [b"cron-1"] * 8  # the Beat hears every change
     assert (await bench.store.get(Entity.CRON_JOB, "cron-1"))["cronExpr"] == "*/5 * * * *"
     assert w.stop() == 0

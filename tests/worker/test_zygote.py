@@ -49,6 +49,23 @@ def forked(child: psutil.Process) -> bool:
     return "fluxfunc_worker.zygote" in " ".join(child.cmdline())
 
 
+def settled_children(w: WorkerProcess, timeout: float = 30.0) -> list[psutil.Process]:
+    """The worker's task children once every one of them shows its command line: a child that
+    retires after its last task has an empty one while it exits, so wait (with a deadline) for
+    the retiring ones to be gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, children = processes(w)
+        try:
+            if children and all(c.cmdline() for c in children):
+                return children
+        except psutil.NoSuchProcess:
+            pass
+        if time.monotonic() > deadline:
+            return children
+        time.sleep(0.1)
+
+
 def gone(pids: list[int]) -> bool:
     return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                    for p in pids)
@@ -89,8 +106,9 @@ async def test_a_dead_zygote_is_replaced_and_children_are_forked_again(
     assert died.status is TaskStatus.FAILURE and "exited with code 1" in (died.exception or "")
     nxt = await bench.result(await bench.enqueue(f"{WORK}.append", {"path": str(tmp_path / "e.txt")}))
     assert nxt.status is TaskStatus.SUCCESS
-    again, children = processes(w)
+    again, _ = processes(w)
     assert again is not None and again.pid != zygote.pid
+    children = settled_children(w)
     assert children and all(forked(c) for c in children)
     assert "the zygote is gone; starting a new one" in w.text()
     assert w.stop() == 0
@@ -114,7 +132,7 @@ async def test_recycled_children_start_clean(bench: Bench, workers: Callable[...
         assert first["seen"] is None, "a fresh child inherited another child's state"
         assert second["seen"] == pid  # module state survives between the tasks of one child
     assert len({r["random"] for r in runs}) == len(runs), "each child reseeds random"
-    _, children = processes(w)
+    children = settled_children(w)
     assert children and all(forked(c) for c in children)
     assert w.stop() == 0
 
@@ -130,7 +148,7 @@ async def test_forked_children_report_crashes_like_spawned_ones(
     assert "killed by signal SIGSEGV (exit code -11)" in (crash.exception or "")
     died = await bench.result(await bench.enqueue(f"{WORK}.die"))
     assert died.exception == "WorkerChildDied: worker child process exited with code 1 while running the task"
-    _, children = processes(w)
+    children = settled_children(w)
     assert children and all(forked(c) for c in children)
     assert w.stop() == 0
 

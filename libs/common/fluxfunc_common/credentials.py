@@ -1,5 +1,5 @@
-"""Admin credentials and the secrets stored under ``settings.secret``: listing and revoking
-admin tokens and access keys, and re-encrypting everything after a secret rotation.
+"""API credentials and the secrets stored under ``settings.secret``: issuing (with a role),
+listing and revoking bearer tokens and access keys, and re-encrypting everything after a secret rotation.
 
 Shared by ``fluxfunc admin …`` and the Server's ``/api/v1/admin/…`` routes. What is
 encrypted: the secret of every access key, and every ``*Cipher`` field of the stored
@@ -9,10 +9,12 @@ and fixedField ``valueCipher``). A rotation also encrypts API-auth secrets found
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fluxfunc_common.crypto import Cipher, reseal_fields
+from fluxfunc_common import ids
+from fluxfunc_common.crypto import Cipher, hash_token, new_token, reseal_fields
 from fluxfunc_common.store import (
     ConnectorStore,
     Credential,
@@ -29,6 +31,24 @@ _PAGE = 200
 async def list_credentials(store: CredentialStore, kind: CredentialKind) -> list[Credential]:
     """Admin tokens (revoked ones flagged) or access keys, oldest first; never a secret."""
     return await store.list_credentials(kind)
+
+
+async def issue_token(store: CredentialStore, name: str = "",
+                      role: str = "admin") -> tuple[str, str]:
+    """Store a new bearer token's hash with ``role``; return (token id, token)."""
+    token = new_token()
+    token_id = ids.entity_id("tok")
+    await store.add_admin_token(token_id, hash_token(token), name or token_id, role)
+    return token_id, token
+
+
+async def issue_access_key(store: CredentialStore, cipher: Cipher, name: str = "",
+                           role: str = "admin") -> tuple[str, str]:
+    """Store a new access key (secret encrypted) with ``role``; return (id, secret)."""
+    ak_id = ids.entity_id("ak")
+    secret = secrets.token_urlsafe(24)
+    await store.add_access_key(ak_id, cipher.encrypt(secret), name or ak_id, role)
+    return ak_id, secret
 
 
 async def revoke(store: CredentialStore, kind: CredentialKind, credential_id: str) -> None:

@@ -27,6 +27,7 @@ own task id and guard (:func:`~fluxfunc_common.cronscript.run_delays`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -36,7 +37,10 @@ import redis.asyncio as aioredis
 from fluxfunc_common.clock import Clock
 from fluxfunc_common.cronclaims import FireClaims
 from fluxfunc_common.cronscript import (
+    FIRED,
+    STATUS_OF,
     Chunk,
+    Epochs,
     FireRequest,
     FireScript,
     JobTemplate,
@@ -51,7 +55,7 @@ from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Store, task_record
 from fluxfunc_common.streams import StreamProtocol
 
-__all__ = ["CronFirer", "FireOutcome", "FireRequest", "FireStatus", "PreparedFires", "fire",
+__all__ = ["CronFirer", "FireCounts", "FireOutcome", "FireRequest", "FireStatus", "PreparedFires", "fire",
            "fire_task_id"]
 
 log = get_logger("cron")
@@ -65,7 +69,7 @@ class FireStatus(StrEnum):
     FAILED = "failed"  # could not enqueue (queue full): not fired
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per fire (treated as immutable)
 class FireOutcome:
     cron_id: str
     fire_ms: int
@@ -75,6 +79,14 @@ class FireOutcome:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FireCounts:
+    """What a batch did (:meth:`CronFirer.send_counted`): outcomes by status, fenced partitions."""
+
+    counts: Counter[str]
+    fenced: set[int]
+
+
 @dataclass
 class PreparedFires:
     """Fires claimed in the store and encoded, ready for :meth:`CronFirer.send`."""
@@ -82,7 +94,7 @@ class PreparedFires:
     requests: Sequence[FireRequest]
     tids: list[str]
     templates: list[JobTemplate | None]  # None: claimed by another deployment
-    chunks: list[Chunk]  # the per-fire arguments of one script call each
+    chunks: list[tuple[int, Chunk]]  # (partition, the per-fire arguments) of one script call each
     manual: bool
 
     def envelope(self, i: int) -> TaskEnvelope:
@@ -124,7 +136,7 @@ class CronFirer:
         await self.claims.write_unclaimed()
 
     async def fire_many(
-        self, requests: Sequence[FireRequest], *, epoch: int | None, manual: bool = False
+        self, requests: Sequence[FireRequest], *, epoch: Epochs, manual: bool = False
     ) -> list[FireOutcome]:
         """Fire each request (see the module docstring); one outcome per request, in order."""
         return await self.send(await self.prepare(requests, manual=manual), epoch=epoch)
@@ -146,8 +158,10 @@ class CronFirer:
         chunks = await self.script.chunks(requests, tids, templates, manual)
         return PreparedFires(requests, tids, templates, chunks, manual)
 
-    async def send(self, prepared: PreparedFires, *, epoch: int | None) -> list[FireOutcome]:
-        """Step 2 (the script calls), then the skipped records; outcomes in order."""
+    async def send(self, prepared: PreparedFires, *, epoch: Epochs) -> list[FireOutcome]:
+        """Step 2 (the script calls), then the skipped records; outcomes in order. ``epoch``:
+        the chores lease's epoch, None (not fenced: a manual run), or partition → epoch (the
+        requests' partitions; one missing is *fenced*)."""
         replies = await self.script.run(prepared.chunks, epoch)
         outcomes = [_outcome_of(prepared, i, status, detail) for i, (status, detail) in enumerate(replies)]
         skipped = [(prepared.envelope(i), o) for i, o in enumerate(outcomes)
@@ -155,6 +169,25 @@ class CronFirer:
         await self._record_skipped(skipped)
         _log(outcomes, prepared.manual)
         return outcomes
+
+    async def send_counted(self, prepared: PreparedFires, *, epoch: Epochs) -> FireCounts:
+        """:meth:`send` for a caller that needs only the counts (the Beat): a fire that simply
+        fired costs no outcome object; the others are recorded and logged as by :meth:`send`."""
+        codes, details = await self.script.run_codes(prepared.chunks, epoch)
+        counts: Counter[str] = Counter()
+        unusual: list[tuple[int, FireOutcome]] = []
+        templates, rest = prepared.templates, iter(details)
+        for i in [i for i, c in enumerate(codes) if c != FIRED or templates[i] is None]:
+            status = STATUS_OF[codes[i]]
+            detail = "" if status == "fired" else next(rest)
+            unusual.append((i, o := _outcome_of(prepared, i, status, detail)))
+            counts[o.status.value] += 1
+        counts["fired"] += len(codes) - len(unusual)
+        await self._record_skipped([(prepared.envelope(i), o) for i, o in unusual
+                                    if o.status is FireStatus.SKIPPED])
+        _log([o for _, o in unusual], prepared.manual)
+        fenced = {prepared.requests[i].partition for i, o in unusual if o.status is FireStatus.FENCED}
+        return FireCounts(counts, fenced)
 
     async def _record_skipped(self, items: list[tuple[TaskEnvelope, FireOutcome]]) -> None:
         if not items:
@@ -190,7 +223,7 @@ def _outcome_of(p: PreparedFires, i: int, status: str, detail: str) -> FireOutco
     r, t, tid = p.requests[i], p.templates[i], p.tids[i]
     if t is None:
         return _outcome(r, tid, FireStatus.DUPLICATE, detail="claimed in the store by another deployment")
-    queue = t.stream.envelope.queue
+    queue = t.stream.queue
     if status == "fired":
         return _outcome(r, tid, FireStatus.FIRED, queue=queue)
     if status == "duplicate":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -36,19 +36,25 @@ TEMPLATES_MAX = 100_000  # job templates kept; past that the cache starts over
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
 
+FIRED = ord("F")
+STATUS_OF = {ord("F"): "fired", ord("N"): "fenced", ord("D"): "duplicate", ord("S"): "skipped",
+             ord("X"): "full"}  # the script's one-character status codes
+
 ScriptArg = bytes | str | int
 Chunk = list[ScriptArg]  # the per-fire arguments of one script call
+Epochs = int | None | Mapping[int, int]  # one epoch (None: not fenced), or partition → epoch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per fire, and a frozen __init__ costs three times more
 class FireRequest:
-    """One fire to make: the job, its func and the scheduled time."""
+    """One fire to make: the job, its func and the scheduled time (treated as immutable)."""
 
     job: CronJob
     func: Func
     fire_ms: int
     dedup_ttl_ms: int = DEFAULT_DEDUP_TTL_MS
     delay_s: int = 0  # a delayed run of this fire (``delayed_cron_job``): due at fire + delay
+    partition: int = -1  # the Beat partition it is fenced by (-1: the chores lease's epoch)
 
     @property
     def due_ms(self) -> int:
@@ -136,23 +142,26 @@ class FireScript:
         return template
 
     async def chunks(self, requests: Sequence[FireRequest], tids: list[str],
-                     templates: list[JobTemplate | None], manual: bool) -> list[Chunk]:
+                     templates: list[JobTemplate | None], manual: bool) -> list[tuple[int, Chunk]]:
         """The script arguments of every fire, cut in calls of about :data:`SCRIPT_CHUNK`
-        fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered)."""
-        chunks: list[Chunk] = []
+        fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered),
+        each call with the fires of one partition (its fence), as (partition, arguments)."""
+        chunks: list[tuple[int, Chunk]] = []
         meta: list[list[str]] = []
         blobs: list[ScriptArg] = []
         for i, r in enumerate(requests):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let a batch being sent meanwhile make progress
-            if len(meta) >= SCRIPT_CHUNK and r.job.id != requests[i - 1].job.id:
-                chunks.append([orjson.dumps(meta), *blobs])
+            prev = requests[i - 1] if i else r
+            if meta and (r.partition != prev.partition
+                         or (len(meta) >= SCRIPT_CHUNK and r.job.id != prev.job.id)):
+                chunks.append((prev.partition, [orjson.dumps(meta), *blobs]))
                 meta, blobs = [], []
             fields, body, header = self._fire_args(r, tids[i], templates[i], manual)
             meta.append(fields)
             blobs += (body, header)
         if meta:
-            chunks.append([orjson.dumps(meta), *blobs])
+            chunks.append((requests[-1].partition, [orjson.dumps(meta), *blobs]))
         return chunks
 
     def _fire_args(self, r: FireRequest, tid: str, t: JobTemplate | None,
@@ -174,17 +183,39 @@ class FireScript:
                 "" if manual else str(r.fire_ms), str(r.dedup_ttl_ms), tid, policy, running_ttl,
                 func_id, result_ttl, due, *delayed], body, header
 
-    async def run(self, chunks: list[Chunk], epoch: int | None) -> list[tuple[str, str]]:
-        """The script once per chunk; one (status, detail) reply per fire, in order. Chunks go
-        out concurrently (a few connections), so Redis runs the first while the next is packed."""
-        keys = [self.keys.beat_epoch(), self.keys.beat_last()]
-        head: list[ScriptArg] = ["" if epoch is None else epoch, *self._prefixes,
-                                 self.settings.redis.queue_max_len, Origin.CRON_JOB.value]
+    def _fence(self, partition: int, epochs: Epochs) -> tuple[str, ScriptArg | None]:
+        """(epoch key, epoch) of a chunk: '' = not fenced, None = a partition no longer ours."""
+        if partition < 0:
+            return self.keys.beat_epoch(), "" if epochs is None or isinstance(epochs, Mapping) else epochs
+        if not isinstance(epochs, Mapping):
+            return self.keys.beat_partition_epoch(partition), "" if epochs is None else epochs
+        return self.keys.beat_partition_epoch(partition), epochs.get(partition)
+
+    async def run_codes(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> tuple[bytes, list[str]]:
+        """The script once per chunk, fenced by its partition's epoch (a chunk of a partition
+        missing from ``epochs`` is *fenced* without a call): one status code per fire, in order
+        (see ``lua/cron_fire.lua``), and the details of the fires that did not fire, in order.
+        Chunks go out concurrently (a few connections), so Redis runs the first while the next
+        is packed."""
+        tail: list[ScriptArg] = [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value]
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-        async def one(chunk: Chunk) -> list[tuple[object, object]]:
+        async def one(partition: int, chunk: Chunk) -> tuple[bytes, list[object]]:
+            key, epoch = self._fence(partition, epochs)
+            if epoch is None:
+                fires = (len(chunk) - 1) // 2  # two blobs per fire
+                return b"N" * fires, [""] * fires
             async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
-                return list(await self._script(keys=keys, args=[*head, *chunk]))
+                codes, details = await self._script(keys=[key, self.keys.beat_last()],
+                                                    args=[epoch, *tail, *chunk])
+                return (codes.encode() if isinstance(codes, str) else bytes(codes or b"")), list(details)
 
-        results = await asyncio.gather(*(one(c) for c in chunks))
-        return [(as_optional_text(s) or "", as_optional_text(d) or "") for batch in results for s, d in batch]
+        results = await asyncio.gather(*(one(p, c) for p, c in chunks))
+        return (b"".join(codes for codes, _ in results),
+                [as_optional_text(d) or "" for _, details in results for d in details])
+
+    async def run(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[tuple[str, str]]:
+        """:meth:`run_codes` as one (status, detail) per fire."""
+        codes, details = await self.run_codes(chunks, epochs)
+        unusual = iter(details)
+        return [("fired", "") if c == FIRED else (STATUS_OF[c], next(unusual)) for c in codes]

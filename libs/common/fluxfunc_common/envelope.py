@@ -25,6 +25,7 @@ class Origin(StrEnum):
     CHILD = "child"
     SUBSCRIPTION = "subscription"  # a broker message (docs/connectors.md)
     API_AUTH = "apiAuth"  # the auth func of a `func` API auth (docs/http-api.md)
+    DRAFT = "draft"  # a console run of a script's unpublished draft (docs/http-api.md)
 
 
 class TaskStatus(StrEnum):
@@ -79,6 +80,9 @@ class TaskEnvelope(Model):
     http_request: JSONObject | None = None
     record_limit: int | None = None
     last_error: str | None = None
+    draft_md5: str | None = Field(default=None, description=(
+        "a draft run: the MD5 of the script draft to run instead of the published code "
+        "(the worker refuses a draft that changed meanwhile)"))
 
 
 class HttpResponse(Model):

@@ -76,6 +76,20 @@ class UserAuthError(ClientError):
     reason = "EUserAuth"
 
 
+class Forbidden(ClientError):
+    """The caller is authenticated but its role may not do this."""
+
+    status = code = 403
+    reason = "EForbidden"
+
+
+class Locked(ClientError):
+    """Another user holds the editing lock of this script."""
+
+    status = code = 409
+    reason = "EClientLocked"
+
+
 class RateLimited(ClientError):
     """Too many calls: throttled."""
 

@@ -79,6 +79,14 @@ class Keys:
         """HASH ``{func}\x1f{bucket}`` → run-time histogram counts, ``{func}\x1fsum`` → seconds."""
         return f"{self.ns}:taskstats:duration"
 
+    def task_origin_counts(self) -> str:
+        """HASH ``{origin}\x1f{status}`` → tasks that ended so, deployment-wide (``/metrics``)."""
+        return f"{self.ns}:taskstats:origin"
+
+    def subscription_counts(self) -> str:
+        """HASH ``{connector id}\x1f{enqueued|dropped}`` → subscription messages (``/metrics``)."""
+        return f"{self.ns}:subscriptions:messages"
+
     # --- processes -------------------------------------------------------------------
     def svc(self, role: str, instance: str) -> str:
         """Heartbeat of one process."""
@@ -126,6 +134,18 @@ class Keys:
     def beat_epoch(self) -> str:
         return f"{self.ns}:beat:epoch"
 
+    def beat_partition(self, partition: int) -> str:
+        """Lease of one partition of the cron jobs (a Beat's token, with a PX expiry)."""
+        return f"{self.ns}:beat:part:{partition}"
+
+    def beat_partition_epoch(self, partition: int) -> str:
+        """Fencing epoch of one partition (INCR on each acquire)."""
+        return f"{self.ns}:beat:part:{partition}:epoch"
+
+    def beat_members(self) -> str:
+        """ZSET Beat token → expiry ms (Redis time): the live Beats sharing the partitions."""
+        return f"{self.ns}:beat:members"
+
     def beat_fired(self, cron_id: str, fire_ms: int) -> str:
         return f"{self.ns}:beat:fired:{cron_id}:{fire_ms}"
 
@@ -163,3 +183,29 @@ class Keys:
     def cache_prefix(self, scope: str) -> str:
         """What every ``cache(scope, …)`` key starts with (patterns and key names of a scope)."""
         return f"{self.ns}:cache:{scope}:"
+
+    # --- console accounts (docs/security.md) ---------------------------------------------
+    def session(self, sid_hash: str) -> str:
+        """JSON of one console session (the SHA-256 of its cookie), expiring when idle."""
+        return f"{self.ns}:session:{sid_hash}"
+
+    def user_sessions(self, username: str) -> str:
+        """SET of the session hashes of one user (ended together on a password change)."""
+        return f"{self.ns}:usersessions:{username}"
+
+    def sign_in_failures(self, kind: str, who: str) -> str:
+        """Counter of failed sign-ins of one username or client address (``kind``)."""
+        return f"{self.ns}:signin:fail:{kind}:{who}"
+
+    def sign_in_lockout(self, kind: str, who: str) -> str:
+        """Set while sign-ins of one username or client address are refused (429)."""
+        return f"{self.ns}:signin:lock:{kind}:{who}"
+
+    def edit_lock(self, script_id: str) -> str:
+        """JSON ``{holder, expiresAt}`` of the editing lock of one script, expiring."""
+        return f"{self.ns}:editlock:{script_id}"
+
+    def draft_runs(self, principal: str) -> str:
+        """ZSET task id → deadline ms of the draft runs one principal has running (the
+        per-user limit of ``POST /scripts/{id}/draft-run``)."""
+        return f"{self.ns}:draftruns:{principal}"

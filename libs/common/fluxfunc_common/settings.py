@@ -133,6 +133,9 @@ class WorkerSettings(Section):
     reclaim_seconds: float = Field(default=5, gt=0)
     drain_seconds: float = Field(default=30, ge=0)
     max_tasks_per_child: int = Field(default=1000, ge=1)
+    async_per_child: int = Field(default=100, ge=1, description=(
+        "``async def`` tasks one child runs at once on its event loop (sync tasks: one per "
+        "child); docs/worker.md, Async functions"))
     max_memory_mb: int = Field(default=1024, ge=16)
     max_deliveries: int = Field(default=5, ge=1)
     record_batch_seconds: float = Field(default=0.5, gt=0)
@@ -164,6 +167,14 @@ class BeatSettings(Section):
     store_outage_seconds: float = Field(default=300, ge=0, description=(
         "how long the Beat leader keeps firing while the store cannot take its fire claims "
         "(deduplicated in Redis; the claims are written when the store is back); 0 = never"))
+    partitions: int = Field(default=16, ge=1, le=1024, description=(
+        "how many partitions the cron jobs are cut into; each Beat replica leases a fair share "
+        "of them and fires their jobs (the same value on every Beat of a deployment)"))
+    max_lag_seconds: float = Field(default=2, gt=0, description=(
+        "how far a Beat may fall behind its schedule (overload) before a job's older due fires "
+        "follow its misfirePolicy instead of queueing up"))
+    batch_fires: int = Field(default=5000, ge=100, le=100_000, description=(
+        "fires prepared and sent per batch: bounds the Beat's memory whatever is due at once"))
 
 
 class TasksSettings(Section):
@@ -207,6 +218,35 @@ class PackagesSettings(Section):
         "package-set folders no worker on this machine used for this long are deleted"))
 
 
+class AccountsSettings(Section):
+    """Console users, sessions, the audit log and editing locks (docs/security.md)."""
+
+    session_idle_minutes: float = Field(default=720, gt=0, description=(
+        "a console session not used for this long ends (server-side expiry)"))
+    session_max_hours: float = Field(default=168, gt=0, description=(
+        "a console session ends this long after sign-in however much it is used"))
+    audit_retention_days: int = Field(default=90, ge=1, description=(
+        "audit log entries older than this are deleted by the Beat's janitor"))
+    edit_lock_seconds: int = Field(default=60, ge=5, le=3600, description=(
+        "how long a script's editing lock lasts unless renewed (the console renews it)"))
+    sign_in_failures: int = Field(default=5, ge=1, description=(
+        "failed sign-ins of one username or client address before sign-ins are refused "
+        "for a while (doubling with each further failure, at most 15 minutes)"))
+
+
+class ConsoleSettings(Section):
+    """What the web console runs on the Server's behalf: draft runs (docs/http-api.md)."""
+
+    draft_run_queue: str = Field(default="default", min_length=1, description=(
+        "the queue draft runs (`POST /api/v1/scripts/{id}/draft-run`) go to; workers read "
+        "`default` unless told otherwise"))
+    draft_run_max_timeout: float = Field(default=60, gt=0, description=(
+        "seconds a draft run may take at most (its `timeout`, and the draft function's own, "
+        "are capped to this)"))
+    draft_runs_per_user: int = Field(default=2, ge=1, description=(
+        "draft runs one user (or token) may have running at once; more are a 429"))
+
+
 class Settings(Section):
     """The whole configuration (docs/configuration.md lists every key)."""
 
@@ -223,6 +263,8 @@ class Settings(Section):
     log: LogSettings = LogSettings()
     resources: ResourcesSettings = ResourcesSettings()
     packages: PackagesSettings = PackagesSettings()
+    accounts: AccountsSettings = AccountsSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     def require_secret(self) -> str:
         """The secret, or a ConfigError when it is missing (required outside ``fluxfunc up``),

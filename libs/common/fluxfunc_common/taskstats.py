@@ -1,7 +1,9 @@
 """Deployment-wide task statistics for ``GET /metrics``: how many tasks of each func ended in
-each status, and a histogram of their run times.
+each status, a histogram of their run times, and how many tasks of each origin (``syncAPI``,
+``cronJob``, ``subscription``, … — the bounded set of :class:`~fluxfunc_common.envelope.Origin`)
+ended in each status.
 
-Workers add to two Redis hashes inside the same scripts that complete or dead-letter a task
+Workers add to three Redis hashes inside the same scripts that complete or dead-letter a task
 (``complete.lua``, ``dead.lua``), so the figures are exact, cost no extra round trip, and
 are the same whichever Server replica is scraped. This module owns the bucket bounds and the
 field layout of those hashes.
@@ -54,6 +56,7 @@ class FuncDurations:
 class TaskStats:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (func, status) → n
     durations: dict[str, FuncDurations] = field(default_factory=dict)  # func → histogram
+    origins: dict[tuple[str, str], int] = field(default_factory=dict)  # (origin, status) → n
 
 
 async def forget_funcs(redis: aioredis.Redis, keys: Keys, stats: TaskStats,
@@ -72,19 +75,23 @@ async def forget_funcs(redis: aioredis.Redis, keys: Keys, stats: TaskStats,
         pipe.hdel(keys.task_durations(), *durations)
         await pipe.execute()
     return TaskStats({k: n for k, n in stats.counts.items() if k[0] not in drop},
-                     {f: h for f, h in stats.durations.items() if f not in drop})
+                     {f: h for f, h in stats.durations.items() if f not in drop}, stats.origins)
 
 
 async def read_task_stats(redis: aioredis.Redis, keys: Keys) -> TaskStats:
-    """Both hashes in one round trip."""
+    """The three hashes in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.task_counts())
         pipe.hgetall(keys.task_durations())
-        counts_raw, durations_raw = await pipe.execute()
+        pipe.hgetall(keys.task_origin_counts())
+        counts_raw, durations_raw, origins_raw = await pipe.execute()
     stats = TaskStats()
     for name, value in counts_raw.items():
         func, _, status = as_text(name).rpartition(SEP)
         stats.counts[(func, status)] = int(value)
+    for name, value in origins_raw.items():
+        origin, _, status = as_text(name).rpartition(SEP)
+        stats.origins[(origin, status)] = int(value)
     for name, value in durations_raw.items():
         func, _, part = as_text(name).rpartition(SEP)
         hist = stats.durations.setdefault(func, FuncDurations())

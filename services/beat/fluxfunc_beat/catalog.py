@@ -15,6 +15,12 @@
   fixed expression changed are rescheduled).
 
 Also collects the queues named by jobs and funcs (the promoter's and janitor's work list).
+
+Every Beat knows every job (:attr:`JobCatalog.jobs`), but its table schedules only the jobs of
+the partitions it holds (``owns``, :mod:`~fluxfunc_beat.partitions`); :meth:`JobCatalog.rebalance`
+follows a change of partitions: the jobs of a partition taken are scheduled from their
+``beat:last`` watermark (so the late fires of a dead Beat's partition are fired), those of a
+partition given up leave the table.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ class JobCatalog:
 
     def __init__(self, store: EntityStore, redis: aioredis.Redis, blocking: aioredis.Redis, keys: Keys,
                  table: JobTable, queues: set[str], *, now_ms: Callable[[], int],
-                 changed: Callable[[], None]) -> None:
+                 changed: Callable[[], None], owns: Callable[[str], bool] = lambda _: True) -> None:
         self.store, self.redis, self.blocking, self.keys = store, redis, blocking, keys
         self.table = table
         self.queues = queues
         self.funcs: dict[str, Func] = {}
+        self.jobs: dict[str, CronJob] = {}  # every job, scheduled here or not
+        self.owns = owns  # is this cron id in a partition this Beat holds?
         self.now_ms = now_ms
         self.changed = changed  # wakes the scheduler: the next due moment may have moved
         self.changes_id = "0-0"  # last applied entry of the cron:changed stream
@@ -73,8 +81,24 @@ class JobCatalog:
         for job in jobs:
             seen.add(job.id)
             self._upsert(job, last.get(job.id), now)
-        for cron_id in set(self.table.jobs) - seen:
+        for cron_id in (set(self.table.jobs) | set(self.jobs)) - seen:
             self.table.remove(cron_id)
+            self.jobs.pop(cron_id, None)
+        self.changed()
+
+    async def rebalance(self) -> None:
+        """The partitions held changed: schedule the jobs now ours (from their last fire),
+        drop the jobs no longer ours."""
+        for cron_id in [c for c in self.table.jobs if not self.owns(c)]:
+            self.table.remove(cron_id)
+        taken = [c for c in self.jobs if c not in self.table.jobs and self.owns(c)]
+        last = await self._last_fires(taken)
+        now = self.now_ms()
+        for i, cron_id in enumerate(taken):
+            if i % PAGE == PAGE - 1:
+                await asyncio.sleep(0)  # thousands of jobs: let the leases be renewed meanwhile
+            if (job := self.jobs.get(cron_id)) is not None:
+                self._upsert(job, last.get(cron_id), now)
         self.changed()
 
     async def apply_changes(self, cron_ids: Iterable[str]) -> None:
@@ -163,9 +187,13 @@ class JobCatalog:
         return out
 
     def _upsert(self, job: CronJob, last_ms: int | None, now_ms: int) -> None:
-        func = self.funcs.get(job.func_id)
-        if self.table.upsert(job, func, last_ms=last_ms, now_ms=now_ms) and job.queue:
+        self.jobs[job.id] = job
+        if job.queue and not job.is_disabled:  # the queues of every job: the chores use them
             self.queues.add(job.queue)
+        if not self.owns(job.id):
+            self.table.remove(job.id)
+            return
+        self.table.upsert(job, self.funcs.get(job.func_id), last_ms=last_ms, now_ms=now_ms)
         if job.id in self.table.invalid:
             log.warning("cron job not scheduled", cron_id=job.id, reason=self.table.invalid[job.id])
 
@@ -193,6 +221,7 @@ class JobCatalog:
 
     def _removed(self, cron_id: str) -> None:
         self.table.remove(cron_id)
+        self.jobs.pop(cron_id, None)
         log.info("cron job removed", cron_id=cron_id)
 
 

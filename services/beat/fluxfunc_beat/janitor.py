@@ -15,7 +15,9 @@ own ``taskRecordLimit``); the store's **fire claims** older than an hour are pru
 job's newest claim stays, however old); ``beat:last`` forgets jobs that no longer exist; expired
 files posted to functions (``.uploads/``) and unfetched ``DFF.RESP_LARGE_DATA`` data
 (``.downloads/``) are deleted from the resource directory; expired ``DFF.STORE`` rows are
-purged (reads already hide them). Results,
+purged (reads already hide them); **audit entries** older than
+``accounts.audit_retention_days`` are deleted, at most ``AUDIT_BATCHES`` batches per round
+(a backlog shrinks over the next rounds without one long delete). Results,
 idempotency keys, dedup guards and markers expire by TTL in Redis.
 """
 
@@ -34,7 +36,7 @@ from fluxfunc_common import resources
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.settings import Settings
-from fluxfunc_common.store import CronFireStore, KvStore, TaskRecordStore
+from fluxfunc_common.store import AccountStore, CronFireStore, KvStore, TaskRecordStore
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_common.text import as_text
 
@@ -45,12 +47,14 @@ DEAD_LETTER_DAYS = 14
 # job's newest claim (kept, however old): an hour is ample, and bounds the table under
 # 10,000 fires/s to ~36M rows.
 CLAIM_RETENTION_MS = 3_600_000
+AUDIT_BATCHES = 10  # audit deletes per round, each of at most store/accounts.PRUNE_BATCH rows
 
 log = get_logger("beat.janitor")
 
 
-class JanitorStore(TaskRecordStore, CronFireStore, KvStore, Protocol):
-    """What the janitor prunes: task records, fire claims, expired ``DFF.STORE`` rows."""
+class JanitorStore(TaskRecordStore, CronFireStore, KvStore, AccountStore, Protocol):
+    """What the janitor prunes: task records, fire claims, expired ``DFF.STORE`` rows, the
+    audit log."""
 
 
 @dataclass
@@ -64,6 +68,7 @@ class JanitorReport:
     last_forgotten: int = 0
     temp_files_removed: int = 0
     store_purged: int = 0
+    audit_pruned: int = 0
 
 
 async def stream_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
@@ -105,6 +110,18 @@ async def forget_last_fires(redis: aioredis.Redis, keys: Keys, cron_ids: set[str
     return len(gone)
 
 
+async def prune_audit(store: AccountStore, settings: Settings, now: float) -> int:
+    """Delete audit entries past ``accounts.audit_retention_days``, a bounded amount per call."""
+    older_than = now - settings.accounts.audit_retention_days * 86400
+    pruned = 0
+    for _ in range(AUDIT_BATCHES):
+        gone = await store.prune_audit(older_than)
+        pruned += gone
+        if not gone:
+            break
+    return pruned
+
+
 async def sweep(
     redis: aioredis.Redis,
     keys: Keys,
@@ -141,9 +158,11 @@ async def sweep(
     report.temp_files_removed = await asyncio.to_thread(
         resources.sweep_expired, settings.resources.path, now)
     report.store_purged = await store.purge_expired_kv()
+    report.audit_pruned = await prune_audit(store, settings, now)
     log.info("janitor round", consumers_removed=len(report.consumers_removed),
              consumers_busy=len(report.consumers_busy), trimmed=report.trimmed,
              dead_trimmed=report.dead_trimmed, records_pruned=report.records_pruned,
              claims_pruned=report.claims_pruned, last_forgotten=report.last_forgotten,
-             temp_files_removed=report.temp_files_removed, store_purged=report.store_purged)
+             temp_files_removed=report.temp_files_removed, store_purged=report.store_purged,
+             audit_pruned=report.audit_pruned)
     return report

@@ -34,8 +34,13 @@ class Leadership:
         lease_seconds: float,
         clock: Clock | None = None,
         token: str | None = None,
+        lease_key: str | None = None,
+        epoch_key: str | None = None,
     ) -> None:
         self.redis, self.keys = redis, keys
+        # the chores lease by default; a partition of the cron jobs (:mod:`partitions`) names its own
+        self.lease_key = lease_key or keys.beat_leader()
+        self.epoch_key = epoch_key or keys.beat_epoch()
         self.lease = lease_seconds
         self.clock = clock or SystemClock()
         self.token = token or secrets.token_hex(12)
@@ -76,7 +81,7 @@ class Leadership:
     async def try_acquire(self) -> bool:
         """Take the lease if vacant; on success a new epoch is ours."""
         sent = self.clock.monotonic()
-        epoch = await self._acquire(keys=[self.keys.beat_leader(), self.keys.beat_epoch()],
+        epoch = await self._acquire(keys=[self.lease_key, self.epoch_key],
                                     args=[self.token, self.lease_ms])
         if not epoch:
             return False
@@ -88,7 +93,7 @@ class Leadership:
         if self.epoch is None:
             return False
         sent = self.clock.monotonic()
-        ok = await self._renew(keys=[self.keys.beat_leader(), self.keys.beat_epoch()],
+        ok = await self._renew(keys=[self.lease_key, self.epoch_key],
                                args=[self.token, self.lease_ms, self.epoch])
         if ok:
             self._renewed_at = max(self._renewed_at, sent)
@@ -106,7 +111,7 @@ class Leadership:
         was = self.epoch
         self.drop()
         if was is not None:
-            await self._release(keys=[self.keys.beat_leader()], args=[self.token])
+            await self._release(keys=[self.lease_key], args=[self.token])
 
 
 async def current_leader(redis: aioredis.Redis, keys: Keys) -> tuple[str | None, int]:

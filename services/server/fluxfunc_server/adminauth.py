@@ -1,9 +1,10 @@
-"""Admin authentication: a bearer token, or DataFlux Func access-key signing.
+"""API credentials: a bearer token, or DataFlux Func access-key signing; each carries a role
+(:mod:`fluxfunc_common.roles`; tokens made before roles existed are ``admin``).
 
-- ``Authorization: Bearer <token>``: the token's SHA-256 must be a stored admin token
-  (``fluxfunc admin create-token``). A positive answer is cached in-process for half a second
-  so the store stays off the hot path yet a revoked token stops working on every Server
-  within a second; a negative one is never cached.
+- ``Authorization: Bearer <token>``: the token's SHA-256 must be a stored token
+  (``fluxfunc admin create-token``). A positive answer (its id and role) is cached in-process
+  for half a second so the store stays off the hot path yet a revoked token stops working on
+  every Server within a second; a negative one is never cached.
 - Access key (what the DataFlux Func SDK sends): ``X-Dff-Ak-Id``, ``X-Dff-Ak-Timestamp``,
   ``X-Dff-Ak-Nonce``, ``X-Dff-Ak-Sign`` = hex HMAC-SHA1(secret, string to sign) where the
   string is ``METHOD&PATH?QUERY&timestamp&nonce&md5(body)`` and the body is the sorted,
@@ -28,9 +29,11 @@ from aiohttp import web
 from fluxfunc_common.crypto import hash_token
 from fluxfunc_common.errors import ClientError, ConfigError, UserAuthError
 from fluxfunc_common.logs import get_logger
+from fluxfunc_common.roles import Role
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.bodies import check_depth
 from fluxfunc_server.context import AppContext
+from fluxfunc_server.principal import Principal, Via
 
 TOKEN_CACHE_SECONDS = 0.5  # a revoked token is refused everywhere within this (and < 1 s)
 TOKEN_CACHE_MAX = 1024
@@ -39,49 +42,51 @@ NONCE_TTL_SECONDS = 24 * 3600  # DataFlux Func keeps nonces a day (_WEB_AK_NONCE
 EMPTY_BODY_SIGNED_AS = b"{}"  # the SDKs sign a missing body as json_dumps(body or {})
 CANONICAL_MAX_BYTES = 1024 * 1024
 UNKNOWN_KEY_SECRET = "not-a-key"  # signs for unknown key ids: the same work, then refused
-# request[AUTH_KEY] = "token" | "ak:<id>" once authenticated
-AUTH_KEY = web.RequestKey("fluxfunc_admin_auth", str)
 
 AK_HEADERS = ("X-Dff-Ak-Id", "X-Dff-Ak-Timestamp", "X-Dff-Ak-Nonce", "X-Dff-Ak-Sign")
 log = get_logger("server.auth")
 
 
-async def require_admin(request: web.Request) -> None:
-    """Return when the request carries valid admin credentials, else raise UserAuthError."""
-    if request.get(AUTH_KEY):
-        return
+def sends_api_credentials(request: web.Request) -> bool:
+    """Whether the request carries a bearer token or access-key headers."""
+    return bool(request.headers.get("Authorization") or request.headers.get("X-Dff-Ak-Id")
+                or request.headers.get("X-Dff-Ak-Sign"))
+
+
+async def api_principal(request: web.Request) -> Principal:
+    """The token or access key the request authenticates with, else UserAuthError."""
     header = request.headers.get("Authorization", "")
     if header:
-        await _check_bearer(request.app[CTX], header)
-        request[AUTH_KEY] = "token"
-        return
+        return await _check_bearer(request.app[CTX], header)
     if request.headers.get("X-Dff-Ak-Id") or request.headers.get("X-Dff-Ak-Sign"):
-        ak_id = await _check_access_key(request, request.app[CTX])
-        request[AUTH_KEY] = f"ak:{ak_id}"
-        return
-    raise UserAuthError("admin authentication required: send `Authorization: Bearer <token>` "
-                        "or DataFlux Func access-key headers")
+        return await _check_access_key(request, request.app[CTX])
+    raise UserAuthError("authentication required: sign in, or send `Authorization: Bearer "
+                        "<token>` or DataFlux Func access-key headers")
 
 
-async def _check_bearer(ctx: AppContext, header: str) -> None:
+async def _check_bearer(ctx: AppContext, header: str) -> Principal:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UserAuthError("the Authorization header must be `Bearer <token>`")
     digest = hash_token(token)
     now = time.monotonic()
-    cache = ctx.token_cache  # token hash → monotonic expiry of the positive answer
-    if cache.get(digest, 0.0) > now:
-        return
-    if not await ctx.store.admin_token_exists(digest):
+    cache = ctx.token_cache  # token hash → (monotonic expiry of the positive answer, principal)
+    cached = cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    found = await ctx.store.find_admin_token(digest)
+    if found is None:
         cache.pop(digest, None)
-        raise UserAuthError("invalid admin token")
+        raise UserAuthError("invalid token")
+    principal = Principal(f"token:{found.id}", Role(found.role), Via.TOKEN)
     if len(cache) >= TOKEN_CACHE_MAX:
         cache.clear()
-    cache[digest] = now + TOKEN_CACHE_SECONDS
+    cache[digest] = (now + TOKEN_CACHE_SECONDS, principal)
+    return principal
 
 
-async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
+async def _check_access_key(request: web.Request, ctx: AppContext) -> Principal:
     ak_id, timestamp, nonce, sign = (request.headers.get(h, "").strip() for h in AK_HEADERS)
     if not (ak_id and timestamp and nonce and sign):
         raise UserAuthError("access-key signing needs X-Dff-Ak-Id, -Timestamp, -Nonce and -Sign")
@@ -94,7 +99,7 @@ async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
     # An unknown key id and a wrong signature get the same answer after the same work, so
     # the answer never tells which key ids exist; the body is only hashed until the
     # signature is verified (parsed at most for the canonical form, bounded).
-    secret = await _secret(ctx, ak_id)
+    secret, role = await _secret(ctx, ak_id)
     body = await request.read()
     text_to_sign = f"{request.method.upper()}&{request.raw_path}&{timestamp}&{nonce}&"
     valid = any(hmac.compare_digest(sign.lower(), _sign(secret or UNKNOWN_KEY_SECRET, text_to_sign + md5))
@@ -103,20 +108,21 @@ async def _check_access_key(request: web.Request, ctx: AppContext) -> str:
         raise UserAuthError("invalid access-key signature")
     if not await ctx.redis.set(ctx.keys.nonce(ak_id, nonce), b"1", nx=True, ex=NONCE_TTL_SECONDS):
         raise UserAuthError("access-key nonce already used")
-    return ak_id
+    return Principal(f"ak:{ak_id}", Role(role), Via.ACCESS_KEY)
 
 
-async def _secret(ctx: AppContext, ak_id: str) -> str | None:
-    """The key's secret; None for an unknown key (or one whose secret cannot be decrypted,
-    which is logged: the caller is told nothing more than for a wrong signature)."""
-    encrypted = await ctx.store.access_key_secret(ak_id)
-    if encrypted is None:
-        return None
+async def _secret(ctx: AppContext, ak_id: str) -> tuple[str | None, str]:
+    """The key's secret and role; None for an unknown key (or one whose secret cannot be
+    decrypted, which is logged: the caller is told nothing more than for a wrong signature)."""
+    found = await ctx.store.access_key(ak_id)
+    if found is None:
+        return None, Role.VIEWER.value
+    encrypted, role = found
     try:
-        return ctx.cipher.decrypt(encrypted)
+        return ctx.cipher.decrypt(encrypted), role
     except ConfigError:
         log.warning("access key secret cannot be decrypted (was `secret` changed?)", ak_id=ak_id)
-        return None
+        return None, role
 
 
 def _sign(secret: str, text: str) -> str:

@@ -21,17 +21,22 @@ from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import open_store
 from fluxfunc_common.streams import StreamProtocol
-from fluxfunc_server import openapi
+from fluxfunc_server import console, openapi
 from fluxfunc_server.appkeys import CALLER, CATALOG, CTX, REDIS, SETTINGS
+from fluxfunc_server.auditing import audit_middleware
 from fluxfunc_server.caller import Caller
 from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.deadlines import make_body_deadline
 from fluxfunc_server.handlers import (
     api_auths,
+    audit,
+    auth,
     connectors,
     credentials,
+    draft_run,
     invoke,
+    locks,
     manage,
     ops,
     ping,
@@ -39,6 +44,7 @@ from fluxfunc_server.handlers import (
     resources,
     tasks,
     transfer,
+    users,
 )
 from fluxfunc_server.handlers.reading import MB
 from fluxfunc_server.middlewares import make_error_middleware
@@ -56,7 +62,7 @@ def create_app(settings: Settings, *, server_id: str | None = None,
     app = web.Application(client_max_size=max_bytes,
                           middlewares=[make_error_middleware(max_bytes),
                                        make_body_deadline(settings.server.body_timeout),
-                                       access_middleware])
+                                       audit_middleware, access_middleware])
     app[SETTINGS] = settings
     instance = server_id or ids.instance_id()
     cipher = cipher_for(settings)  # a missing secret fails before anything opens
@@ -118,4 +124,10 @@ def add_routes(app: web.Application) -> None:
     transfer.add_routes(app)  # export / import
     connectors.add_routes(app)  # DFF.CONN connectors
     api_auths.add_routes(app)  # reusable API auth definitions
+    auth.add_routes(app)  # console sign-in, sign-out, me, password
+    users.add_routes(app)  # console users
+    audit.add_routes(app)  # the audit log
+    locks.add_routes(app)  # scripts' editing locks
+    draft_run.add_routes(app)  # running a script's draft (the console's Run panel)
+    console.add_routes(app)  # the web console's static files (public)
     openapi.add_routes(app)

@@ -14,6 +14,7 @@ from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Store
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_server.metrics import Metrics
+from fluxfunc_server.principal import Principal
 from fluxfunc_server.waiter import ReplyWaiter
 
 
@@ -31,6 +32,6 @@ class AppContext:
     waiter: ReplyWaiter  # started by app.py after the consumer groups exist
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = field(default_factory=SystemClock)
-    # admin bearer tokens recently found valid: token hash → monotonic expiry
-    token_cache: dict[str, float] = field(default_factory=dict)
+    # bearer tokens recently found valid: token hash → (monotonic expiry, principal)
+    token_cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 

@@ -6,9 +6,10 @@ What a Server can honestly report:
   counts every request it renders);
 - for the whole deployment, read from Redis at scrape time: tasks by func and final status
   and their run-time histogram (every task, whichever its origin: the workers count them in
-  the script that completes the task, see :mod:`fluxfunc_common.taskstats`), and the queue
-  figures: stream length, pending, lag, consumers, delayed, dead letters and tasks completed
-  in the last full minute.
+  the script that completes the task, see :mod:`fluxfunc_common.taskstats`), tasks by origin
+  and final status, subscription messages by connector
+  (:mod:`fluxfunc_common.subscriptionstats`), and the queue figures: stream length, pending,
+  lag, consumers, delayed, dead letters and tasks completed in the last full minute.
 
 HTTP counters are per process; sum them over the Server replicas in PromQL. Task and queue
 figures are the same on every replica (take ``max``).
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fluxfunc_common.subscriptionstats import Counts as SubscriptionCounts
 from fluxfunc_common.taskstats import TaskStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,9 +62,11 @@ class QueueCollector(Collector):
         self.snapshot: Sequence[Mapping[str, Any]] = ()  # queuestats.queue_stats rows
         self.dead_total: int | None = None
         self.tasks: TaskStats | None = None
+        self.subscriptions: SubscriptionCounts | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield from self._tasks()
+        yield from self._subscriptions()
         yield from self._queues()
 
     def _tasks(self) -> Iterator[Metric]:
@@ -78,6 +82,23 @@ class QueueCollector(Collector):
         for func, hist in sorted(self.tasks.durations.items()):
             durations.add_metric([func], hist.cumulative(), hist.total)
         yield durations
+        origins = CounterMetricFamily("fluxfunc_tasks_by_origin",
+                                      "Tasks that ended, by origin (syncAPI, asyncAPI, direct, cronJob, "
+                                      "child, subscription, apiAuth) and final status",
+                                      labels=["origin", "status"])
+        for (origin, status), n in sorted(self.tasks.origins.items()):
+            origins.add_metric([origin, status], float(n))
+        yield origins
+
+    def _subscriptions(self) -> Iterator[Metric]:
+        if self.subscriptions is None:
+            return
+        family = CounterMetricFamily("fluxfunc_subscription_messages",
+                                     "Subscription messages by connector: enqueued as tasks, or "
+                                     "dropped (no such func)", labels=["connector", "outcome"])
+        for (connector, outcome), n in sorted(self.subscriptions.items()):
+            family.add_metric([connector, outcome], float(n))
+        yield family
 
     def _queues(self) -> Iterator[Metric]:
         for field, (name, doc) in _QUEUE_GAUGES.items():
@@ -123,6 +144,11 @@ class Metrics:
         the scrape that follows."""
         self.queues.snapshot = rows
         self.queues.dead_total = dead_letters
+
+    def set_subscriptions(self, counts: SubscriptionCounts) -> None:
+        """Keep the subscription message counts (``subscriptionstats.read``) for the scrape
+        that follows."""
+        self.queues.subscriptions = counts
 
     def set_tasks(self, stats: TaskStats) -> None:
         """Keep the task figures (``taskstats.read_task_stats``) for the scrape that follows."""

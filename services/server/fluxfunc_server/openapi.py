@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from fluxfunc_common import __version__
+from fluxfunc_server import openapi_accounts as accounts_ops
 from fluxfunc_server import routing, schemas
 from fluxfunc_server import schemas_invoke as call
 from fluxfunc_server import schemas_out as out
-from fluxfunc_server.access import PUBLIC, Access, Rule
+from fluxfunc_server.access import PUBLIC, Rule
 from fluxfunc_server.appkeys import OPENAPI
-from fluxfunc_server.handlers import api_auths
+from fluxfunc_server.handlers import api_auths, draft_run
 from fluxfunc_server.handlers import connectors as conns
 from fluxfunc_server.handlers import python_packages as pkgs
 from fluxfunc_server.handlers import resources as res
@@ -33,7 +34,7 @@ from fluxfunc_server.handlers import transfer as xfer
 
 REF = "#/components/schemas/{model}"
 Security = list[dict[str, list[str]]]
-ADMIN: Security = [{"bearerAuth": []}, {"accessKey": []}]
+ADMIN: Security = [{"bearerAuth": []}, {"accessKey": []}, {"sessionCookie": []}]
 JSONSchema = Mapping[str, object]  # a JSON Schema (pydantic's output, or written out here)
 
 # The OpenAPI objects this document uses.
@@ -170,9 +171,9 @@ def operations() -> list[Op]:
                  s.ScriptSetCreate, s.ScriptSetUpdate)
     ops += _crud("scripts", "management", "script", out.Script, s.ScriptListQuery,
                  s.ScriptCreate, s.ScriptUpdate)
-    ops.append(Op("post", "/api/v1/scripts/{id}/publish",
-                  "Publish the draft: compile, extract @DFF.API funcs, notify workers", "management",
-                  _ref(out.PublishResult), body=s.PublishBody))
+    ops += [Op("post", "/api/v1/scripts/{id}/publish",
+               "Publish the draft: compile, extract @DFF.API funcs, notify workers", "management",
+               _ref(out.PublishResult), body=s.PublishBody), *draft_run.operations(Op)]
     ops += _crud("funcs", "management", "func", out.Func, s.FuncListQuery)
     ops += _crud("sync-apis", "management", "sync API", out.SyncApi, s.EntryListQuery,
                  s.SyncApiCreate, s.SyncApiUpdate)
@@ -204,6 +205,7 @@ def operations() -> list[Op]:
         *xfer.operations(Op),  # export / import
         *conns.operations(Op),  # connectors
         *api_auths.operations(Op),  # reusable API auth definitions
+        *accounts_ops.operations(Op),  # sign-in, users, audit, editing locks
         Op("get", pkgs.PATH, "The extra Python packages: the list, the resolved set, each live "
            "worker's install state (docs/packages.md)", "packages", {"type": "object"}),
         Op("put", pkgs.PATH, "Replace the deployment-wide package list (every worker installs it)",
@@ -214,6 +216,12 @@ def operations() -> list[Op]:
         Op("get", "/readyz", "Readiness: Redis and the store answer, the store takes a write",
            "ops", _ref(out.Status)),
         Op("head", "/", "Load-balancer probe", "ops", raw={}),
+        Op("get", "/", "A browser (Accept: text/html) is redirected to /console/; else 404", "console",
+           raw={}),
+        Op("get", "/console", "Redirect to /console/", "console", raw={}),
+        Op("get", "/console/{path}", "The web console: a built asset (cached a year) or index.html "
+           "for the console's own routes (docs/console.md)", "console",
+           raw={"text/html": {"type": "string"}}),
         Op("get", "/api/v1/do/ping", "DataFlux Func SDK check: answers `pong` (verifies access-key "
            "headers when sent)", "ops", {"type": "string", "const": "pong"}),
         Op("post", "/api/v1/do/echo", "DataFlux Func SDK check: answers the query and JSON body it got",
@@ -327,7 +335,7 @@ def _security(op: Op, rules: Mapping[tuple[str, str], Rule]) -> Security:
     rule = rules.get((op.method.upper(), op.path))
     if rule is None:
         raise LookupError(f"documented but not routed: {op.method.upper()} {op.path}")
-    return ADMIN if rule.access is Access.ADMIN else []
+    return ADMIN if rule.access.role is not None else []
 
 
 def build_document(rules: Mapping[tuple[str, str], Rule]) -> Document:
@@ -367,7 +375,9 @@ def build_document(rules: Mapping[tuple[str, str], Rule]) -> Document:
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
-                   "description": "admin token from `fluxfunc admin create-token`"},
+                   "description": "token from `fluxfunc admin create-token` (with a role)"},
+    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "fluxfunc_session",
+                      "description": "console session from POST /api/v1/auth/sign-in"},
     "accessKey": {"type": "apiKey", "in": "header", "name": "X-Dff-Ak-Sign",
                   "description": "DataFlux Func access-key signing: also X-Dff-Ak-Id, "
                                  "X-Dff-Ak-Timestamp, X-Dff-Ak-Nonce; sign = hex HMAC-SHA1(secret, "

@@ -44,6 +44,11 @@ def _trusted(address: str | None, trusted: Networks) -> bool:
     return any(ip in net for net in trusted)
 
 
+def is_trusted(address: str | None, trusted: Networks) -> bool:
+    """Whether ``address`` is one of the trusted proxies."""
+    return _trusted(address, trusted)
+
+
 def client_ips(remote: str | None, forwarded: str, trusted: Networks) -> tuple[str | None, list[str]]:
     """(the caller's IP, the forwarded chain believed) for a peer ``remote`` that sent
     ``X-Forwarded-For: forwarded``; the chain is empty unless ``remote`` is trusted."""

@@ -2,8 +2,12 @@
 
 Every route of the Server is added with :func:`add_route` (or :func:`get`/:func:`post`), which
 records its :class:`~fluxfunc_server.access.Rule`; :func:`access_middleware` checks it before
-the handler runs, so no handler checks credentials itself. A route added without a rule (a
-programming slip) is treated as admin-only; aiohttp's own 404/405 answers need no credentials.
+the handler runs, so no handler checks credentials itself: it authenticates the caller (a
+bearer token, an access key, or the console's session cookie, in that order), stores the
+:class:`~fluxfunc_server.principal.Principal` on the request, refuses a cookie-authenticated
+mutating request from another origin and a role below the route's level (403). A route added
+without a rule (a programming slip) is treated as admin-only; aiohttp's own 404/405 answers
+need no credentials.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import AbstractRoute
 
-from fluxfunc_server.access import ADMIN, Access, Rule
-from fluxfunc_server.adminauth import require_admin
-from fluxfunc_server.appkeys import ACCESS
+from fluxfunc_common.errors import Forbidden, UserAuthError
+from fluxfunc_server import sessions
+from fluxfunc_server.access import ADMIN, MUTATING, Access, Rule
+from fluxfunc_server.adminauth import api_principal, sends_api_credentials
+from fluxfunc_server.appkeys import ACCESS, CTX
+from fluxfunc_server.principal import PRINCIPAL, Principal, Via
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AK_HEADERS = ("X-Dff-Ak-Id", "X-Dff-Ak-Sign")
@@ -45,10 +53,18 @@ def rules(app: web.Application) -> dict[tuple[str, str], Rule]:
     writes them (``{name}`` without the pattern aiohttp's ``{name:pattern}`` adds)."""
     out: dict[tuple[str, str], Rule] = {}
     for route, rule in app.get(ACCESS, {}).items():
-        resource = route.resource
-        if resource is not None:
-            out[(route.method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", resource.canonical))] = rule
+        path = route_path(route)
+        if path is not None:
+            out[(route.method, path)] = rule
     return out
+
+
+def route_path(route: AbstractRoute | None) -> str | None:
+    """A route's path template as the OpenAPI document writes it (``/api/v1/scripts/{id}``)."""
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return None
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", resource.canonical)
 
 
 def rule_of(request: web.Request) -> Rule | None:
@@ -59,17 +75,43 @@ def rule_of(request: web.Request) -> Rule | None:
     return request.app.get(ACCESS, {}).get(info.route, ADMIN)
 
 
+async def authenticate(request: web.Request) -> Principal:
+    """The caller (a token, an access key, a console session), else UserAuthError (401)."""
+    found: Principal | None = request.get(PRINCIPAL)
+    if found is not None:
+        return found
+    if sends_api_credentials(request):
+        principal = await api_principal(request)
+    else:
+        sid = request.cookies.get(sessions.COOKIE)
+        session = await sessions.lookup(request.app[CTX], sid) if sid else None
+        if session is None:
+            raise UserAuthError("authentication required: sign in, or send `Authorization: "
+                                "Bearer <token>` or DataFlux Func access-key headers")
+        principal = session
+    request[PRINCIPAL] = principal
+    return principal
+
+
 async def check_access(request: web.Request, rule: Rule) -> None:
-    """Return when ``request`` may use a route of ``rule``; else UserAuthError (401)."""
+    """Return when ``request`` may use a route of ``rule``; else UserAuthError (401) or
+    Forbidden (403: a role too low, or a cookie-authenticated call from another origin)."""
     if rule.access is Access.PUBLIC:
         return
     if rule.access is Access.SIGNED:
         if any(request.headers.get(name) for name in AK_HEADERS):
-            await require_admin(request)
+            await authenticate(request)
         return
     if rule.open_when is not None and await rule.open_when(request):
         return
-    await require_admin(request)
+    principal = await authenticate(request)
+    if principal.via is Via.SESSION and request.method in MUTATING:
+        sessions.check_origin(request)
+    needed = rule.access.role
+    if needed is not None and not principal.role.covers(needed):
+        raise Forbidden(f"the role {principal.role.value!r} may not do this "
+                        f"(needs {needed.value!r})", {"role": principal.role.value,
+                                                       "needed": needed.value})
 
 
 @web.middleware

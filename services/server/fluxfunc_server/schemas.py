@@ -139,6 +139,18 @@ class PublishBody(Body):
     description: Text | None = Field(default=None, description="set the description too")
 
 
+class DraftRunBody(Body):
+    """``POST /scripts/{id}/draft-run``: run a function of the draft, unpublished."""
+
+    func_name: Annotated[str, Field(min_length=1, max_length=191)] = Field(
+        description="an @DFF.API function of the script's draft")
+    kwargs: JSONObject = Field(default_factory=dict, description=(
+        "its kwargs, checked as a published call's are"))
+    timeout: Annotated[float, Field(gt=0)] | None = Field(default=None, description=(
+        "seconds it may run, at most console.draft_run_max_timeout (default: the function's "
+        "own timeout, capped to that)"))
+
+
 # --- entry points ---------------------------------------------------------------------------------
 
 

@@ -76,6 +76,12 @@ class CronJob(ApiEntry):
     timezone: str | None = None
     misfirePolicy: str | None = None
     overlapPolicy: str | None = None
+    dynamicCronExpr: str | None = Field(default=None, description=(
+        "a script's expression in force over cronExpr (DFF.CRON_JOB.set_cron_expr)"))
+    dynamicCronExprExpireTime: float | None = Field(default=None, description=(
+        "when dynamicCronExpr ends by itself (epoch s); null: until cleared"))
+    isPaused: bool = Field(default=False, description="paused by DFF.CRON_JOB.pause(expires)")
+    pauseExpireTime: float | None = Field(default=None, description="when the pause ends (epoch s)")
 
 
 class EnvVariable(Stamped):
@@ -98,6 +104,18 @@ class PublishResult(Out):
     script: Script
     funcs: list[Func]
     warnings: list[str]
+
+
+class DraftRunResult(Out):
+    """The outcome of a draft run (``POST /scripts/{id}/draft-run``)."""
+
+    taskId: str
+    status: str = Field(description="success, failure or timeout")
+    result: Any = Field(default=None, description="the return value (DFF.RESP: its data)")
+    output: str = Field(description="what the function printed")
+    error: str | None = Field(default=None, description="`Type: message` when it did not succeed")
+    traceback: str | None = None
+    durationMs: float | None = Field(default=None, description="how long the function ran")
 
 
 class Fire(Out):
@@ -188,6 +206,7 @@ class Credential(Out):
     name: str
     created: float
     revoked: bool
+    role: str
 
 
 class Revoked(Out):
@@ -215,5 +234,5 @@ class PageInfo(Out):
 RESPONSE_MODELS: list[type[BaseModel]] = [
     ScriptSet, Script, Func, SyncApi, AsyncApi, CronJob, EnvVariable, TaskRecord, PublishResult,
     NextFires, Overview, DeadLetter, Requeued, Deleted, Status, TaskId, CronRun, PageInfo,
-    Credential, Revoked,
+    Credential, Revoked, DraftRunResult,
 ]

@@ -2,8 +2,10 @@
 forked by the :mod:`zygote` (:func:`run_child`).
 
 Either way a fresh interpreter state (no inherited Redis sockets, event loop or threads of
-the worker) with one end of a socketpair as ``FD``. It runs tasks one at a time and asks the
-parent for anything that needs Redis or SQL (:class:`RpcClient`).
+the worker) with one end of a socketpair as ``FD``. It runs sync tasks one at a time, in its
+main thread, or ``async def`` tasks many at a time on an event loop
+(:mod:`~fluxfunc_worker.asyncsession`) — never both at once (the parent sees to it) — and
+asks the parent for anything that needs Redis or SQL (:class:`RpcClient`).
 
 Signals: SIGINT/SIGTERM are ignored (a Ctrl-C or ``kill`` sent to the whole process group
 must not end running tasks: the parent drains and decides); SIGUSR1 is the parent's "stop
@@ -16,25 +18,39 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import resource
 import signal
 import socket
 import sys
 import threading
+from collections import deque
+from collections.abc import Callable
 from types import FrameType
 from typing import cast
 
 import orjson
 
 from fluxfunc_worker import sdk, sitepath
+from fluxfunc_worker.asyncsession import AsyncSession
 from fluxfunc_worker.ipc import BlockingChannel
-from fluxfunc_worker.messages import DoneMessage, JSONObject, RunMessage, RunReport
+from fluxfunc_worker.messages import (
+    DoneMessage,
+    JSONObject,
+    RpcCall,
+    RpcReply,
+    RunMessage,
+    RunReport,
+    ToChild,
+)
 from fluxfunc_worker.modcache import ScriptCache
 from fluxfunc_worker.runtime import Runner, install_finder
 
 PR_SET_PDEATHSIG = 1
+READ_POLL = 0.1  # seconds a DFF call waits before it looks again at who reads the socket
 PR_SET_NAME = 15
+M_ARENA_MAX = -8  # mallopt parameter (glibc)
 NAME = b"fluxfunc-child"
 
 
@@ -43,34 +59,85 @@ class Stop(BaseException):
 
 
 class RpcClient:
-    """Synchronous calls to the parent over the child's socket (one at a time)."""
+    """Calls to the parent over the child's socket, from any thread of the child.
+
+    While the main thread waits for the parent's next message (:attr:`listening`: between
+    tasks, and all the time async tasks run) it reads every frame and hands each reply to its
+    caller (:meth:`deliver`); while it runs a sync task, the calling thread reads the socket
+    itself until its reply comes (one reader at a time)."""
 
     def __init__(self, channel: BlockingChannel) -> None:
         self.channel = channel
-        self._lock = threading.Lock()
-        self._seq = 0
+        self.listening = False
+        self._read_lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, Callable[[RpcReply], None]] = {}
+        self._inbox: deque[ToChild] = deque()  # messages for the main thread another one read
 
     def call(self, method: str, params: JSONObject) -> object:
+        box: list[RpcReply] = []
+        arrived = threading.Event()
+
+        def put(reply: RpcReply) -> None:
+            box.append(reply)
+            arrived.set()
+
+        self._send(method, params, put)
+        while not arrived.is_set():
+            # a thread that finds the main thread listening (it holds the lock while it waits
+            # for a frame) gets its reply from it; else it reads the socket itself
+            if not self.listening and self._read_lock.acquire(timeout=READ_POLL):
+                try:
+                    if not arrived.is_set():
+                        self._dispatch(self.channel.receive())
+                finally:
+                    self._read_lock.release()
+            else:
+                arrived.wait(READ_POLL)
+        return _value(box[0])
+
+    def _send(self, method: str, params: JSONObject, waiter: Callable[[RpcReply], None]) -> None:
         try:
             # encoded here, once: the frame embeds it as is (and a bad value fails in the caller)
             payload = orjson.Fragment(orjson.dumps(params, option=orjson.OPT_NON_STR_KEYS))
         except TypeError as exc:
             raise sdk.DFFError(f"DFF call {method}: value is not JSON-serialisable ({exc})") from None
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
-            self.channel.send({"type": "rpc", "seq": seq, "method": method,
-                               "params": cast(JSONObject, payload)})
+        seq = next(self._seq)
+        self._waiters[seq] = waiter
+        call: RpcCall = {"type": "rpc", "seq": seq, "method": method, "params": cast(JSONObject, payload)}
+        running = sdk.async_task.get()
+        if running is not None:  # the parent serves it with that task's context
+            call["task"] = running.task_id
+        self.channel.send(call)
+
+    def receive(self) -> ToChild | None:
+        """The main thread's next message that is not a reply (replies go to their callers)."""
+        with self._read_lock:
             while True:
-                reply = self.channel.receive()
-                if reply is None:
-                    os._exit(0)  # the parent is gone
-                if (reply["type"] == "ok" or reply["type"] == "err") and reply["seq"] == seq:
-                    break
-        if reply["type"] == "err":
-            error = sdk.FuncCallError if reply.get("kind") == "func" else sdk.DFFError
-            raise error(reply.get("message") or "DFF call failed")
-        return reply["value"]
+                message = self._inbox.popleft() if self._inbox else self.channel.receive()
+                if message is None or (message["type"] != "ok" and message["type"] != "err"):
+                    return message
+                self.deliver(message)
+
+    def _dispatch(self, message: ToChild | None) -> None:
+        if message is None:
+            os._exit(0)  # the parent is gone
+        if message["type"] == "ok" or message["type"] == "err":
+            self.deliver(message)
+        else:
+            self._inbox.append(message)
+
+    def deliver(self, reply: RpcReply) -> None:
+        waiter = self._waiters.pop(reply["seq"], None)
+        if waiter is not None:
+            waiter(reply)
+
+
+def _value(reply: RpcReply) -> object:
+    if reply["type"] == "err":
+        error = sdk.FuncCallError if reply.get("kind") == "func" else sdk.DFFError
+        raise error(reply.get("message") or "DFF call failed")
+    return reply["value"]
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -91,6 +158,11 @@ def _limit_memory(memory_mb: int) -> None:
     """RLIMIT_AS = what this process maps now + the limit: big allocations raise MemoryError."""
     if memory_mb <= 0:
         return
+    with contextlib.suppress(Exception):
+        # one malloc arena for every thread: each extra arena reserves 64 MB of address
+        # space, which the event loop's and DFF.aio's / DFF.THREAD's threads would otherwise
+        # take out of the limit (CPython's own allocator needs no per-thread arenas)
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
     try:
         with open("/proc/self/statm") as f:
             pages = int(f.read().split()[0])
@@ -129,13 +201,34 @@ def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
                     print_sink=lambda text: channel.send({"type": "print", "text": text}))
     _limit_memory(memory_mb)
     channel.send({"type": "ready", "pid": os.getpid()})
+    session: AsyncSession | None = None
     while True:
-        message = channel.receive()
+        rpc.listening = True
+        message = rpc.receive()
         if message is None or message["type"] == "exit":
             return
         if message["type"] == "run":
             sitepath.use(message.get("pkgs"))
+            if message.get("isAsync"):
+                if session is None:
+                    session = _session(runner, channel, memory_mb)
+                session.submit(message)
+                continue
+            rpc.listening = False  # this thread runs the task: callers read their own replies
             channel.send(_done(message, *runner.run(message), memory_mb))
+        elif message["type"] == "cancel" and session is not None:
+            session.cancel(message["id"])
+
+
+def _session(runner: Runner, channel: BlockingChannel, memory_mb: int) -> AsyncSession:
+    """The event loop of this child's async tasks (docs/worker.md, Async functions)."""
+    def finish(message: RunMessage, report: RunReport, result: bytes | None) -> None:
+        channel.send(_done(message, report, result, memory_mb))
+
+    def printed(task_id: str, text: str) -> None:
+        channel.send({"type": "print", "text": text, "id": task_id})
+
+    return AsyncSession(runner, finish, printed)
 
 
 def _done(message: RunMessage, report: RunReport, result: bytes | None, memory_mb: int) -> DoneMessage:

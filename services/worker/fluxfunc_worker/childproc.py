@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -45,6 +46,8 @@ class Job:
     timer: asyncio.TimerHandle | None = None
     child: Child | None = None
     prints: list[str] = field(default_factory=list)  # lines printed so far (kept on a crash)
+    is_async: bool = False  # an async def: one of many on its child's event loop
+    killer: asyncio.TimerHandle | None = None  # an async job not answering its cancel
 
     @property
     def task_id(self) -> str:
@@ -71,7 +74,10 @@ class Child:
         self.owner = owner
         self.proc = proc
         self.pid = proc.pid
-        self.job: Job | None = None
+        self.job: Job | None = None  # its sync task
+        self.async_jobs: dict[str, Job] = {}  # its async tasks (never beside a sync one)
+        self.accepting = False  # takes more async tasks (set by the pool's AsyncRoom)
+        self.retire_after: str | None = None  # retires when its last async task ends (why)
         self.tasks_done = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
@@ -85,10 +91,31 @@ class Child:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode(message))
 
+    @property
+    def stopping(self) -> bool:
+        """Being stopped or retiring: it takes no more tasks."""
+        return self._killer is not None
+
+    @property
+    def busy(self) -> bool:
+        """Running a sync task or async ones."""
+        return self.job is not None or bool(self.async_jobs)
+
     def stop(self, why: End) -> None:
-        """SIGUSR1 now, SIGKILL after the grace (the job resolves when the process ends)."""
-        if self.job is not None and self.job.stopped is None:
-            self.job.stopped = why
+        """Stop the process and every task it runs: SIGUSR1 now, SIGKILL after the grace
+        (the jobs resolve when the process ends)."""
+        for job in self.jobs():
+            if job.stopped is None:
+                job.stopped = why
+        self.halt()
+
+    def jobs(self) -> list[Job]:
+        """Every task it runs."""
+        return [self.job, *self.async_jobs.values()] if self.job is not None else [*self.async_jobs.values()]
+
+    def halt(self) -> None:
+        """SIGUSR1 now, SIGKILL after the grace, whatever its tasks (those not stopped for a
+        reason of their own end as the child's death)."""
         if not self.alive or self._killer is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -106,13 +133,15 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
 
-    def ended(self) -> Job | None:
-        """The process has ended: the job it was running, if any."""
+    def ended(self) -> list[Job]:
+        """The process has ended: the jobs it was running."""
         self.alive = False
         if self._killer is not None:
             self._killer.cancel()
-        job, self.job = self.job, None
-        return job
+        jobs = self.jobs()
+        self.job = None
+        self.async_jobs = {}
+        return jobs
 
     def rss_mb(self) -> float:
         try:
@@ -121,6 +150,14 @@ class Child:
             return float(self._ps.memory_info().rss) / (1024 * 1024)
         except (psutil.Error, OSError):
             return 0.0
+
+
+def over_memory(children: Iterable[Child], limit_mb: int) -> list[Child]:
+    """The busy children whose resident size is over ``limit_mb`` (each logged)."""
+    found = [c for c in list(children) if c.busy and c.rss_mb() > limit_mb]
+    for child in found:
+        log.warning("child over memory limit", pid=child.pid, limit_mb=limit_mb, tasks=len(child.jobs()))
+    return found
 
 
 class ChildProtocol(asyncio.Protocol):

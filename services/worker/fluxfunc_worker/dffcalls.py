@@ -7,6 +7,7 @@ value or raises :class:`~fluxfunc_worker.rpc.RpcError` (``kind="func"`` becomes
 
 =================  ==========================================================================
 ``script``         published code + version of a script (cached per publish generation)
+``script.draft``   the draft code of a draft run's own script, if its MD5 is still the run's
 ``cache.*``        DataFlux Func's cache command set on ``keys.cache(scope, key)``
                    (:mod:`fluxfunc_worker.cachecalls`)
 ``store.*``        ``set/mset/get/mget/getall/keys/delete`` on the SQL key/value store
@@ -17,7 +18,8 @@ value or raises :class:`~fluxfunc_worker.rpc.RpcError` (``kind="func"`` becomes
                    before each run: :mod:`~fluxfunc_worker.envwatch`)
 ``resources``      the resource directory's absolute path and large-data lifetime
 ``func``           ``DFF.FUNC``: a child task built by ``tasks.build_envelope`` from the
-                   catalogue row, enqueued; with ``wait`` its result is awaited
+                   catalogue row, enqueued (on the queue asked for, else the func's own,
+                   else the caller's); with ``wait`` its result is awaited
 ``entity.*``       ``DFF.SYNC_API``/``ASYNC_API``/``CRON_JOB`` (:mod:`~fluxfunc_worker.entitycalls`)
 ``cron.*``         ``DFF.CRON_JOB``'s expression and pause (same module)
 ``conn``           ``DFF.CONN``: a connector's decrypted config (:mod:`~fluxfunc_worker.dffconn.calls`)
@@ -27,6 +29,7 @@ value or raises :class:`~fluxfunc_worker.rpc.RpcError` (``kind="func"`` becomes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
@@ -36,7 +39,7 @@ from fluxfunc_common.crypto import Cipher, cipher_for
 from fluxfunc_common.envelope import Origin, TaskStatus
 from fluxfunc_common.errors import FluxfuncError, QueueFull
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.models import EnvVariable
+from fluxfunc_common.models import EnvVariable, Func
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import ConnectorStore, Entity, EntityStore, KvStore
@@ -49,6 +52,7 @@ from fluxfunc_worker.callchecks import call_limits, refuse_bad_kwargs
 from fluxfunc_worker.dffconn.calls import ConnCalls
 from fluxfunc_worker.dffparams import (
     CacheParams,
+    DraftParams,
     EntityParams,
     EnvAnswer,
     EnvManyParams,
@@ -89,6 +93,12 @@ def _entity_method(call: Callable[[EntityParams], Awaitable[object]]) -> Method:
     return method
 
 
+def _child_queue(fp: FuncParams, func: Func, job: RunMessage | None) -> str | None:
+    """The queue of a ``DFF.FUNC`` child, as in DataFlux Func: the one asked for, else the
+    called func's own, else the queue of the task that calls it."""
+    return fp.get("queue") or func.options.queue or (job["queue"] if job else None) or None
+
+
 def _store(p: Params) -> StoreParams:
     sp = cast(StoreParams, p)
     if is_internal_scope(str(sp["scope"])):
@@ -110,7 +120,7 @@ class DffCalls:
         self._cipher: Cipher | None = None
         self._env: dict[str, tuple[float, EnvAnswer | None]] = {}
         self._methods: dict[str, Method] = {
-            "script": self.script,
+            "script": self.script, "script.draft": self.script_draft,
             "store.get": self.store_get, "store.set": self.store_set, "store.delete": self.store_delete,
             "store.mset": self.store_mset, "store.mget": self.store_mget,
             "store.getall": self.store_getall, "store.keys": self.store_keys,
@@ -142,6 +152,20 @@ class DffCalls:
     async def script(self, p: Params, job: RunMessage | None) -> object:
         found = await self.published.code(str(cast(ScriptParams, p)["scriptId"]))
         return None if found is None else [found[0], found[1]]
+
+    async def script_draft(self, p: Params, job: RunMessage | None) -> object:
+        """A draft run's own draft code (docs/worker.md, Draft runs): only the task that is
+        that draft run reads it, and only while the draft is the one it was asked for."""
+        dp = cast(DraftParams, p)
+        script_id, md5 = str(dp["scriptId"]), str(dp["md5"])
+        if job is None or job.get("draft") != md5 or job["func"].partition(".")[0] != script_id:
+            raise RpcError("script.draft: only a draft run reads its own script's draft")
+        row = await self.store.find(Entity.SCRIPT, script_id)
+        code = None if row is None else str(row.get("code") or "")
+        if code is None or hashlib.md5(code.encode()).hexdigest() != md5:
+            raise RpcError(f"the draft of {script_id} changed (or the script is gone) since "
+                           "this run was asked for: run it again")
+        return code
 
     # --- DFF.STORE (SQL) ----------------------------------------------------------------------
     async def store_get(self, p: Params, job: RunMessage | None) -> object:
@@ -257,7 +281,7 @@ class DffCalls:
         env = build_envelope(
             func, kwargs, origin=Origin.CHILD, now=now, settings=self.settings.tasks,
             origin_id=job["id"] if job else None, call_chain=chain,
-            trace_id=job.get("traceId") if job else None, queue=fp.get("queue") or None,
+            trace_id=job.get("traceId") if job else None, queue=_child_queue(fp, func, job),
             expires=now + expires if expires else None,
         )
         if timeout:

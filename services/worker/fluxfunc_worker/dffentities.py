@@ -8,12 +8,13 @@ filters=None)`` (a list of dicts; ``filters`` as ``{field: {op: value}}``),
 (the new task's id; the helper itself is callable the same way). Without an id, ``get`` and
 the cron-job members mean the entry the running task came from (a cron job's task: its job).
 
-``DFF.CRON_JOB`` also has ``set_cron_expr(cron_expr, expires=None, entity_id=None)``,
+``DFF.CRON_JOB`` also has ``set_cron_expr(cron_expr, expires=None, entity_id=None)`` (an
+expression over the configured one, for ``expires`` seconds or until cleared),
 ``get_cron_expr(entity_id=None)``, ``get_all_cron_expr()``, ``clear_cron_expr(entity_id=None)``
-(back to the configured expression), ``pause(expires=None, entity_id=None)`` and
-``resume(entity_id=None)``, and the old ``*_crontab`` names. fluxfunc changes the job
-itself (the Beat follows at once), so ``expires`` — DataFlux Func's timed override and timed
-pause — is refused: call ``clear_cron_expr``/``resume`` when the time is up.
+(back to the configured expression), ``pause(expires=None, entity_id=None)`` (no fire for
+``expires`` seconds; without it, disabled until resumed) and ``resume(entity_id=None)``, and
+the old ``*_crontab`` names. A timed override or pause ends by itself: the Beat stops
+honouring it at its expiry.
 
 Imported by the child process only: standard library.
 """
@@ -27,10 +28,6 @@ from fluxfunc_worker.dffparams import EntityKind
 
 Call = Callable[..., Any]  # sdk._call: method, then the parameters as keywords
 Context = Callable[[], "tuple[str, str | None] | None"]  # (origin, origin id) of the running task
-
-
-class EntityError(ValueError):
-    """A call of an entity helper that cannot be made (bad arguments)."""
 
 
 class EntityHelper:
@@ -96,12 +93,9 @@ class CronJobHelper(EntityHelper):
 
     def set_cron_expr(self, cron_expr: str, expires: float | None = None,
                       entity_id: str | None = None) -> None:
-        if expires:
-            raise EntityError("DFF.CRON_JOB.set_cron_expr: a timed expression (expires=) is not "
-                              "provided; call clear_cron_expr() when it should end")
         job = self._job(entity_id)
         if job is not None:
-            self._call("cron.set", kind=self.kind, id=job, cron_expr=str(cron_expr))
+            self._call("cron.set", kind=self.kind, id=job, cron_expr=str(cron_expr), expires=expires)
 
     def get_cron_expr(self, entity_id: str | None = None) -> str | None:
         job = self._job(entity_id)
@@ -119,12 +113,9 @@ class CronJobHelper(EntityHelper):
             self._call("cron.clear", kind=self.kind, id=job)
 
     def pause(self, expires: float | None = None, entity_id: str | None = None) -> None:
-        if expires:
-            raise EntityError("DFF.CRON_JOB.pause: a timed pause (expires=) is not provided; "
-                              "call DFF.CRON_JOB.resume() when it should end")
         job = self._job(entity_id)
         if job is not None:
-            self._call("cron.pause", kind=self.kind, id=job)
+            self._call("cron.pause", kind=self.kind, id=job, expires=expires)
 
     def resume(self, entity_id: str | None = None) -> None:
         job = self._job(entity_id)

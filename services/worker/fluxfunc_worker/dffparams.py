@@ -93,6 +93,14 @@ class ScriptParams(TypedDict):
     scriptId: str
 
 
+class DraftParams(TypedDict):
+    """``script.draft``: the draft code of the script a draft run runs, if its MD5 is still
+    ``md5`` (docs/worker.md, Draft runs)."""
+
+    scriptId: str
+    md5: str
+
+
 class EnvParams(TypedDict):
     """``env``: one env variable."""
 

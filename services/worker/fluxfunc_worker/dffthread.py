@@ -50,6 +50,7 @@ class ThreadHelper:
         self._counter = itertools.count(1)
         self._deadline: float | None = None  # time.monotonic() of the task's timeout
         self._prefix = "thread-result"
+        self.in_async: Callable[[], bool] = lambda: False  # set by the sdk: an async task calls
 
     # --- the task's lifetime (the runtime calls these) ----------------------------------------
     def start(self, task_id: str, timeout: float | None) -> None:
@@ -105,6 +106,9 @@ class ThreadHelper:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
         """Run ``fn(*args, **kwargs)`` in the pool; the key of its result."""
+        if self.in_async():  # the pool belongs to the one sync task of the child
+            raise RuntimeError("DFF.THREAD is for sync functions; in an async def use asyncio "
+                               "(asyncio.gather, asyncio.to_thread) or DFF.aio")
         if self._deadline is not None and self._left() == 0:
             raise TimeoutError("DFF.THREAD: the task's time is up; nothing more can be submitted")
         self.create_pool()

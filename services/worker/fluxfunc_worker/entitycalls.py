@@ -9,11 +9,13 @@ work of the entity helpers a child asks for (:mod:`~fluxfunc_worker.dffentities`
 ``entity.call``          a task of the entry's func, as calling the entry would make: refused
                          when disabled or expired; fixed kwargs may not be overridden; the
                          kwargs check of the Server (:mod:`~fluxfunc_worker.callchecks`)
-``cron.set``/``cron.clear``  a cron job's ``cronExpr`` changed by a script (validated like
-                         the management API; the configured one kept for ``clear``); the Beat
-                         follows at once (``cron_changed``)
-``cron.get``/``cron.all``    the current expression / every script-set one
-``cron.pause``/``cron.resume``  ``isDisabled`` of a cron job
+``cron.set``/``cron.clear``  a script's expression over the configured one
+                         (``dynamicCronExpr``, validated like the management API), until
+                         ``dynamicCronExprExpireTime`` when ``expires`` is given; the Beat
+                         follows at once (``cron_changed``) and ends it at its expiry itself
+``cron.get``/``cron.all``    the expression in force / every job's script-set one
+``cron.pause``/``cron.resume``  a timed pause (``pauseExpireTime``) with ``expires``, else
+                         ``isDisabled``; resume ends both
 =======================  =====================================================================
 """
 
@@ -71,6 +73,15 @@ class EntryStore(EntityStore, KvStore, Protocol):
     """What the entity helpers reach: entries and funcs, and a kv scope of their own."""
 
 
+def _until(expires: object, what: str) -> float | None:
+    """The epoch time ``expires`` seconds from now (None without ``expires``)."""
+    if expires is None or expires == 0:
+        return None
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires < 0:
+        raise RpcError(f"DFF.CRON_JOB.{what}: expires must be a number of seconds, not {expires!r}")
+    return time.time() + float(expires)
+
+
 def _matches(row: Mapping[str, object], filters: Mapping[str, object]) -> bool:
     for field, conditions in filters.items():
         value = row.get(FIELD_ALIASES.get(field, field))
@@ -114,7 +125,11 @@ class EntityCalls:
 
     @staticmethod
     def _shown(entry: EntryPoint) -> dict[str, object]:
+        """As the management API shows it: no API auth; a cron job's override and pause
+        only while in force."""
         row = entry.model_dump(mode="json", by_alias=True)
+        if isinstance(entry, CronJob):
+            row.update(entry.overrides_at(time.time()))
         return {k: v for k, v in row.items() if k not in HIDDEN}
 
     async def get(self, p: EntityParams) -> object:
@@ -191,39 +206,61 @@ class EntityCalls:
                               maxlen=CRON_CHANGED_MAXLEN, approximate=True)
 
     async def cron_set(self, p: EntityParams) -> object:
+        """A script's expression, until ``expires`` seconds from now or until cleared (the
+        configured ``cronExpr`` stays as it is)."""
         job = await self._job_row(p)
         expr = str(p.get("cron_expr") or "").strip()
         schedule.validate(expr, job.timezone)  # ScheduleError → the call fails with its message
-        await self.store.kv_set(SCRIPT_CRON_SCOPE, job.id, job.cron_expr, not_exists=True)
-        await self._changed(job.id, {"cronExpr": expr})
+        until = _until(p.get("expires"), "set_cron_expr")
+        await self._changed(job.id, {"dynamicCronExpr": expr, "dynamicCronExprExpireTime": until})
         return None
 
     async def cron_get(self, p: EntityParams) -> object:
         found = await self._entry("cronJob", str(p["id"]))
-        return found.cron_expr if isinstance(found, CronJob) else None
+        return found.expr_at(time.time()) if isinstance(found, CronJob) else None
 
     async def cron_all(self, p: EntityParams) -> object:
-        out: dict[str, object] = {}
-        for job_id in await self.store.kv_items(SCRIPT_CRON_SCOPE):
-            row = await self.store.find(Entity.CRON_JOB, job_id)
-            if row is not None:
-                out[job_id] = CronJob.from_row(row).cron_expr
+        """Every job a script set an expression of (one not expired), with that expression."""
+        now, out = time.time(), {}
+        for row in await self._all_jobs():
+            job = CronJob.from_row(row)
+            if job.override_at(now) is not None:
+                out[job.id] = job.dynamic_cron_expr
+        for job_id in await self.store.kv_items(SCRIPT_CRON_SCOPE):  # set by an older fluxfunc
+            found = await self.store.find(Entity.CRON_JOB, job_id)
+            if found is not None and job_id not in out:
+                out[job_id] = CronJob.from_row(found).cron_expr
         return out
+
+    async def _all_jobs(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.list(Entity.CRON_JOB, limit=500, cursor=cursor)
+            rows += page.items
+            if page.next_cursor is None:
+                return rows
+            cursor = page.next_cursor
 
     async def cron_clear(self, p: EntityParams) -> object:
         job = await self._job_row(p)
+        changes: dict[str, object] = {"dynamicCronExpr": None, "dynamicCronExprExpireTime": None}
         configured = await self.store.kv_get(SCRIPT_CRON_SCOPE, job.id)
-        if isinstance(configured, str) and configured:
-            await self._changed(job.id, {"cronExpr": configured})
+        if isinstance(configured, str) and configured:  # an older fluxfunc changed cronExpr
+            changes["cronExpr"] = configured
+        await self._changed(job.id, changes)
         await self.store.kv_delete(SCRIPT_CRON_SCOPE, job.id)
         return None
 
     async def cron_pause(self, p: EntityParams) -> object:
+        """With ``expires``: no fire for that many seconds (``pauseExpireTime``); without:
+        ``isDisabled`` until resumed."""
         job = await self._job_row(p)
-        await self._changed(job.id, {"isDisabled": True})
+        until = _until(p.get("expires"), "pause")
+        await self._changed(job.id, {"pauseExpireTime": until} if until else {"isDisabled": True})
         return None
 
     async def cron_resume(self, p: EntityParams) -> object:
         job = await self._job_row(p)
-        await self._changed(job.id, {"isDisabled": False})
+        await self._changed(job.id, {"isDisabled": False, "pauseExpireTime": None})
         return None

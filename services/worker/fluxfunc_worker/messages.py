@@ -8,9 +8,9 @@ a field is named in one place. The types are ``TypedDict``: the wire stays plain
 (no conversion per message), the checker sees the field names.
 
 Parent → child: :class:`RunMessage` (one task), :class:`RpcReply` (answer to a DFF call),
-:class:`ExitMessage`. Child → parent: :class:`ReadyMessage`, :class:`PrintMessage` (a line
-printed, kept if the child dies), :class:`RpcCall` (a DFF call needing Redis or SQL),
-:class:`DoneMessage` (the task's report).
+:class:`CancelMessage` (stop one ``async def`` task), :class:`ExitMessage`. Child → parent:
+:class:`ReadyMessage`, :class:`PrintMessage` (a line printed, kept if the child dies),
+:class:`RpcCall` (a DFF call needing Redis or SQL), :class:`DoneMessage` (the task's report).
 
 This module is imported by the child: standard library and orjson only.
 """
@@ -57,6 +57,8 @@ class RunMessage(TypedDict):
     changed: NotRequired[ScriptChanges | None]  # what changed since; None: assume everything
     pkgs: NotRequired[str | None]  # folder of the extra package set (sitepath; docs/packages.md)
     timeout: NotRequired[float]  # seconds the task may run (DFF.THREAD refuses results after)
+    isAsync: NotRequired[bool]  # run on the child's event loop, beside its other async tasks
+    draft: NotRequired[str]  # a draft run: the MD5 of the script draft to run (the child retires after)
 
 
 class RpcOk(TypedDict):
@@ -79,6 +81,13 @@ class ExitMessage(TypedDict):
     type: Literal["exit"]
 
 
+class CancelMessage(TypedDict):
+    """Cancel the asyncio task of one async run (timeout, cancel, lost lease, shutdown)."""
+
+    type: Literal["cancel"]
+    id: str
+
+
 class ReadyMessage(TypedDict):
     type: Literal["ready"]
     pid: int
@@ -87,6 +96,7 @@ class ReadyMessage(TypedDict):
 class PrintMessage(TypedDict):
     type: Literal["print"]
     text: str
+    id: NotRequired[str]  # the async task that printed it (a sync child runs one task)
 
 
 class RpcCall(TypedDict):
@@ -94,6 +104,7 @@ class RpcCall(TypedDict):
     seq: int
     method: str
     params: JSONObject
+    task: NotRequired[str]  # the async task that made the call (a sync child runs one task)
 
 
 class RunReport(TypedDict, total=False):
@@ -119,7 +130,7 @@ class DoneMessage(RunReport, total=False):
     retire: str  # why the child exits after this task (e.g. "memory")
 
 
-ToChild = RunMessage | RpcOk | RpcErr | ExitMessage
+ToChild = RunMessage | RpcOk | RpcErr | CancelMessage | ExitMessage
 FromChild = ReadyMessage | PrintMessage | RpcCall | DoneMessage
 
 EXIT: ExitMessage = {"type": "exit"}

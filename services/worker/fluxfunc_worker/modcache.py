@@ -130,8 +130,9 @@ class ScriptCache:
         if imported in known:
             return
         known.add(imported)
-        if sdk.task is not None and not self._loading:  # first seen inside a running function:
-            ctx_globals = context_globals(sdk.task)  # its globals join this run's
+        ctx = sdk.current()
+        if ctx is not None and not self._loading:  # first seen inside a running function:
+            ctx_globals = context_globals(ctx)  # its globals join this run's
             for module in self.reachable(imported):
                 module.__dict__.update(ctx_globals)
 
@@ -145,11 +146,7 @@ class ScriptCache:
         if script_id in self._loading:
             raise ImportError(f"circular import of script {script_id!r}")
         code = self._compiled(script_id)
-        module = types.ModuleType(script_id)
-        module.__file__ = script_filename(script_id)
-        module.__dict__["DFF"] = sdk.DFFApi(script_id)
-        if sdk.task is not None:
-            module.__dict__.update(context_globals(sdk.task))
+        module = _blank_module(script_id)
         self._loading.append(script_id)
         sys.modules[script_id] = module
         envwatch.begin(script_id)
@@ -190,6 +187,32 @@ class ScriptCache:
         code = compile(source, filename, "exec", dont_inherit=True)
         self._code[script_id] = (version, code)
         return code
+
+
+    def draft(self, script_id: str, source: str) -> types.ModuleType:
+        """A module built from the draft ``source`` of a script, for one draft run: its own
+        object, in neither this cache nor ``sys.modules``, so the script's published module
+        (and what other scripts import) stays as it was, and the scripts the draft imports are
+        their published modules. Its frames show as the script's (``<script_id>``). The child
+        retires after a draft run, which drops whatever else the draft code changed
+        (docs/worker.md, Draft runs)."""
+        filename = script_filename(script_id)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        code = compile(source, filename, "exec", dont_inherit=True)
+        module = _blank_module(script_id)
+        exec(code, module.__dict__)
+        return module
+
+
+def _blank_module(script_id: str) -> types.ModuleType:
+    """A new module object for a script: its ``DFF`` and the running task's ``_DFF_*`` globals."""
+    module = types.ModuleType(script_id)
+    module.__file__ = script_filename(script_id)
+    module.__dict__["DFF"] = sdk.DFFApi(script_id)
+    ctx = sdk.current()
+    if ctx is not None:
+        module.__dict__.update(context_globals(ctx))
+    return module
 
 
 class ScriptFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

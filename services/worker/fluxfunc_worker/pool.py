@@ -6,8 +6,9 @@ the worker. Children are forked by the pool's :mod:`zygote` (about a millisecond
 when the zygote is not available, started as fresh interpreters (``python -m
 fluxfunc_worker.child``, tens of milliseconds). The pool:
 
-* hands a task to an idle child and resolves an :class:`Outcome` when it answers, dies or is
-  stopped (timeout, memory, cancel, lost lease, shutdown);
+* hands a sync task to an idle child, an ``async def`` one to a child running async tasks
+  with room (:mod:`~fluxfunc_worker.asyncroom`), and resolves an :class:`Outcome` when it
+  answers, dies or is stopped (timeout, memory, cancel, lost lease, shutdown);
 * stops a child with SIGUSR1 (``finally`` blocks run) and SIGKILL after a short grace;
 * watches the resident size of busy children (psutil) against ``max_memory_mb``;
 * recycles a child after ``max_tasks_per_child`` tasks — its replacement is started as soon
@@ -23,14 +24,15 @@ One child process is a :class:`~fluxfunc_worker.childproc.Child`; one task on it
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
 
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.logs import get_logger
-from fluxfunc_worker.childproc import Child, ChildProtocol, Job
+from fluxfunc_worker.asyncroom import AsyncRoom
+from fluxfunc_worker.childproc import Child, Job, over_memory
+from fluxfunc_worker.childstart import keep_starting, start_child
 from fluxfunc_worker.launcher import Launcher, LauncherInfo
 from fluxfunc_worker.messages import DoneMessage, FromChild, RpcCall, RunMessage, ScriptChanges
 from fluxfunc_worker.outcome import End, Outcome
@@ -41,7 +43,6 @@ __all__ = ["Job", "Outcome", "Pool", "RpcError", "RpcHandler"]
 
 log = get_logger("worker.pool")
 
-SPAWN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.5
 
 
@@ -50,6 +51,7 @@ class PoolInfo(LauncherInfo):
 
     children: int
     waiting: int
+    asyncRunning: int
 
 
 class Pool:
@@ -64,6 +66,8 @@ class Pool:
         rpc: RpcHandler,
         gen: Callable[[int], tuple[int | None, ScriptChanges | None]] = lambda pid: (None, None),
         use_zygote: bool = True,
+        async_limit: int = 1,
+        on_capacity: Callable[[int], None] | None = None,
     ) -> None:
         self.size = size
         self.max_tasks = max_tasks
@@ -71,7 +75,9 @@ class Pool:
         self._rpc = rpc
         self._gen = gen
         self._idle: deque[Child] = deque()
-        self._waiting: deque[Job] = deque()  # submitted while every child was busy
+        self._waiting: deque[Job] = deque()  # sync jobs submitted while every child was busy
+        self.room = AsyncRoom(size, async_limit, stamp=self._stamp, resolve=self._resolve,
+                              on_capacity=on_capacity)  # async tasks' children and queue
         self._holding = False
         self._children: set[Child] = set()
         self._spawning = 0
@@ -106,10 +112,10 @@ class Pool:
         self._closing = True
         if self._watcher:
             self._watcher.cancel()
-        while self._waiting:
-            self._resolve(self._waiting.popleft(), Outcome.unstarted(End.SHUTDOWN))
+        for job in [*self._waiting, *self.room.waiting]:
+            self._resolve(job, Outcome.unstarted(End.SHUTDOWN))
         for child in list(self._children):
-            if child.job is not None:
+            if child.busy:
                 child.stop(End.SHUTDOWN)
             else:
                 child.send({"type": "exit"})
@@ -134,67 +140,76 @@ class Pool:
 
     @property
     def busy(self) -> int:
-        """Children running a task."""
-        return sum(1 for c in self._children if c.job is not None)
+        """Children running a task (sync, or async ones)."""
+        return sum(1 for c in self._children if c.busy)
 
     def pids(self) -> list[int]:
         return [c.pid for c in self._children if c.alive]
-
     @property
     def spawned(self) -> int:
         """Children started as fresh interpreters (not forked by the zygote)."""
         return self.launcher.spawned
 
     def describe(self) -> PoolInfo:
-        """Pool figures for the heartbeat."""
-        return {"children": len(self._children), "waiting": len(self._waiting), **self.launcher.describe()}
+        return {"children": len(self._children), "waiting": self.queued,
+                "asyncRunning": sum(len(c.async_jobs) for c in self._children), **self.launcher.describe()}
 
     # --- running --------------------------------------------------------------------------------
-    def submit(self, message: RunMessage, timeout: float, *, expires: float | None = None) -> Job:
-        """Send a task to an idle child now (no event-loop turn in between), or queue it for
-        the next child that frees up; one that waits past ``expires`` (epoch seconds) ends
-        unstarted, :attr:`End.EXPIRED`."""
-        job = Job(self, message, timeout, expires, asyncio.get_running_loop().create_future())
+    def submit(self, message: RunMessage, timeout: float, *, expires: float | None = None,
+               is_async: bool = False) -> Job:
+        """Send a task to a child now (no event-loop turn in between) — a sync one to an idle
+        child, an async one where :class:`AsyncRoom` says — or queue it for the next child
+        that frees up; one that waits past ``expires`` (epoch seconds) ends unstarted,
+        :attr:`End.EXPIRED`."""
+        job = Job(self, message, timeout, expires, asyncio.get_running_loop().create_future(),
+                  is_async=is_async)
+        if is_async:
+            self.room.place(job, self._pop_idle, self._child_free, holding=self._holding)
+            return job
         child = None if self._holding else self._pop_idle()
         if child is None:
             self._waiting.append(job)
+            self.room.drain_one()
         elif not self._start(child, job):
             self._child_free(child)
         return job
 
     async def run(self, message: RunMessage, timeout: float, *,  # noqa: ASYNC109 (the task's limit)
-                  expires: float | None = None) -> Outcome:
+                  expires: float | None = None, is_async: bool = False) -> Outcome:
         """:meth:`submit` then :meth:`wait`: the outcome of the run, whatever happens."""
-        return await self.wait(self.submit(message, timeout, expires=expires))
+        return await self.wait(self.submit(message, timeout, expires=expires, is_async=is_async))
 
     async def wait(self, job: Job) -> Outcome:
         """The outcome of a submitted job; cancelling the wait stops its child."""
         try:
             return await job.future
         except asyncio.CancelledError:
-            child = job.child
-            if child is not None and child.job is job:
-                child.stop(End.SHUTDOWN)
+            self._stop_running(job, End.SHUTDOWN)
             raise
 
     def stop(self, job: Job, why: End) -> None:
         """Stop the child running ``job`` (cancel, lost lease, shutdown), or end it unstarted
         if it still waits for a child."""
-        if job.future.done():
+        if job.future.done() or self._stop_running(job, why):
             return
-        child = job.child
-        if child is not None:
-            if child.job is job:
-                child.stop(why)
-            return
-        if job in self._waiting:
+        if job in self._waiting:  # (a waiting async job is skipped once resolved)
             self._waiting.remove(job)
         self._resolve(job, Outcome.unstarted(why))
+
+    def _stop_running(self, job: Job, why: End) -> bool:
+        """Stop ``job`` on its child (a sync one: the child; an async one: its coroutine);
+        False when no child has it."""
+        child = job.child
+        if child is not None and child.job is job:
+            child.stop(why)
+        elif child is not None and child.async_jobs.get(job.task_id) is job:
+            self.room.stop(child, job, why)
+        return child is not None
 
     @property
     def queued(self) -> int:
         """Jobs waiting for a child."""
-        return len(self._waiting)
+        return len(self._waiting) + len(self.room.waiting)
 
     def _pop_idle(self) -> Child | None:
         idle = self._idle
@@ -224,11 +239,43 @@ class Pool:
             return False
         child.job = job
         job.child = child
-        job.message["gen"], job.message["changed"] = self._gen(child.pid)  # published.stamp
-        job.message["pkgs"] = self.packages.stamp(child.pid)
+        self._stamp(child, job)
         child.send(job.message)
         job.timer = asyncio.get_running_loop().call_later(job.timeout, child.stop, End.TIMEOUT)
         return True
+
+    def _on_async_done(self, child: Child, message: DoneMessage) -> None:
+        job = child.async_jobs.pop(message["id"], None)
+        if job is None:
+            return
+        child.tasks_done += 1
+        retire = message.pop("retire", None) or self._retire_reason(child)
+        if retire:
+            child.retire_after = child.retire_after or retire
+            self.room.close(child)
+        if job.stopped is None:
+            outcome = Outcome.answered(message)
+        else:  # cancelled by the worker: the reason is the outcome, what it printed is kept
+            outcome = self._ended(job, None)
+            outcome.print_logs = message.get("printLogs")
+        if not self.room.refill(child, holding=self._holding):
+            self.room.forget(child)  # its last async task: it is a whole child again
+            if child.retire_after:
+                self._retire(child, child.retire_after)
+            elif child.alive and not child.stopping:
+                self._child_free(child)
+        self._resolve(job, outcome)
+
+    def _retire_reason(self, child: Child) -> str | None:
+        """Why a child that ended a task retires (None: it does not)."""
+        if child.tasks_done >= self.max_tasks:
+            return "max_tasks_per_child"
+        return "packages" if self.packages.stale(child.pid) else None
+
+    def _stamp(self, child: Child, job: Job) -> None:
+        """What ``child`` must know before the run: publish generation, package set."""
+        job.message["gen"], job.message["changed"] = self._gen(child.pid)  # published.stamp
+        job.message["pkgs"] = self.packages.stamp(child.pid)
 
     def hold(self) -> None:
         """Start no more jobs (shutdown): what is submitted from now on, and what waits,
@@ -236,16 +283,24 @@ class Pool:
         self._holding = True
 
     def _child_free(self, child: Child) -> None:
-        """A child can take a task: the next waiting job, else it goes idle."""
+        """A child can take a task: the next waiting sync job (async ones can share a child:
+        they come second), else waiting async jobs, else it goes idle."""
         waiting = self._waiting
         while waiting and not self._holding:
             if self._start(child, waiting.popleft()):
                 return
+        if self.room.waiting and not self._holding:
+            self.room.enter(child)
+            if self.room.refill(child, holding=self._holding):
+                return
+            self.room.forget(child)
         self._idle.append(child)
 
     def _resolve(self, job: Job, outcome: Outcome) -> None:
         if job.timer is not None:
             job.timer.cancel()
+        if job.killer is not None:
+            job.killer.cancel()
         if not job.future.done():
             job.future.set_result(outcome)
 
@@ -256,28 +311,34 @@ class Pool:
         elif message["type"] == "rpc":
             self._track(asyncio.create_task(self._serve_rpc(child, message, child.job)))
         elif message["type"] == "print":
-            if child.job is not None:
-                child.job.prints.append(message["text"])
+            job = child.async_jobs.get(message["id"]) if "id" in message else child.job
+            if job is not None:
+                job.prints.append(message["text"])
         elif message["type"] == "ready" and not child.ready.done():
             child.ready.set_result(None)
 
     def _on_done(self, child: Child, message: DoneMessage) -> None:
+        if message["id"] in child.async_jobs:
+            self._on_async_done(child, message)
+            return
         job = child.job
         if job is None or job.stopped is not None:
             return  # being stopped: the process end resolves the job
         child.job = None
         child.tasks_done += 1
-        retire = message.pop("retire", None)
-        stale = self.packages.stale(child.pid)  # it ran tasks with a package set replaced since
-        if retire or child.tasks_done >= self.max_tasks or stale:
-            self._retire(child, retire or ("packages" if stale else "max_tasks_per_child"))
+        retire = message.pop("retire", None) or self._retire_reason(child)
+        if retire:
+            self._retire(child, retire)
         else:
             self._child_free(child)  # its next task goes out before this one is bookkept
         self._resolve(job, Outcome.answered(message))
 
     async def _serve_rpc(self, child: Child, call: RpcCall, job: Job | None) -> None:
+        made_async = "task" in call  # by one of its async tasks: answered while it lives
+        if made_async:
+            job = child.async_jobs.get(call["task"])
         reply = await answer(self._rpc, call, job.message if job else None)
-        if child.alive and child.job is job:
+        if child.alive and (made_async or child.job is job):
             child.send(reply)
 
     def _retire(self, child: Child, why: str) -> None:
@@ -288,17 +349,18 @@ class Pool:
             self._track(asyncio.create_task(self._spawn()))
 
     def _on_exit(self, child: Child, code: int | None) -> None:
-        job = child.ended()
+        jobs = child.ended()
         self._children.discard(child)
+        self.room.forget(child)
         self.packages.forget(child.pid)
-        if job is not None:
+        for job in jobs:
             ended = self._ended(job, code)
             if job.prints:  # what it printed before it died or was stopped
                 ended.print_logs = "".join(job.prints)
             self._resolve(job, ended)
         if child.retiring or not child.started:
             return  # replaced when it retired / its starter tries again
-        if job is None and not self._closing:
+        if not jobs and not self._closing:
             log.warning("idle child exited", pid=child.pid, code=code)
         if not self._closing:
             self._track(asyncio.create_task(self._spawn()))
@@ -311,62 +373,17 @@ class Pool:
     # --- spawning ---------------------------------------------------------------------------------------
     async def _spawn(self) -> None:
         self._spawning += 1
-        delay = 0.1
         try:
-            while not self._closing:
-                try:
-                    child = await self._start_child()
-                except (OSError, TimeoutError, RuntimeError) as exc:
-                    log.error("cannot start a worker child", error=str(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5)
-                    continue
+            child = await keep_starting(self._start_child, lambda: self._closing)
+            if child is not None:
                 self._child_free(child)
-                return
         finally:
             self._spawning -= 1
 
     async def _start_child(self) -> Child:
-        """A new ready child: forked by the zygote, else (or if that child fails to start)
-        spawned as a fresh interpreter."""
-        if self.launcher.forking:
-            try:
-                return await self._start_one(fork=True)
-            except (OSError, RuntimeError, TimeoutError) as exc:
-                self.launcher.failed(exc)
-        return await self._start_one(fork=False)
-
-    async def _start_one(self, *, fork: bool) -> Child:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair()
-        try:
-            proc = await self.launcher.launch(theirs, fork=fork)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        child = Child(self, proc)
-        self._children.add(child)
-        await loop.create_unix_connection(lambda: ChildProtocol(child), sock=ours)
-        self._track(asyncio.create_task(self._wait_exit(child)))
-        try:
-            await asyncio.wait_for(asyncio.shield(child.ready), SPAWN_TIMEOUT)
-        except TimeoutError:
-            child.kill()
-            raise
-        if not child.alive:
-            raise RuntimeError(f"worker child exited at start (code {child.proc.returncode})")
-        child.started = True
-        return child
-
-    async def _wait_exit(self, child: Child) -> None:
-        code = await child.proc.wait()
-        if child.transport is not None:
-            child.transport.close()
-        if not child.ready.done():
-            child.ready.set_result(None)
-        self._on_exit(child, code)
+        """A new ready child (:func:`~fluxfunc_worker.childstart.start_child`)."""
+        return await start_child(self.launcher, self, on_start=self._children.add, on_exit=self._on_exit,
+                                 track=self._track)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._background.add(task)
@@ -376,8 +393,7 @@ class Pool:
     async def _watch_memory(self) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            for child in list(self._children):
-                if child.job is not None and child.rss_mb() > self.memory_mb:
-                    log.warning("child over memory limit", pid=child.pid, limit_mb=self.memory_mb)
-                    child.stop(End.MEMORY)
+            for child in over_memory(self._children, self.memory_mb):
+                self.room.close(child)
+                child.stop(End.MEMORY)  # every task it runs fails with the memory error
 

@@ -60,6 +60,7 @@ class PublishedScripts:
         self.gen = 0
         self._code: dict[str, tuple[str, int] | None] = {}
         self._funcs: dict[str, Func | None] = {}
+        self._lookups: dict[str, asyncio.Future[Func | None]] = {}  # func reads under way
         self._changed = asyncio.Event()
         self._steps: deque[Step] = deque(maxlen=HISTORY)
         self._sent: dict[int, int] = {}  # child pid → the generation its last task carried
@@ -141,6 +142,23 @@ class PublishedScripts:
         if gen == self.gen:
             self._code[script_id] = found
         return found
+
+    def known_async(self, func_id: str) -> bool | None:
+        """Whether ``func_id`` is an ``async def``, as far as the cache knows (None: not
+        cached; the worker then asks :meth:`is_async`)."""
+        if func_id not in self._funcs:
+            return None
+        found = self._funcs[func_id]
+        return found is not None and found.is_async
+
+    async def is_async(self, func_id: str) -> bool:
+        """Whether ``func_id`` is an ``async def`` (publish records it: ``isAsync``)."""
+        pending = self._lookups.get(func_id)
+        if pending is None:  # one store read however many of its tasks arrive meanwhile
+            pending = self._lookups[func_id] = asyncio.ensure_future(self.func(func_id))
+            pending.add_done_callback(lambda _: self._lookups.pop(func_id, None))
+        found = await asyncio.shield(pending)
+        return found is not None and found.is_async
 
     async def func(self, func_id: str) -> Func | None:
         """The func of the catalogue, or None when no published script exports it."""

@@ -110,12 +110,13 @@ class Run:
         return self.state is RunState.STARTING
 
     # --- transitions ----------------------------------------------------------------------
-    def submit(self, pool: Pool) -> Job:
-        """CLAIMED → STARTING: on an idle child now, or queued for the next one."""
+    def submit(self, pool: Pool, *, is_async: bool = False) -> Job:
+        """CLAIMED → STARTING: on a child now, or queued for the next one (``is_async``: an
+        ``async def``, run beside other async tasks of its child)."""
         self._expect(RunState.CLAIMED)
         env = self.delivery.envelope
         expires = env.expires if env.attempt == 1 else None
-        self.job = pool.submit(run_message(env), env.timeout, expires=expires)
+        self.job = pool.submit(run_message(env), env.timeout, expires=expires, is_async=is_async)
         self._state = RunState.STARTING
         return self.job
 
@@ -177,8 +178,12 @@ class Run:
 
 def run_message(env: TaskEnvelope) -> RunMessage:
     """The ``run`` message a child executes."""
-    return {"type": "run", "id": env.id, "func": env.func_id, "kwargs": env.kwargs,
-            "origin": _ORIGIN[env.origin], "originId": env.origin_id, "triggerTime": env.trigger_time,
-            "cronExpr": env.cron_expr, "httpRequest": env.http_request, "callChain": env.call_chain,
-            "traceId": env.trace_id, "queue": env.queue, "attempt": env.attempt, "eta": env.eta,
-            "timeout": env.timeout}
+    message: RunMessage = {
+        "type": "run", "id": env.id, "func": env.func_id, "kwargs": env.kwargs,
+        "origin": _ORIGIN[env.origin], "originId": env.origin_id, "triggerTime": env.trigger_time,
+        "cronExpr": env.cron_expr, "httpRequest": env.http_request, "callChain": env.call_chain,
+        "traceId": env.trace_id, "queue": env.queue, "attempt": env.attempt, "eta": env.eta,
+        "timeout": env.timeout}
+    if env.draft_md5 is not None:  # a draft run (docs/worker.md, Draft runs)
+        message["draft"] = env.draft_md5
+    return message

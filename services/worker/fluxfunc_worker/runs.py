@@ -26,6 +26,7 @@ import asyncio
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -88,12 +89,20 @@ class Unwritten:
         return result
 
 
+class FuncKinds(Protocol):
+    """Which functions are ``async def`` (:class:`~fluxfunc_worker.published.PublishedScripts`)."""
+
+    def known_async(self, func_id: str) -> bool | None: ...
+
+    async def is_async(self, func_id: str) -> bool: ...
+
+
 class Runs:
     """Starts held entries on the pool and ends them (see the module docstring)."""
 
     def __init__(self, settings: Settings, streams: StreamProtocol, pool: Pool, *, consumer: str,
                  inflight: Inflight, slots: Slots, completer: Completer, records: RecordBatcher,
-                 task_line: Callable[..., None] | None = None) -> None:
+                 task_line: Callable[..., None] | None = None, kinds: FuncKinds | None = None) -> None:
         self.settings = settings
         self.ws = settings.worker
         self.streams = streams
@@ -107,6 +116,7 @@ class Runs:
         self._task_line = task_line or log.info  # the one line per task attempt
         self.tasks: set[asyncio.Task[None]] = set()
         self.unwritten = Unwritten()
+        self.kinds = kinds  # None: every function runs as a sync one
 
     def dispatch(self, runs: Sequence[tuple[Run, Start]]) -> None:
         """Run, ack or end each started entry according to its start check. Runs are sent to
@@ -130,7 +140,11 @@ class Runs:
         if (refused := chain_error(env.call_chain, env.func_id)) is not None:
             return self._skip(run, TaskStatus.FAILURE, f"DFFError: {refused}")
         if run.state is RunState.CLAIMED:
-            run.submit(self.pool)
+            # a draft run is never sent as async (the catalogue knows the published function;
+            # an ``async def`` draft runs on the child's own loop, as a sync task)
+            is_async = False if self.kinds is None or env.draft_md5 else self.kinds.known_async(env.func_id)
+            if is_async is not None:  # else looked up first (_execute)
+                run.submit(self.pool, is_async=is_async)
         return self._execute(run)
 
     def spawn(self, coro: Coroutine[None, None, None]) -> None:
@@ -156,6 +170,8 @@ class Runs:
         """Wait for the run (sent to a child, or waiting for one; or stopped before it was
         submitted), then complete or retry it."""
         env = run.envelope
+        if run.job is None and run.state is RunState.CLAIMED:
+            await self._submit_looked_up(run)
         with run.slot:  # a child's place: free once the run is off it
             job = run.job
             try:
@@ -182,6 +198,18 @@ class Runs:
         else:
             await self._finish(run, result)
 
+    async def _submit_looked_up(self, run: Run) -> None:
+        """Submit a run whose function the catalogue cache did not know yet (one store read
+        per function and publish)."""
+        is_async = False
+        try:
+            is_async = self.kinds is not None and await self.kinds.is_async(run.envelope.func_id)
+        except Exception as exc:  # the store is down: run it as a sync function (it still works)
+            log.warning("cannot tell whether the function is async", func_id=run.envelope.func_id,
+                        error=str(exc))
+        if run.state is RunState.CLAIMED:  # not cancelled, lost or released meanwhile
+            run.submit(self.pool, is_async=is_async)
+
     def _forget(self, run: Run) -> None:
         """A run whose entry is no longer ours: write nothing."""
         lost = run.state is RunState.LOST
@@ -202,7 +230,7 @@ class Runs:
         if not ok and await self._persist(run, lambda: self._written_anyway(result)):
             ok = True
         if ok:
-            self.records.add(result)
+            self.records.add(result, run.envelope.kwargs)
             self.log(run.envelope, run.started, result)
         elif run.state is not RunState.RELEASED:
             self.unwritten.keep(result)
@@ -294,7 +322,7 @@ class Runs:
             log.error("cannot dead-letter an entry", task_id=env.id, error=str(exc))
             return
         if ok:
-            self.records.add(result)
+            self.records.add(result, env.kwargs)
             self.log(env, started, result)
 
     # --- the task line ------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ what happened into an outcome the parent can complete.
   the modules of the scripts it imports (the import graph), not in every module of the child.
 * ``print`` is captured per task (:class:`PrintCapture`), tracebacks show the user's frames
   only (file names like ``<demo__basic>``).
+* A draft run (``draft`` in the run message: the console's run of an unpublished draft) calls
+  the function of a module built from the script's draft
+  (:meth:`~fluxfunc_worker.modcache.ScriptCache.draft`), and the child retires after it.
 
 Imported by the child process only: standard library, orjson and the sdk.
 """
@@ -24,6 +27,7 @@ import json
 import sys
 import time
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -89,69 +93,98 @@ class Runner:
 
     def run(self, message: RunMessage) -> tuple[RunReport, bytes | None]:
         """One ``run`` message → (outcome fields, result JSON bytes or None)."""
-        self.cache.set_gen(message.get("gen"), message.get("changed"))
-        if envwatch.stale(_env_answers):
-            self.cache.drop_modules()
-        ctx = _context(message)
+        ctx = self.prepare(message)
         capture = PrintCapture(sink=self.print_sink, masks=ctx.masks)
         sdk.task = ctx
         THREAD.start(ctx.task_id, message.get("timeout"))
         saved_stdout = sys.stdout
         sys.stdout = capture
         started = time.time()
-        outcome: RunReport
-        result: bytes | None = None
         try:
-            value = self._call(ctx, message.get("kwargs") or {})
-            if isinstance(value, sdk.FuncResponse):
-                outcome = {"status": "success", "response": value.to_dict()}
-                encode_result(value.data)
-            else:
-                result = encode_result(value)
-                outcome = {"status": "success"}
-        except (NotExported, ScriptNotFound) as exc:
-            outcome = {"status": "failure", "exception": describe_exception(exc), "traceback": None}
-        except MemoryError as exc:
-            limit = f" (max_memory_mb={self.memory_limit_mb})" if self.memory_limit_mb else ""
-            outcome = {"status": "failure", "memory": True, "traceback": user_traceback(exc),
-                       "exception": "MemoryError: the function exceeded the worker child's memory "
-                                    f"limit{limit}"}
+            value = self.invoke(ctx, message.get("kwargs") or {}, message.get("draft"))
+            if inspect.isawaitable(value):
+                value = self._event_loop().run_until_complete(_awaited(value))
+            outcome, result = succeeded(value)
         except Exception as exc:
-            outcome = {"status": "failure", "exception": describe_exception(exc),
-                       "traceback": user_traceback(exc)}
+            outcome, result = self.failed(exc), None
         finally:
             threads_done = THREAD.finish()
             sys.stdout = saved_stdout
             sdk.task = None
         if not threads_done:  # a DFF.THREAD call outlived the task: this process must not
             cast(DoneMessage, outcome)["retire"] = "threads"
-        outcome["printLogs"] = capture.getvalue(ctx.masks)
-        outcome["startTime"] = started
-        outcome["endTime"] = time.time()
-        return outcome, result
+        if "draft" in message:  # nothing a draft's code did may outlive its run in this process
+            cast(DoneMessage, outcome).setdefault("retire", "draft")
+        return ended(outcome, capture, ctx, started), result
 
-    def _call(self, ctx: sdk.TaskContext, kwargs: Mapping[str, object]) -> Any:
-        func = self.resolve(ctx.func_id)
+    def prepare(self, message: RunMessage) -> sdk.TaskContext:
+        """Before a run: drop what a publish or an env change made stale; the run's context."""
+        self.cache.set_gen(message.get("gen"), message.get("changed"))
+        if envwatch.stale(_env_answers):
+            self.cache.drop_modules()
+        return _context(message)
+
+    def failed(self, exc: Exception) -> RunReport:
+        """The report of a run whose function raised ``exc``."""
+        if isinstance(exc, NotExported | ScriptNotFound):
+            return {"status": "failure", "exception": describe_exception(exc), "traceback": None}
+        if isinstance(exc, MemoryError):
+            limit = f" (max_memory_mb={self.memory_limit_mb})" if self.memory_limit_mb else ""
+            return {"status": "failure", "memory": True, "traceback": user_traceback(exc),
+                    "exception": "MemoryError: the function exceeded the worker child's memory "
+                                 f"limit{limit}"}
+        return {"status": "failure", "exception": describe_exception(exc),
+                "traceback": user_traceback(exc)}
+
+    def invoke(self, ctx: sdk.TaskContext, kwargs: Mapping[str, object], draft: str | None = None) -> Any:
+        """Call the task's function (its ``_DFF_*`` globals refreshed): its value, or the
+        coroutine of an ``async def``. ``draft``: a draft run, of the draft with that MD5."""
+        func = self.resolve(ctx.func_id) if draft is None else self.resolve_draft(ctx.func_id, draft)
         ctx_globals = context_globals(ctx)
         for module in self.cache.reachable(ctx.script_id):  # not all N modules: O(imports)
             module.__dict__.update(ctx_globals)
-        value = func(**kwargs)
-        if inspect.isawaitable(value):
-            value = self._event_loop().run_until_complete(_awaited(value))
-        return value
+        return func(**kwargs)
 
     def resolve(self, func_id: str) -> Callable[..., Any]:
         script_id, name = split_func_id(func_id)
-        module = self.cache.module(script_id)
-        func = module.__dict__.get(name)
-        if not callable(func) or sdk.api_config(func) is None:
-            raise NotExported(f"{func_id!r} is not an exported function (decorate it with @DFF.API)")
-        return func  # type: ignore[no-any-return]
+        return _exported(self.cache.module(script_id), func_id, name)
+
+    def resolve_draft(self, func_id: str, md5: str) -> Callable[..., Any]:
+        """The function of a draft run, from a module built from its script's draft (which
+        the worker hands over only while its MD5 is ``md5``), never the published one."""
+        script_id, name = split_func_id(func_id)
+        source = sdk._call("script.draft", scriptId=script_id, md5=md5)
+        return _exported(self.cache.draft(script_id, str(source)), func_id, name)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop
+
+
+def _exported(module: types.ModuleType, func_id: str, name: str) -> Callable[..., Any]:
+    """The ``@DFF.API`` function ``name`` of ``module``; NotExported when there is none."""
+    func = module.__dict__.get(name)
+    if not callable(func) or sdk.api_config(func) is None:
+        raise NotExported(f"{func_id!r} is not an exported function (decorate it with @DFF.API)")
+    return func  # type: ignore[no-any-return]
+
+
+def succeeded(value: Any) -> tuple[RunReport, bytes | None]:
+    """The report and result JSON of a function that returned ``value`` (TypeError when it
+    has no JSON form)."""
+    if isinstance(value, sdk.FuncResponse):
+        encode_result(value.data)
+        return {"status": "success", "response": value.to_dict()}, None
+    return {"status": "success"}, encode_result(value)
+
+
+def ended(outcome: RunReport, capture: PrintCapture, ctx: sdk.TaskContext, started: float) -> RunReport:
+    """``outcome`` completed with the run's print output and times."""
+    outcome["printLogs"] = capture.getvalue(ctx.masks)
+    outcome["startTime"] = started
+    outcome["endTime"] = time.time()
+    return outcome
 
 
 def _env_answers(names: list[str]) -> dict[str, object]:

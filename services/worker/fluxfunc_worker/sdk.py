@@ -17,6 +17,7 @@ memory) cannot leave a half-used connection or a held lock behind.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import time
@@ -26,13 +27,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from fluxfunc_common.contenttypes import mime_type
-from fluxfunc_worker import callchain, envwatch
+from fluxfunc_worker import callchain, dffaio, envwatch
 from fluxfunc_worker.dffcache import CacheHelper
 from fluxfunc_worker.dffentities import AsyncApiHelper, CronJobHelper, SyncApiHelper
 from fluxfunc_worker.dffparams import ResourceInfo
 from fluxfunc_worker.dffstore import StoreHelper
 from fluxfunc_worker.dffthread import THREAD
 from fluxfunc_worker.messages import JSONObject
+from fluxfunc_worker.taskglobals import context_globals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,7 +78,17 @@ class TaskContext:
 
 
 backend: Backend | None = None
-task: TaskContext | None = None
+task: TaskContext | None = None  # the sync task this child runs (one at a time)
+# the async task of the running coroutine (a child runs many on its event loop): per context
+async_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("dff_task", default=None)
+
+
+def current() -> TaskContext | None:
+    """The task the calling code runs for: its coroutine's async task, else the sync one."""
+    return async_task.get() or task
+
+
+THREAD.in_async = lambda: async_task.get() is not None
 
 
 def _call(method: str, **params: object) -> Any:
@@ -89,7 +101,8 @@ def _call(method: str, **params: object) -> Any:
 
 def _origin() -> tuple[str, str | None] | None:
     """Where the running task came from (the entity helpers' default entry)."""
-    return None if task is None else (task.origin, task.origin_id)
+    ctx = current()
+    return None if ctx is None else (ctx.origin, ctx.origin_id)
 
 
 class FuncResponse:
@@ -198,8 +211,9 @@ class _Scoped:
             return scope
         if self._owner.script_id:
             return self._owner.script_id
-        if task is not None:
-            return task.script_id
+        ctx = current()
+        if ctx is not None:
+            return ctx.script_id
         raise DFFError("no scope: pass scope= outside a running task")
 
 
@@ -216,8 +230,9 @@ class EnvHelper:
         envwatch.record(str(name), found)
         if found is None:
             return default
-        if found.get("mask") and task is not None and found.get("value"):
-            task.masks.add(str(found["value"]))
+        ctx = current()
+        if found.get("mask") and ctx is not None and found.get("value"):
+            ctx.masks.add(str(found["value"]))
         return found.get("value")
 
     def keys(self) -> list[str]:
@@ -240,8 +255,9 @@ class _Connectors:
 
 
 def _mask(secret: str) -> None:
-    if task is not None:
-        task.masks.add(secret)
+    ctx = current()
+    if ctx is not None:
+        ctx.masks.add(secret)
 
 
 def close_connectors() -> None:
@@ -268,6 +284,8 @@ class DFFApi:
         self.SYNC_API = self.AUTH_LINK = SyncApiHelper(_call, _origin)
         self.ASYNC_API = self.BATCH = AsyncApiHelper(_call, _origin)
         self.CRON_JOB = self.CRONTAB_CONFIG = CronJobHelper(_call, _origin)
+        # awaitable forms for async def functions: await DFF.aio.FUNC(...), DFF.aio.CACHE.get(...)
+        self.aio = self.AIO = dffaio.Awaitable(self, "DFF.aio")
 
     # --- exporting ----------------------------------------------------------------------
     def API(self, title: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -290,6 +308,15 @@ class DFFApi:
         raise AttributeError(f"DFF has no member {name!r}")
 
     # --- configuration and context --------------------------------------------------------
+    def TASK(self) -> dict[str, object]:
+        """The ``_DFF_*`` context values of the task the calling code runs for. In an
+        ``async def`` the module-level ``_DFF_*`` globals are those of the task that started
+        last in the child (several share its modules); this is the calling task's own."""
+        ctx = current()
+        if ctx is None:
+            raise DFFError("DFF.TASK works only inside a running task")
+        return context_globals(ctx)
+
     def LOG(self, *args: Any, **kwargs: Any) -> None:
         print(*args, **kwargs)
 
@@ -304,9 +331,10 @@ class DFFApi:
         """Enqueue ``func_id`` as a child task; its task id, or its result with ``wait=N``.
         ``queue``/``timeout``/``expires`` (seconds it may wait in the queue) override the
         function's own; a short ``func_id`` is relative (:func:`resolve_func_id`)."""
-        here = self.script_id or (task.script_id if task is not None else None)
+        ctx = current()
+        here = self.script_id or (ctx.script_id if ctx is not None else None)
         func_id = resolve_func_id(str(func_id), here)
-        chain = child_chain(task, func_id)
+        chain = child_chain(ctx, func_id)
         return _call("func", func_id=func_id, kwargs=dict(kwargs or {}), wait=wait,
                      call_chain=chain, queue=None if queue is None else str(queue),
                      timeout=timeout, expires=expires)

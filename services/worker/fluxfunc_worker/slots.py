@@ -80,8 +80,10 @@ class SlotBatch:
 class Slots:
     """``size`` slots (plus ``extra`` while runs are short); see the module docstring."""
 
-    def __init__(self, size: int, *, extra: int = 0, short_seconds: float = 0.0) -> None:
+    def __init__(self, size: int, *, extra: int = 0, short_seconds: float = 0.0,
+                 batch_max: int = 1 << 30) -> None:
         self.size = size
+        self.batch_max = batch_max  # slots per read at most (thousands of async places)
         self.extra_max = extra
         self.short_seconds = short_seconds
         self.extra = 0
@@ -106,7 +108,7 @@ class Slots:
             self._event.clear()
             await self._event.wait()
         self._woken = False
-        return self.acquire_nowait(self.free)
+        return self.acquire_nowait(min(self.free, self.batch_max))
 
     def acquire_nowait(self, n: int, *, beyond: bool = False) -> SlotBatch:
         """Up to ``n`` free slots now (exactly ``n`` with ``beyond``: entries already delivered
@@ -124,6 +126,14 @@ class Slots:
         self._held -= 1
         if self.free > 0:
             self._event.set()
+
+    def resize(self, size: int) -> None:
+        """The pool's capacity changed (children entered or left async mode: ``size`` places)."""
+        self.size = size
+        if self.free > 0:
+            self._event.set()
+        else:
+            self._event.clear()
 
     def observe(self, run_seconds: float) -> None:
         """A run took ``run_seconds``: extra slots after ``2 × size`` short runs in a row,

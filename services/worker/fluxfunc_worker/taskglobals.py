@@ -1,12 +1,15 @@
 """The ``_DFF_*`` globals a script module sees: set when it is built and refreshed before
 every run (docs/worker.md).
 
-Imported by the child process only: the sdk.
+Imported by the child process only: standard library.
 """
 
 from __future__ import annotations
 
-from fluxfunc_worker import sdk
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (the sdk uses this module: DFF.TASK)
+    from fluxfunc_worker import sdk
 
 
 def context_globals(ctx: sdk.TaskContext) -> dict[str, object]:

@@ -46,6 +46,7 @@ from fluxfunc_common.streams import Delivery, StreamProtocol
 from fluxfunc_worker.completion import Completer
 from fluxfunc_worker.dffcalls import DffCalls
 from fluxfunc_worker.events import EventListener
+from fluxfunc_worker.knownsecrets import KnownSecrets
 from fluxfunc_worker.lane import open_lane
 from fluxfunc_worker.lease import Inflight, LeaseKeeper
 from fluxfunc_worker.packages import PackageManager
@@ -63,6 +64,7 @@ PROMOTE_SECONDS = 0.5
 RELEASE_STOP_SECONDS = 3.0
 PREFETCH_SHORT_SECONDS = 0.02  # runs shorter than this let the worker read ahead (Slots)
 LANE_TIMEOUT = 10.0  # seconds a hot-path round trip may take before the connection is dropped
+CLAIM_MAX = 256  # entries one claim reads at most (async children have thousands of places)
 
 
 class Worker:
@@ -86,15 +88,16 @@ class Worker:
         self.published = PublishedScripts(store, clients.main, clients.keys)
         self.calls = DffCalls(settings, clients, store, self.streams, self.published)
         self.pool = Pool(ws.concurrency, max_tasks=ws.max_tasks_per_child, memory_mb=ws.max_memory_mb,
-                         rpc=self.calls, gen=self.published.stamp, use_zygote=ws.fast_paths)
+                         rpc=self.calls, gen=self.published.stamp, use_zygote=ws.fast_paths,
+                         async_limit=ws.async_per_child, on_capacity=lambda n: self.slots.resize(n))
         self.slots = Slots(ws.concurrency, extra=ws.concurrency if ws.read_ahead else 0,
-                           short_seconds=PREFETCH_SHORT_SECONDS)
+                           short_seconds=PREFETCH_SHORT_SECONDS, batch_max=CLAIM_MAX)
         self.inflight = Inflight()
         self.completer = Completer(self.streams, instance)
-        self.records = RecordBatcher(store, ws.record_batch_seconds)
+        self.records = RecordBatcher(store, ws.record_batch_seconds, secrets=KnownSecrets(settings, store))
         self.runs = Runs(settings, self.streams, self.pool, consumer=instance, inflight=self.inflight,
                          slots=self.slots, completer=self.completer, records=self.records,
-                         task_line=task_line)
+                         task_line=task_line, kinds=self.published)
         self.leases = LeaseKeeper(self.streams, clients.main, clients.keys, instance, self.inflight,
                                   marker_ttl_ms=2 * self.lease_ms)
         self.events = EventListener(clients.main, clients.keys, on_cancel=self.cancel,

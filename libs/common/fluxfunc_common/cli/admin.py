@@ -1,13 +1,15 @@
-"""`fluxfunc admin`: credentials for the management API.
+"""`fluxfunc admin`: credentials for the management API and console users.
 
-- ``create-token [--config PATH] [--name NAME]``: a new admin bearer token. Only its SHA-256
-  is stored; the token itself is printed once, as the last line of the output, so a script
-  can take it with ``tail -n 1``.
-- ``create-access-key [--config PATH] [--name NAME]``: a DataFlux Func style access key for
-  the SDK's request signing; its secret is stored encrypted with ``secret`` and printed once
-  (last two lines: the key id, then the secret).
-- ``list-tokens`` / ``list-access-keys``: one line per credential (id, name, created, and
-  ``revoked`` for a revoked token); ``revoke-token ID`` / ``revoke-access-key ID``.
+- ``create-token [--config PATH] [--name NAME] [--role ROLE]``: a new bearer token (role
+  ``admin`` unless given). Only its SHA-256 is stored; the token itself is printed once, as
+  the last line of the output, so a script can take it with ``tail -n 1``.
+- ``create-access-key [--config PATH] [--name NAME] [--role ROLE]``: a DataFlux Func style
+  access key for the SDK's request signing; its secret is stored encrypted with ``secret``
+  and printed once (last two lines: the key id, then the secret).
+- ``create-user NAME --role ROLE [--password-stdin]``: a console user; the generated
+  password is printed once (last line), or the password is read from stdin.
+- ``list-tokens`` / ``list-access-keys``: one line per credential (id, name, created, role,
+  and ``revoked`` for a revoked token); ``revoke-token ID`` / ``revoke-access-key ID``.
 - ``rotate-secret``: re-encrypt every stored secret with ``secret``; run it after moving the
   old secret to ``previous_secrets`` (see docs/security.md).
 
@@ -19,28 +21,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from fluxfunc_common import credentials, ids
+from fluxfunc_common import accounts, credentials
 from fluxfunc_common.cli.instance import CONFIG_HELP, announce, load_instance
-from fluxfunc_common.crypto import cipher_for, hash_token, new_token
-from fluxfunc_common.errors import FluxfuncError, RetryableError
+from fluxfunc_common.crypto import cipher_for
+from fluxfunc_common.errors import BadRequest, FluxfuncError, RetryableError
 from fluxfunc_common.lifecycle import fail
+from fluxfunc_common.roles import Role
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import CredentialKind, open_store
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("admin", help="admin credentials: create, list and revoke tokens and "
-                                           "access keys; rotate-secret")
+    parser = sub.add_parser("admin", help="credentials: create, list and revoke tokens and access "
+                                           "keys; create console users; rotate-secret")
     actions = parser.add_subparsers(dest="admin_action", required=True, metavar="ACTION")
     for name, text in (("create-token", "create an admin bearer token (printed once, last line)"),
                        ("create-access-key", "create a DataFlux Func access key (id and secret)")):
         action = actions.add_parser(name, help=text)
         action.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
         action.add_argument("--name", default="", help="a note saying who or what uses it")
+        action.add_argument("--role", choices=[r.value for r in Role], default=Role.ADMIN.value,
+                            help="what it may do (default admin)")
+    user = actions.add_parser("create-user", help="create a console user (prints a generated "
+                                                  "password once, last line)")
+    user.add_argument("username")
+    user.add_argument("--role", choices=[r.value for r in Role], required=True)
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from stdin instead of generating one")
+    user.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     for name, text, target in _MANAGE_ACTIONS:
         action = actions.add_parser(name, help=text)
         action.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
@@ -59,23 +71,31 @@ _MANAGE_ACTIONS = (
 )
 
 
-async def create_token(settings: Settings, name: str = "") -> tuple[str, str]:
-    """Store a new admin token's hash; return (token id, token)."""
-    token = new_token()
-    token_id = ids.entity_id("tok")
+async def create_token(settings: Settings, name: str = "", role: str = "admin") -> tuple[str, str]:
+    """Store a new token's hash with ``role``; return (token id, token)."""
     async with open_store(settings.store) as store:
-        await store.add_admin_token(token_id, hash_token(token), name or token_id)
-    return token_id, token
+        return await credentials.issue_token(store, name, role)
 
 
-async def create_access_key(settings: Settings, name: str = "") -> tuple[str, str]:
+async def create_access_key(settings: Settings, name: str = "", role: str = "admin") -> tuple[str, str]:
     """Store a new access key (secret encrypted with ``secret``); return (id, secret)."""
     cipher = cipher_for(settings)
-    ak_id = ids.entity_id("ak")
-    secret = secrets.token_urlsafe(24)
     async with open_store(settings.store) as store:
-        await store.add_access_key(ak_id, cipher.encrypt(secret), name or ak_id)
-    return ak_id, secret
+        return await credentials.issue_access_key(store, cipher, name, role)
+
+
+async def create_user(settings: Settings, username: str, role: Role,
+                      password: str | None) -> str | None:
+    """Store a console user; the generated password when none was given."""
+    async with open_store(settings.store) as store:
+        try:
+            return await accounts.add_user(store, username, role, password)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+
+def _read_password() -> str:
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,11 +104,18 @@ def run(args: argparse.Namespace) -> int:
         settings, instance = load_instance(args.config)
         announce(settings, instance)
         if args.admin_action == "create-token":
-            token_id, token = asyncio.run(create_token(settings, args.name))
-            print(f"admin token {token_id} created; it is shown only now:", flush=True)
+            token_id, token = asyncio.run(create_token(settings, args.name, args.role))
+            print(f"{args.role} token {token_id} created; it is shown only now:", flush=True)
             print(token, flush=True)
+        elif args.admin_action == "create-user":
+            given = _read_password() if args.password_stdin else None
+            made = asyncio.run(create_user(settings, args.username, Role(args.role), given))
+            print(f"user {args.username} ({args.role}) created" +
+                  ("; its password is shown only now:" if made else ""), flush=True)
+            if made:
+                print(made, flush=True)
         elif args.admin_action == "create-access-key":
-            ak_id, secret = asyncio.run(create_access_key(settings, args.name))
+            ak_id, secret = asyncio.run(create_access_key(settings, args.name, args.role))
             print("access key created; its secret is shown only now (id, then secret):", flush=True)
             print(ak_id, flush=True)
             print(secret, flush=True)
@@ -108,7 +135,8 @@ async def manage(settings: Settings, action: str, target: str | None) -> None:
         if action.startswith("list-"):
             for c in await credentials.list_credentials(store, kind):
                 created = datetime.fromtimestamp(c.created, UTC).isoformat(timespec="seconds")
-                print(f"{c.id}\t{c.name}\t{created}" + ("\trevoked" if c.revoked else ""), flush=True)
+                print(f"{c.id}\t{c.name}\t{created}\t{c.role}" + ("\trevoked" if c.revoked else ""),
+                      flush=True)
         elif action.startswith("revoke-") and target:
             await credentials.revoke(store, kind, target)
             print(f"{target} revoked", flush=True)

@@ -1,17 +1,20 @@
 """`fluxfunc export`, `fluxfunc import` and `fluxfunc migrate-from-dff`.
 
 - ``export [--script-set ID …] [--with-secrets] FILE.zip``: script sets with their scripts
-  (draft and published code), env variables, sync/async APIs and cron jobs into a
-  deterministic zip. Secrets (password env values, API-auth values) only with
-  ``--with-secrets``, sealed with a passphrase (``$FLUXFUNC_TRANSFER_PASSPHRASE``, else asked).
-- ``import [--dry-run] [--overwrite] FILE.zip``: a fluxfunc export or DataFlux Func's own
-  script-set export. Prints the plan (create / update / unchanged / conflict per object);
-  without ``--dry-run`` writes it in one transaction, or nothing when there is a conflict
+  (draft and published code), env variables, API auth definitions, sync/async APIs, cron jobs
+  and connectors (with their subscriptions) into a deterministic zip. Secrets (password env
+  values, API-auth values, connector passwords and keys) only with ``--with-secrets``,
+  sealed with a passphrase (``$FLUXFUNC_TRANSFER_PASSPHRASE``, else asked).
+- ``import [--dry-run] [--overwrite] [--password P] FILE.zip``: a fluxfunc export, DataFlux
+  Func's own script-set export, or its 1.x password-protected package (``.func-pkg``, opened
+  with ``--password``; a wrong one is an error and nothing is written). Prints the plan
+  (create / update / unchanged / conflict per object); without ``--dry-run`` writes it in
+  one transaction, or nothing when there is a conflict
   (an existing object that differs is one unless ``--overwrite``).
 - ``migrate-from-dff --mysql mysql://user:pass@host:port/db [--dff-secret S] [--dry-run]``:
-  everything movable in a DataFlux Func database, with the same ids; password env variables
-  decrypted with its ``SECRET``; cron jobs created disabled. Running it again changes nothing
-  and says so.
+  everything movable in a DataFlux Func database, with the same ids; password env variables,
+  API auth passwords and connector secrets decrypted with its ``SECRET``; cron jobs and
+  connector subscriptions created disabled. Running it again changes nothing and says so.
 
 The instance is found as every command finds it (:mod:`fluxfunc_common.cli.instance`); the first
 output line names it. docs/migration-from-dataflux-func.md describes the commands.
@@ -35,15 +38,19 @@ from fluxfunc_common.lifecycle import fail
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import open_store
-from fluxfunc_common.transfer import archive, dff_database
-from fluxfunc_common.transfer.bundle import Bundle
+from fluxfunc_common.transfer import archive, connectors, dff_database
+from fluxfunc_common.transfer.bundle import CONNECTOR, Bundle
 from fluxfunc_common.transfer.exporting import export_bundle
 from fluxfunc_common.transfer.importing import import_bundle
 from fluxfunc_common.transfer.planning import Plan, PlanConflict
 
 PASSPHRASE_ENV = "FLUXFUNC_TRANSFER_PASSPHRASE"
+DFF_PASSWORD_ENV = "DFF_PACKAGE_PASSWORD"  # not FLUXFUNC_*: those are settings
 CRON_REMINDER = ("reminder: {n} cron job(s) were created DISABLED; disable them in DataFlux Func, "
                  "then enable them here (PATCH /api/v1/cron-jobs/{{id}} {{\"isDisabled\": false}})")
+SUBSCRIPTION_REMINDER = ("reminder: the subscriptions of {n} connector(s) were created DISABLED; "
+                         "disable them in DataFlux Func, then enable them here (PATCH "
+                         "/api/v1/connectors/{{id}} with each topicHandler's isDisabled false)")
 
 
 def add_parser(sub: Any) -> None:
@@ -58,12 +65,17 @@ def add_parser(sub: Any) -> None:
     imp.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     imp.add_argument("--overwrite", action="store_true",
                      help="replace existing objects that differ (else they are conflicts)")
+    imp.add_argument("--password", metavar="P",
+                     help="the password of a DataFlux Func 1.x package (.func-pkg; default "
+                          f"${DFF_PASSWORD_ENV}, else the empty one)")
     mig = sub.add_parser("migrate-from-dff", help="move a DataFlux Func database's objects here")
     mig.add_argument("--mysql", required=True, metavar="URL",
                      help="mysql://user:pass@host:port/db of the DataFlux Func database")
     mig.add_argument("--dff-secret", metavar="S", default=os.environ.get("DFF_SECRET"),
-                     help="DataFlux Func's SECRET, to decrypt password env variables "
-                          "(default $DFF_SECRET; without it they move without their value)")
+                     help="DataFlux Func's SECRET, to decrypt password env variables, API "
+                          "auth passwords and connector secrets (default $DFF_SECRET; without "
+                          "it the variables and connectors move without them and "
+                          "httpBasic/httpDigest auths are skipped)")
     mig.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     for parser, func in ((exp, _export), (imp, _import), (mig, _migrate)):
         parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
@@ -131,7 +143,8 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     sealed = archive.has_sealed_secrets(data)
     passphrase = _passphrase(True) if sealed and (os.environ.get(PASSPHRASE_ENV)
                                                   or sys.stdin.isatty()) else None
-    bundle = archive.read(data, passphrase=passphrase)
+    password = args.password or os.environ.get(DFF_PASSWORD_ENV) or None
+    bundle = archive.read(data, passphrase=passphrase, password=password)
     try:
         plan = await _apply(settings, bundle, overwrite=args.overwrite, dry_run=args.dry_run)
     except PlanConflict as exc:  # nothing written: print the plan with its conflicts
@@ -151,6 +164,10 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     created = [s for s in plan.writes() if s.kind.value == "cron_jobs" and s.existing is None]
     if created:
         print(CRON_REMINDER.format(n=len(created)), flush=True)
+    subscribing = [s for s in plan.writes() if s.kind is CONNECTOR and s.existing is None
+                   and connectors.handler_funcs(s.row)]
+    if subscribing:
+        print(SUBSCRIPTION_REMINDER.format(n=len(subscribing)), flush=True)
     return code
 
 

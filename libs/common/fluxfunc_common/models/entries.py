@@ -62,7 +62,11 @@ class AsyncApi(ApiEntry):
 
 class CronJob(EntryPoint):
     """A cron job (``cronExpr`` in ``timezone``, None = ``beat.timezone``), or the implicit
-    job of a func published with ``fixed_cron_expr`` (:meth:`implicit_for`)."""
+    job of a func published with ``fixed_cron_expr`` (:meth:`implicit_for`).
+
+    A script may override the expression (``dynamicCronExpr``, until
+    ``dynamicCronExprExpireTime`` or until cleared) and pause the job until
+    ``pauseExpireTime`` (:mod:`fluxfunc_common.cronplan`); expired ones count as absent."""
 
     cron_expr: str = ""
     timezone: str | None = None
@@ -70,6 +74,33 @@ class CronJob(EntryPoint):
     overlap_policy: Annotated[Literal["skip", "allow"], BeforeValidator(_overlap)] = "skip"
     queue: str | None = None
     implicit: Flag = False
+    dynamic_cron_expr: str | None = None
+    dynamic_cron_expr_expire_time: Epoch = None
+    pause_expire_time: Epoch = None
+
+    def override_at(self, at: float) -> str | None:
+        """The script's expression in force at ``at`` (None: the configured one is)."""
+        until = self.dynamic_cron_expr_expire_time
+        if not self.dynamic_cron_expr or (until is not None and at > until):
+            return None
+        return self.dynamic_cron_expr
+
+    def paused_at(self, at: float) -> bool:
+        """Whether a timed pause drops a fire at ``at``."""
+        return self.pause_expire_time is not None and at <= self.pause_expire_time
+
+    def expr_at(self, at: float) -> str:
+        """The expression the job fires on at ``at``."""
+        return self.override_at(at) or self.cron_expr
+
+    def overrides_at(self, at: float) -> dict[str, object]:
+        """The override and pause as shown at ``at`` (DataFlux Func's fields; expired ones
+        null/false)."""
+        override = self.override_at(at) is not None
+        paused = self.paused_at(at)
+        return {"dynamicCronExpr": self.dynamic_cron_expr if override else None,
+                "dynamicCronExprExpireTime": self.dynamic_cron_expr_expire_time if override else None,
+                "isPaused": paused, "pauseExpireTime": self.pause_expire_time if paused else None}
 
     @classmethod
     def implicit_for(cls, func: Func) -> CronJob | None:

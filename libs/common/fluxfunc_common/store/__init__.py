@@ -13,6 +13,9 @@ from contextlib import asynccontextmanager
 from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store.base import (
     INDEXED,
+    AccountStore,
+    AuditEntry,
+    AuditQuery,
     ConnectorStore,
     Credential,
     CredentialKind,
@@ -28,12 +31,16 @@ from fluxfunc_common.store.base import (
     TaskRecord,
     TaskRecordQuery,
     TaskRecordStore,
+    User,
     task_record,
 )
 from fluxfunc_common.store.sqlstore import SqlStore, open_database
 
 __all__ = [
     "INDEXED",
+    "AccountStore",
+    "AuditEntry",
+    "AuditQuery",
     "ConnectorStore",
     "Credential",
     "CredentialKind",
@@ -50,6 +57,7 @@ __all__ = [
     "TaskRecord",
     "TaskRecordQuery",
     "TaskRecordStore",
+    "User",
     "connect",
     "open_store",
     "task_record",

@@ -4,7 +4,8 @@ The store is split by consumer: :class:`EntityStore` (management entities: the S
 the catalogs), :class:`PublishStore` (publishing scripts, the Worker's code cache),
 :class:`TaskRecordStore` (Worker writes, Server reads, Beat prunes), :class:`KvStore`
 (``DFF.STORE``), :class:`CronFireStore` (the Beat's fire claims), :class:`CredentialStore`
-(admin tokens and access keys) and :class:`SchemaStore` (migrations and liveness). A consumer
+(admin tokens and access keys), :class:`AccountStore` (console users, the audit log) and
+:class:`SchemaStore` (migrations and liveness). A consumer
 annotates only the interface it uses; :func:`~fluxfunc_common.store.open_store` returns one
 object satisfying all of them (:class:`Store`). Each interface is implemented by its own module
 (``entities.py``, ``publish.py``, ``records.py``, ``kv.py``, ``cronfires.py``,
@@ -29,17 +30,23 @@ from fluxfunc_common.connectors.types import StoredConnector
 from fluxfunc_common.store.types import (
     INDEXED,
     TASK_RECORD_FILTERS,
+    AuditEntry,
+    AuditQuery,
     Credential,
     CredentialKind,
     Entity,
     Page,
     TaskRecord,
+    User,
     task_record,
 )
 
 __all__ = [
     "INDEXED",
     "TASK_RECORD_FILTERS",
+    "AccountStore",
+    "AuditEntry",
+    "AuditQuery",
     "ConnectorStore",
     "Credential",
     "CredentialKind",
@@ -55,6 +62,7 @@ __all__ = [
     "TaskRecord",
     "TaskRecordQuery",
     "TaskRecordStore",
+    "User",
     "task_record",
 ]
 
@@ -224,8 +232,13 @@ class TaskRecordStore(Protocol):
 class CredentialStore(Protocol):
     """Admin tokens (hashed) and access keys (secret encrypted with ``crypto``)."""
 
-    async def add_admin_token(self, token_id: str, token_hash: str, name: str) -> None:
-        """Store a hashed admin token."""
+    async def add_admin_token(self, token_id: str, token_hash: str, name: str,
+                              role: str = "admin") -> None:
+        """Store a hashed admin token carrying ``role``."""
+        ...
+
+    async def find_admin_token(self, token_hash: str) -> Credential | None:
+        """The unrevoked token with this hash (its id and role), or None."""
         ...
 
     async def admin_token_exists(self, token_hash: str) -> bool:
@@ -236,8 +249,13 @@ class CredentialStore(Protocol):
         """Revoke an admin token (NotFound if missing)."""
         ...
 
-    async def add_access_key(self, ak_id: str, secret_encrypted: str, name: str) -> None:
+    async def add_access_key(self, ak_id: str, secret_encrypted: str, name: str,
+                             role: str = "admin") -> None:
         """Store a DataFlux Func style access key (its secret encrypted with ``crypto``)."""
+        ...
+
+    async def access_key(self, ak_id: str) -> tuple[str, str] | None:
+        """(encrypted secret, role) of an access key, or None."""
         ...
 
     async def access_key_secret(self, ak_id: str) -> str | None:
@@ -254,6 +272,48 @@ class CredentialStore(Protocol):
 
     async def set_access_key_secret(self, ak_id: str, secret_encrypted: str) -> None:
         """Replace an access key's encrypted secret (``fluxfunc admin rotate-secret``)."""
+        ...
+
+
+class AccountStore(Protocol):
+    """Console users (``store/accounts.py``) and the audit log of management calls."""
+
+    async def add_user(self, username: str, role: str, password_hash: str) -> User:
+        """Insert a user (Conflict if the name is taken)."""
+        ...
+
+    async def find_user(self, username: str) -> User | None:
+        """The user or None."""
+        ...
+
+    async def list_users(self) -> builtins.list[User]:
+        """Every user, by name."""
+        ...
+
+    async def count_users(self) -> int:
+        """How many users exist."""
+        ...
+
+    async def update_user(self, username: str, *, role: str | None = None,
+                          disabled: bool | None = None, password_hash: str | None = None,
+                          last_sign_in: float | None = None) -> User:
+        """Change the given fields (NotFound if missing); the user as now stored."""
+        ...
+
+    async def delete_user(self, username: str) -> None:
+        """Delete a user (NotFound if missing)."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Record an entry (an empty ``id`` gets a time-ordered one); the entry stored."""
+        ...
+
+    async def list_audit(self, query: AuditQuery) -> builtins.list[AuditEntry]:
+        """Entries newest first (by id), filtered, before ``query.before``."""
+        ...
+
+    async def prune_audit(self, older_than: float, *, batch: int = 1000) -> int:
+        """Delete at most ``batch`` entries older than ``older_than`` (epoch s); how many went."""
         ...
 
 
@@ -287,5 +347,5 @@ class ConnectorStore(Protocol):
 
 
 class Store(SchemaStore, EntityStore, PublishStore, CronFireStore, KvStore, TaskRecordStore,
-            CredentialStore, ConnectorStore, Protocol):
+            CredentialStore, ConnectorStore, AccountStore, Protocol):
     """Everything at once: what :func:`~fluxfunc_common.store.open_store` returns."""

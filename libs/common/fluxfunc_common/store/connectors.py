@@ -6,7 +6,22 @@ from __future__ import annotations
 
 from fluxfunc_common.connectors.types import StoredConnector
 from fluxfunc_common.errors import Conflict, NotFound
-from fluxfunc_common.store.sql import SqlPart
+from fluxfunc_common.store.sql import Session, SqlPart
+
+INSERT = "INSERT INTO connectors (id, type, data, create_time, update_time) VALUES (?, ?, ?, ?, ?)"
+UPDATE = "UPDATE connectors SET type = ?, data = ?, update_time = ? WHERE id = ?"
+
+
+async def insert(s: Session, row: StoredConnector) -> None:
+    """Insert ``row`` as it is (its times included) in the caller's session or transaction."""
+    await s.execute(INSERT, (row.id, row.type.value, row.model_dump_json(by_alias=True),
+                             row.create_time, row.update_time))
+
+
+async def rewrite(s: Session, row: StoredConnector) -> int:
+    """Write ``row`` over the stored one of its id; the number of rows changed."""
+    return await s.execute(UPDATE, (row.type.value, row.model_dump_json(by_alias=True),
+                                    row.update_time, row.id))
 
 
 class SqlConnectors(SqlPart):
@@ -15,11 +30,9 @@ class SqlConnectors(SqlPart):
     async def create_connector(self, connector: StoredConnector) -> StoredConnector:
         now = self.clock.time()
         row = connector.model_copy(update={"create_time": now, "update_time": now})
-        sql = "INSERT INTO connectors (id, type, data, create_time, update_time) VALUES (?, ?, ?, ?, ?)"
         try:
             async with self.db.session() as s:
-                await s.execute(sql, (row.id, row.type.value, row.model_dump_json(by_alias=True),
-                                      now, now))
+                await insert(s, row)
         except Exception as exc:
             if self.dialect.is_duplicate(exc):
                 raise Conflict(f"connector {row.id!r} already exists") from None
@@ -44,10 +57,8 @@ class SqlConnectors(SqlPart):
 
     async def replace_connector(self, connector: StoredConnector) -> StoredConnector:
         row = connector.model_copy(update={"update_time": self.clock.time()})
-        sql = "UPDATE connectors SET type = ?, data = ?, update_time = ? WHERE id = ?"
         async with self.db.session() as s:
-            changed = await s.execute(sql, (row.type.value, row.model_dump_json(by_alias=True),
-                                            row.update_time, row.id))
+            changed = await rewrite(s, row)
         if not changed and await self.find_connector(row.id) is None:  # MySQL: 0 when unchanged
             raise NotFound(f"connector {row.id!r} not found")
         return row

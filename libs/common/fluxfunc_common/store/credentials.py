@@ -5,8 +5,13 @@ tables."""
 from __future__ import annotations
 
 from fluxfunc_common.errors import Conflict, NotFound
-from fluxfunc_common.store.sql import Param, SqlPart
+from fluxfunc_common.store.sql import Param, Row, SqlPart
 from fluxfunc_common.store.types import Credential, CredentialKind
+
+
+def _credential(row: Row) -> Credential:
+    id_, name, created, revoked, role = row
+    return Credential(str(id_), str(name), float(created), bool(revoked), str(role))
 
 
 class SqlCredentials(SqlPart):
@@ -21,9 +26,18 @@ class SqlCredentials(SqlPart):
                 raise Conflict(f"{what} {params[0]!r} already exists") from None
             raise
 
-    async def add_admin_token(self, token_id: str, token_hash: str, name: str) -> None:
-        sql = "INSERT INTO admin_tokens (id, token_hash, name, created, revoked) VALUES (?, ?, ?, ?, 0)"
-        await self._insert(sql, (token_id, token_hash, name, self.clock.time()), "admin token")
+    async def add_admin_token(self, token_id: str, token_hash: str, name: str,
+                              role: str = "admin") -> None:
+        sql = ("INSERT INTO admin_tokens (id, token_hash, name, created, revoked, role) "
+               "VALUES (?, ?, ?, ?, 0, ?)")
+        await self._insert(sql, (token_id, token_hash, name, self.clock.time(), role), "admin token")
+
+    async def find_admin_token(self, token_hash: str) -> Credential | None:
+        sql = ("SELECT id, name, created, revoked, role FROM admin_tokens "
+               "WHERE token_hash = ? AND revoked = 0")
+        async with self.db.session() as s:
+            rows = await s.fetchall(sql, (token_hash,))
+        return _credential(rows[0]) if rows else None
 
     async def admin_token_exists(self, token_hash: str) -> bool:
         sql = "SELECT 1 FROM admin_tokens WHERE token_hash = ? AND revoked = 0"
@@ -37,21 +51,29 @@ class SqlCredentials(SqlPart):
                 raise NotFound(f"admin token {token_id!r} not found")
             await s.execute("UPDATE admin_tokens SET revoked = 1 WHERE id = ?", (token_id,))
 
-    async def add_access_key(self, ak_id: str, secret_encrypted: str, name: str) -> None:
-        sql = "INSERT INTO access_keys (id, secret_encrypted, name, created) VALUES (?, ?, ?, ?)"
-        await self._insert(sql, (ak_id, secret_encrypted, name, self.clock.time()), "access key")
+    async def add_access_key(self, ak_id: str, secret_encrypted: str, name: str,
+                             role: str = "admin") -> None:
+        sql = ("INSERT INTO access_keys (id, secret_encrypted, name, created, role) "
+               "VALUES (?, ?, ?, ?, ?)")
+        await self._insert(sql, (ak_id, secret_encrypted, name, self.clock.time(), role), "access key")
 
     async def access_key_secret(self, ak_id: str) -> str | None:
         async with self.db.session() as s:
             rows = await s.fetchall("SELECT secret_encrypted FROM access_keys WHERE id = ?", (ak_id,))
         return str(rows[0][0]) if rows else None
 
+    async def access_key(self, ak_id: str) -> tuple[str, str] | None:
+        sql = "SELECT secret_encrypted, role FROM access_keys WHERE id = ?"
+        async with self.db.session() as s:
+            rows = await s.fetchall(sql, (ak_id,))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
     async def list_credentials(self, kind: CredentialKind) -> list[Credential]:
-        sql = ("SELECT id, name, created, revoked FROM admin_tokens" if kind is CredentialKind.TOKEN
-               else "SELECT id, name, created, 0 FROM access_keys")
+        sql = ("SELECT id, name, created, revoked, role FROM admin_tokens"
+               if kind is CredentialKind.TOKEN else "SELECT id, name, created, 0, role FROM access_keys")
         async with self.db.session() as s:
             rows = await s.fetchall(sql + " ORDER BY created, id", ())
-        return [Credential(str(i), str(n), float(c), bool(r)) for i, n, c, r in rows]
+        return [_credential(row) for row in rows]
 
     async def revoke_access_key(self, ak_id: str) -> None:
         async with self.db.session() as s:

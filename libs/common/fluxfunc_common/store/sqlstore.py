@@ -9,6 +9,7 @@ which is what :func:`~fluxfunc_common.store.open_store` hands out.
 from __future__ import annotations
 
 from fluxfunc_common.settings import StoreSettings
+from fluxfunc_common.store.accounts import SqlAccounts
 from fluxfunc_common.store.connectors import SqlConnectors
 from fluxfunc_common.store.credentials import SqlCredentials
 from fluxfunc_common.store.cronfires import SqlCronFires
@@ -21,7 +22,7 @@ from fluxfunc_common.store.sql import Database
 
 
 class SqlStore(SqlSchema, SqlEntities, SqlPublish, SqlCronFires, SqlKv, SqlRecords, SqlCredentials,
-               SqlConnectors):
+               SqlConnectors, SqlAccounts):
     """:class:`~fluxfunc_common.store.base.Store` (every interface) on one database."""
 
 

@@ -52,11 +52,50 @@ class Credential:
     name: str
     created: float
     revoked: bool = False
+    role: str = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    """A console user as stored (``password_hash``: :mod:`fluxfunc_common.passwords`)."""
+
+    username: str
+    role: str
+    password_hash: str
+    created: float
+    last_sign_in: float | None = None
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One mutating management call: who (a username, ``token:<id>`` or ``ak:<id>``), by
+    which credential (``via``), what (method, route template, entity id) and the status."""
+
+    id: str
+    time: float
+    username: str
+    via: str
+    method: str
+    route: str
+    entity_id: str | None
+    status: int
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters of ``GET /api/v1/audit``: newest first, ids before ``before``."""
+
+    limit: int = 50
+    before: str | None = None
+    username: str | None = None
+    route: str | None = None
 
 
 class TaskRecord(TypedDict, total=False):
     """A task record: ``TaskResult.model_dump(mode="json", by_alias=True)``
-    (:class:`~fluxfunc_common.envelope.TaskResult`), stored whole as JSON."""
+    (:class:`~fluxfunc_common.envelope.TaskResult`) plus the call's ``kwargs`` as
+    :mod:`fluxfunc_common.recordkwargs` keeps them (the Worker adds them), stored whole as JSON."""
 
     v: int
     id: Required[str]
@@ -77,6 +116,8 @@ class TaskRecord(TypedDict, total=False):
     cronExpr: str | None
     callChain: list[str]
     recordLimit: int | None
+    kwargs: dict[str, object]  # the call's kwargs, secrets masked, capped (recordkwargs.py)
+    kwargsTruncated: bool  # kwargs too large: some values cut short or left out
 
 
 def task_record(result: TaskResult) -> TaskRecord:

@@ -29,14 +29,15 @@ def complete_call(keys: Keys, group: str, consumer: str, d: Delivery, result: Ta
     env, k = d.envelope, keys
     blob = result.to_json().encode()
     keys_ = [k.queue(d.queue), k.result(env.id), k.running(env.id), k.stats(d.queue, minute),
-             k.enqueued(env.id), k.task_counts(), k.task_durations(), k.leases(d.queue)]
+             k.enqueued(env.id), k.task_counts(), k.task_durations(), k.leases(d.queue),
+             k.task_origin_counts()]
     if env.reply_to:
         keys_.append(env.reply_to)
     ran = result.start_time is not None and result.end_time is not None
     seconds = max(0.0, result.end_time - result.start_time) if ran else 0.0  # type: ignore[operator]
     args = [group, consumer, d.entry_id, d.lease, blob, ttl_ms, env.id, result.status.value,
             int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, env.func_id,
-            bucket_label(seconds) if ran else "", repr(seconds)]
+            bucket_label(seconds) if ran else "", repr(seconds), env.origin.value]
     return "complete", keys_, args
 
 
@@ -47,12 +48,14 @@ def dead_call(keys: Keys, group: str, consumer: str, queue: str, entry_id: str, 
     the entry names no task)."""
     k = keys
     blob = result.to_json().encode() if result else b""
-    keys_ = [k.queue(queue), k.dead(), k.result(task), k.running(task), k.task_counts(), k.leases(queue)]
+    keys_ = [k.queue(queue), k.dead(), k.result(task), k.running(task), k.task_counts(), k.leases(queue),
+             k.task_origin_counts()]
     if reply_to and result:
         keys_.append(reply_to)
     status = result.status.value if result else ""
+    origin = result.origin.value if result else ""
     args = [group, consumer, entry_id, count, blob, ttl_ms, task, status,
-            int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, reason, queue, func, body, lease]
+            int(len(blob) <= INLINE_LIMIT), REPLY_MAXLEN, reason, queue, func, body, lease, origin]
     return "dead", keys_, args
 
 

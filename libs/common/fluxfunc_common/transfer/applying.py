@@ -1,6 +1,7 @@
 """Writing a plan: every create and update in ONE store transaction (all or nothing), then
 telling workers and the Beat what changed.
 
+Connectors are written in the same transaction (never tested: an import is ``skipTest``).
 Scripts are written with their published code and their funcs replaced by those derived from
 it, as a publish does (``publishVersion`` moves past the stored one when the code changed, so
 workers drop their compiled copy). Secrets are sealed with this deployment's ``secret``; an
@@ -12,22 +13,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-import orjson
 import redis.asyncio as aioredis
 
-from fluxfunc_common import packages
+from fluxfunc_common import changes
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.errors import Conflict
 from fluxfunc_common.keys import Keys
-from fluxfunc_common.models import FIXED_CRON_PREFIX, Func
+from fluxfunc_common.models import Func
 from fluxfunc_common.store import Entity, Store
+from fluxfunc_common.store import connectors as stored_connectors
 from fluxfunc_common.store.entities import insert_row, insert_sql, rewrite
 from fluxfunc_common.store.sql import Session, SqlPart
-from fluxfunc_common.transfer.bundle import Row, strip_sealed
+from fluxfunc_common.transfer import connectors
+from fluxfunc_common.transfer.bundle import CONNECTOR, RUNTIME, Row, strip_sealed
 from fluxfunc_common.transfer.planning import Action, Plan, PlanConflict, Step
 from fluxfunc_common.transfer.sealing import SEALED_IN, sealed_row
-
-CRON_CHANGED_MAXLEN = 10_000
 
 
 def _version(row: Mapping[str, object]) -> int:
@@ -49,10 +49,13 @@ def _script(step: Step, row: Row, now: float) -> Row:
 
 
 def _kept_secret(step: Step, row: Row) -> Row:
-    """An update without a secret keeps the stored one (same env type / same apiAuth shape)."""
+    """An update without a secret keeps the stored one (same env type / same apiAuth shape;
+    a connector keeps all of its secrets)."""
     old = step.existing
     if old is None or step.secret is not None:
         return row
+    if step.kind is CONNECTOR:
+        return connectors.kept_secrets(row, old)
     if step.kind is Entity.ENV_VARIABLE and row.get("valueType") == "password" \
             and isinstance(old.get("valueCipher"), str):
         return {**row, "valueCipher": old["valueCipher"]}
@@ -67,6 +70,8 @@ def stored_row(step: Step, cipher: Cipher, now: float) -> Row:
     row = _kept_secret(step, sealed_row(step.kind, dict(step.row), step.secret, cipher))
     if step.kind is Entity.SCRIPT:
         row = _script(step, row, now)
+    if step.kind is Entity.CRON_JOB:  # its scripts' run-time overrides stay as they are
+        row.update({k: v for k, v in (step.existing or {}).items() if k in RUNTIME})
     created = (step.existing or {}).get("createTime", now)
     return {**row, "createTime": created, "updateTime": now}
 
@@ -89,6 +94,12 @@ class SqlTransfer(SqlPart):
             raise
 
     async def _write(self, s: Session, step: Step, row: Row, now: float) -> None:
+        if step.kind is CONNECTOR:
+            model = connectors.model(row)
+            await (stored_connectors.insert(s, model) if step.action is Action.CREATE
+                   else stored_connectors.rewrite(s, model))
+            return
+        assert isinstance(step.kind, Entity)
         if step.action is Action.CREATE:
             await s.execute(insert_sql(step.kind), insert_row(step.kind, row))
         else:
@@ -119,38 +130,30 @@ async def funcs_before(store: Store, plan: Plan) -> dict[str, list[Mapping[str, 
     return out
 
 
-def _fixed(step: Step, funcs: list[Mapping[str, object]]) -> dict[str, str | None]:
+def _fixed(funcs: list[Mapping[str, object]]) -> dict[str, str | None]:
     return {str(f["id"]): Func.of(f).options.fixed_cron_expr for f in funcs}
 
 
 async def notify(redis: aioredis.Redis, keys: Keys, plan: Plan,
                  old_funcs: Mapping[str, list[Mapping[str, object]]]) -> None:
-    """Workers: scripts version + one event per script and env variable written. Beat: each
-    cron job written and each fixed-cron func that appeared, changed or went."""
+    """Announce every object written as the management API announces it
+    (:mod:`fluxfunc_common.changes`): scripts (generation + change log + event, fixed-cron
+    funcs to the Beat), script sets (package set), env variables, cron jobs, connectors."""
     writes = plan.writes()
     if not writes:
         return
-    if any(s.kind is Entity.SCRIPT_SET for s in writes):
-        await packages.announce(redis, keys)  # requirements may have changed the package set
     pipe = redis.pipeline(transaction=False)
-    pipe.incr(keys.scripts_version())
+    if any(s.kind is Entity.SCRIPT_SET for s in writes):
+        changes.packages_changed(pipe, keys)  # requirements may have changed the package set
+    if any(s.kind is CONNECTOR for s in writes):
+        changes.connectors_changed(pipe, keys)
     for step in writes:
         if step.kind is Entity.SCRIPT:
-            pipe.publish(keys.events(), orjson.dumps({"type": "scriptPublished", "scriptId": step.id}))
-            old = _fixed(step, list(old_funcs.get(step.id, [])))
-            new = _fixed(step, [dict(f) for f in step.funcs])
-            for func_id in sorted(set(old) | set(new)):
-                if old.get(func_id) != new.get(func_id):
-                    op = "create" if not old.get(func_id) else "delete" if not new.get(func_id) \
-                        else "update"
-                    pipe.xadd(keys.cron_changed(), {"id": FIXED_CRON_PREFIX + func_id, "op": op},
-                              maxlen=CRON_CHANGED_MAXLEN, approximate=True)
+            await changes.script_changed(pipe, keys, step.id)
+            changes.fixed_cron_changed(pipe, keys, _fixed(list(old_funcs.get(step.id, []))),
+                                       _fixed([dict(f) for f in step.funcs]))
         elif step.kind is Entity.ENV_VARIABLE:
-            pipe.publish(keys.events(), orjson.dumps(
-                {"type": "envVariableChanged", "id": step.id, "op": step.action.value}))
+            changes.env_changed(pipe, keys, step.id, step.action.value)
         elif step.kind is Entity.CRON_JOB:
-            pipe.xadd(keys.cron_changed(), {"id": step.id, "op": step.action.value},
-                      maxlen=CRON_CHANGED_MAXLEN, approximate=True)
+            changes.cron_changed(pipe, keys, step.id, step.action.value)
     await pipe.execute()
-
-

@@ -11,7 +11,8 @@ Entries, sorted by name, all with the same fixed timestamp and permissions:
 Every JSON entry is canonical (sorted keys, fixed indent), so exporting the same objects twice
 — from this deployment or from one they were imported into — gives the same bytes, except
 ``secrets.json``, whose salt and nonce are fresh each time. :func:`read` also opens DataFlux
-Func's own script-set export (``META.yaml`` and ``script-sets/…``, :mod:`.dff_export`).
+Func's own script-set export (``META.yaml`` and ``script-sets/…``, :mod:`.dff_export`) and its
+1.x password-protected package (:mod:`.dff_package`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import json
 import zipfile
 
 from fluxfunc_common.errors import BadRequest
-from fluxfunc_common.store import Entity
-from fluxfunc_common.transfer import dff_export, secretbox
-from fluxfunc_common.transfer.bundle import KINDS, Bundle, Row, canonical
+from fluxfunc_common.transfer import dff_export, dff_package, secretbox
+from fluxfunc_common.transfer.bundle import KINDS, Bundle, Kind, Row, canonical
 
 FORMAT = "fluxfunc-export"
 VERSION = 1
@@ -72,9 +72,12 @@ def has_sealed_secrets(data: bytes) -> bool:
     return SECRETS in _files(data) if data[:2] == b"PK" else False
 
 
-def read(data: bytes, *, passphrase: str | None = None) -> Bundle:
+def read(data: bytes, *, passphrase: str | None = None, password: str | None = None) -> Bundle:
     """The bundle in an export file, of fluxfunc or of DataFlux Func. Sealed secrets are opened
-    with ``passphrase``; without one they are left out (a note says so)."""
+    with ``passphrase``; without one they are left out (a note says so). ``password`` opens a
+    DataFlux Func 1.x package (:mod:`.dff_package`)."""
+    if dff_package.is_package(data):
+        return dff_package.read(data, password)
     files = _files(data)
     if MANIFEST not in files:
         if dff_export.is_dff_export(files):
@@ -108,7 +111,7 @@ def _json(files: dict[str, bytes], name: str) -> object:
         raise BadRequest(f"{name} in the import file is not JSON") from None
 
 
-def _rows(files: dict[str, bytes], kind: Entity) -> list[Row]:
+def _rows(files: dict[str, bytes], kind: Kind) -> list[Row]:
     name = f"{kind.value}.json"
     if name not in files:
         return []

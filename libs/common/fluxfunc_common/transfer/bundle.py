@@ -1,4 +1,5 @@
-"""What an export carries: entity rows in their exported form, and optionally their secrets.
+"""What an export carries: entity and connector rows in their exported form, and optionally
+their secrets.
 
 A row in exported form is the stored entity without what belongs to one deployment: its
 timestamps (``createTime``, ``updateTime``, ``publishTime``), derived fields (``codeMD5``) and
@@ -13,13 +14,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
 
-from fluxfunc_common.store import Entity
+from fluxfunc_common.store import ConnectorStore, Entity, EntityStore
 
 Row = dict[str, object]  # one entity in exported form (camelCase JSON, as the store keeps it)
 
+
+class Stored(StrEnum):
+    """What moves but is kept in its own store part rather than as a generic :class:`Entity`."""
+
+    CONNECTOR = "connectors"
+
+
+Kind = Entity | Stored
+CONNECTOR = Stored.CONNECTOR
+
+
+class TransferStore(EntityStore, ConnectorStore, Protocol):
+    """What an export reads and an import plans against: the entities and the connectors."""
+
 # what moves, in the order an import writes it (a script's set first, funcs before entry points)
-KINDS: tuple[Entity, ...] = (
+KINDS: tuple[Kind, ...] = (
     Entity.SCRIPT_SET,
     Entity.SCRIPT,
     Entity.ENV_VARIABLE,
@@ -27,12 +44,19 @@ KINDS: tuple[Entity, ...] = (
     Entity.SYNC_API,
     Entity.ASYNC_API,
     Entity.CRON_JOB,
+    CONNECTOR,  # after the scripts: its subscriptions (topicHandlers) name funcs
 )
 VOLATILE = frozenset({"createTime", "updateTime", "publishTime", "codeMD5", "codeMd5"})
+# a cron job's overrides set by its scripts while running (DFF.CRON_JOB.set_cron_expr, pause
+# with expires; ``isPaused`` as the API shows it): state of one deployment, as DataFlux Func
+# keeps them in Redis, out of its export. Not exported; ignored in an import file, kept as they
+# are by an import that updates the job.
+RUNTIME = frozenset({"dynamicCronExpr", "dynamicCronExprExpireTime", "pauseExpireTime",
+                     "isPaused"})
 CIPHER_SUFFIX = "Cipher"
 
 
-def secret_key(kind: Entity, entity_id: str) -> str:
+def secret_key(kind: Kind, entity_id: str) -> str:
     """The key of an object's secret in :attr:`Bundle.secrets` (``env_variables/db_pass``)."""
     return f"{kind.value}/{entity_id}"
 
@@ -43,17 +67,17 @@ class Bundle:
     a reader of a foreign format had to leave out or change (``notes``: one line each)."""
 
 
-    rows: dict[Entity, list[Row]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    rows: dict[Kind, list[Row]] = field(default_factory=lambda: {k: [] for k in KINDS})
     secrets: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # fields an object that already exists keeps, by secret_key (DataFlux Func's cron jobs
     # arrive disabled: a job enabled here since stays enabled)
     keep: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def add(self, kind: Entity, row: Row) -> None:
+    def add(self, kind: Kind, row: Row) -> None:
         self.rows.setdefault(kind, []).append(row)
 
-    def items(self) -> Iterator[tuple[Entity, Row]]:
+    def items(self) -> Iterator[tuple[Kind, Row]]:
         """Every row with its kind, in import order."""
         for kind in KINDS:
             for row in sorted(self.rows.get(kind, []), key=lambda r: str(r["id"])):
@@ -80,10 +104,16 @@ def strip_sealed(value: object) -> object:
 
 
 def exported_form(row: Mapping[str, object]) -> Row:
-    """A stored entity as exported: no timestamps, derived fields or sealed values."""
-    out = strip_sealed({k: v for k, v in row.items() if k not in VOLATILE})
+    """A stored entity as exported: no timestamps, derived fields, run-time overrides or
+    sealed values."""
+    out = strip_sealed({k: v for k, v in row.items() if k not in VOLATILE and k not in RUNTIME})
     assert isinstance(out, dict)
     return out
+
+
+def without_runtime(row: Mapping[str, object]) -> Row:
+    """An imported row without run-time overrides (:data:`RUNTIME`): an import never sets them."""
+    return {k: v for k, v in row.items() if k not in RUNTIME}
 
 
 def has_sealed(value: object) -> bool:

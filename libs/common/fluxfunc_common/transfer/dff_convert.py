@@ -129,14 +129,15 @@ def _throttling(value: object) -> dict[str, object] | None:
     return {**kept, "window": "fixed"} if kept else None
 
 
-def _common(row: DffRow, kind: Entity, bundle: Bundle) -> Row:
-    """Fields every entry point has: func, kwargs, tags, expiry, disabled, note, record limit."""
+def _common(row: DffRow, kind: Entity, bundle: Bundle, auths: frozenset[str] = frozenset()) -> Row:
+    """Fields every entry point has: func, kwargs, tags, expiry, disabled, note, record limit.
+    An API whose API auth is not among the moved ``auths`` is created disabled."""
     entry_id = str(row["id"])
     kwargs = json_field(row.get("funcCallKwargsJSON"))
     tags = json_field(row.get("tagsJSON"))
     limit = row.get("taskRecordLimit", row.get("taskInfoLimit"))
     disabled = _flag(row.get("isDisabled") or 0)
-    if row.get("apiAuthId") and kind is not Entity.CRON_JOB:
+    if row.get("apiAuthId") and kind is not Entity.CRON_JOB and str(row["apiAuthId"]) not in auths:
         # unprotected it would be open to anyone: disabled until its auth is set here
         bundle.notes.append(f"changed {kind.value[:-1].replace('_', ' ')} {entry_id}: created "
                             f"DISABLED, its API auth {row['apiAuthId']!r} not moved (set apiAuth "
@@ -152,10 +153,13 @@ def _common(row: DffRow, kind: Entity, bundle: Bundle) -> Row:
             "note": _text(row.get("note"))}
 
 
-def api_row(row: DffRow, kind: Entity, bundle: Bundle) -> Row:
-    """A sync API (Auth Link) or async API (Batch)."""
-    out = _common(row, kind, bundle)
+def api_row(row: DffRow, kind: Entity, bundle: Bundle, auths: frozenset[str] = frozenset()) -> Row:
+    """A sync API (Auth Link) or async API (Batch); its ``apiAuthId`` kept when that API auth
+    is among the moved ``auths`` (:mod:`.dff_api_auth`)."""
+    out = _common(row, kind, bundle, auths)
     out["apiAuth"] = {"type": "none"}
+    if row.get("apiAuthId") and str(row["apiAuthId"]) in auths:
+        out["apiAuthId"] = str(row["apiAuthId"])
     out["throttling"] = _throttling(row.get("throttlingJSON")) if kind is Entity.SYNC_API else None
     return out
 
@@ -173,8 +177,3 @@ def cron_job_row(row: DffRow, bundle: Bundle, default_timezone: str) -> Row | No
                misfirePolicy="fireOnce", overlapPolicy="skip", isDisabled=True)
     bundle.keep[secret_key(Entity.CRON_JOB, str(out["id"]))] = ("isDisabled",)
     return out
-
-
-def connector_note(row: DffRow) -> str:
-    return (f"skipped connector {row['id']} ({row.get('type')}): fluxfunc has no connectors "
-            "(use a client library with DFF.ENV for its credentials)")

@@ -1,11 +1,14 @@
 """Reading a DataFlux Func database (MySQL) for ``fluxfunc migrate-from-dff``.
 
 Tables read: ``biz_main_script_set``, ``biz_main_script``, ``biz_main_env_variable``,
-``biz_main_connector`` (reported, not moved), ``biz_main_sync_api`` (older:
-``biz_main_auth_link``), ``biz_main_async_api`` (older: ``biz_main_batch``) and
+``biz_main_connector``, ``biz_main_api_auth``, ``biz_main_sync_api``
+(older: ``biz_main_auth_link``), ``biz_main_async_api`` (older: ``biz_main_batch``) and
 ``biz_main_cron_job`` (older: ``biz_main_crontab_config``). Funcs are not read: they are
-derived again from each script's published code. Password env variables are decrypted with
-DataFlux Func's ``SECRET`` (:mod:`.dff_cipher`). Nothing is written to that database.
+derived again from each script's published code. Password env variables, the passwords of
+API auths and the secrets of connectors are decrypted with DataFlux Func's ``SECRET``
+(:mod:`.dff_cipher`); an API whose API auth moved keeps it (``apiAuthId``,
+:mod:`.dff_api_auth`); connectors of the types fluxfunc has move with their subscriptions
+disabled (:mod:`.dff_connectors`). Nothing is written to that database.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pymysql.cursors
 from fluxfunc_common.errors import BadRequest, ConfigError, Unavailable
 from fluxfunc_common.store import Entity
 from fluxfunc_common.store.mysql import MysqlTarget
-from fluxfunc_common.transfer import dff_cipher
+from fluxfunc_common.transfer import dff_api_auth, dff_cipher, dff_connectors
 from fluxfunc_common.transfer import dff_convert as conv
 from fluxfunc_common.transfer.bundle import Bundle
 
@@ -30,6 +33,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "scripts": ("biz_main_script",),
     "envVariables": ("biz_main_env_variable",),
     "connectors": ("biz_main_connector",),
+    "apiAuths": ("biz_main_api_auth",),
     "syncAPIs": ("biz_main_sync_api", "biz_main_auth_link"),
     "asyncAPIs": ("biz_main_async_api", "biz_main_batch"),
     "cronJobs": ("biz_main_cron_job", "biz_main_crontab_config"),
@@ -99,12 +103,19 @@ def convert(data: dict[str, list[dict[str, object]]], *, dff_secret: str | None,
             bundle.add(Entity.SCRIPT, script)
     for row in data["envVariables"]:
         bundle.add(Entity.ENV_VARIABLE, conv.env_variable_row(row, bundle, _password(row, dff_secret)))
+    auths: set[str] = set()
+    for row in data["apiAuths"]:
+        auth = dff_api_auth.api_auth_row(row, bundle, dff_secret)
+        if auth is not None:
+            bundle.add(Entity.API_AUTH, auth)
+            auths.add(str(auth["id"]))
     for kind, key in ((Entity.SYNC_API, "syncAPIs"), (Entity.ASYNC_API, "asyncAPIs")):
         for row in data[key]:
-            bundle.add(kind, conv.api_row(row, kind, bundle))
+            bundle.add(kind, conv.api_row(row, kind, bundle, frozenset(auths)))
     for row in data["cronJobs"]:
         cron = conv.cron_job_row(row, bundle, default_timezone)
         if cron is not None:
             bundle.add(Entity.CRON_JOB, cron)
-    bundle.notes.extend(conv.connector_note(row) for row in data["connectors"])
+    for row in data["connectors"]:
+        dff_connectors.add_from_database(row, bundle, dff_secret)
     return bundle

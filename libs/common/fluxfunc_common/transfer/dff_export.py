@@ -6,7 +6,8 @@ optionally ``connectors``, ``envVariables``, ``syncAPIs``/``authLinks``,
 as ``script-sets/<script set id>/<script name>.py``; everything may sit under one top folder.
 Older exports have ``scriptSets.yaml``, ``envVariables.yaml``, … instead of ``META.yaml``.
 DataFlux Func never exports password values (they arrive as empty strings) nor connector
-passwords; cron jobs are imported disabled, as by ``migrate-from-dff``.
+passwords; cron jobs are imported disabled, as by ``migrate-from-dff``; connectors of the types
+fluxfunc has move with their subscriptions disabled (:mod:`.dff_connectors`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 
 from fluxfunc_common.errors import BadRequest
 from fluxfunc_common.store import Entity
+from fluxfunc_common.transfer import dff_connectors
 from fluxfunc_common.transfer import dff_convert as conv
 from fluxfunc_common.transfer.bundle import Bundle
 
@@ -106,5 +108,6 @@ def read(files: Mapping[str, bytes], *, default_timezone: str = DEFAULT_TIMEZONE
         row = conv.cron_job_row(cron, bundle, default_timezone)
         if row is not None:
             bundle.add(Entity.CRON_JOB, row)
-    bundle.notes.extend(conv.connector_note(c) for c in _section(data, "connectors"))
+    for connector in _section(data, "connectors"):
+        dff_connectors.add(connector, bundle)
     return bundle

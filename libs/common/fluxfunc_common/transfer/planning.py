@@ -19,8 +19,18 @@ from fluxfunc_common import schedule, scripts
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.errors import Conflict, FluxfuncError
 from fluxfunc_common.models import FIXED_CRON_PREFIX
-from fluxfunc_common.store import Entity, EntityStore
-from fluxfunc_common.transfer.bundle import Bundle, Row, exported_form, secret_key
+from fluxfunc_common.store import Entity
+from fluxfunc_common.transfer import connectors
+from fluxfunc_common.transfer.bundle import (
+    CONNECTOR,
+    Bundle,
+    Kind,
+    Row,
+    TransferStore,
+    exported_form,
+    secret_key,
+    without_runtime,
+)
 from fluxfunc_common.transfer.sealing import secret_of
 
 
@@ -36,7 +46,7 @@ class Action(StrEnum):
 class Step:
     """One object of the import: what happens to it and why (changed fields, the conflict)."""
 
-    kind: Entity
+    kind: Kind
     id: str
     action: Action
     row: Row
@@ -87,7 +97,7 @@ class PlanConflict(Conflict):
 
 @dataclass
 class _Context:
-    store: EntityStore
+    store: TransferStore
     bundle: Bundle
     cipher: Cipher
     overwrite: bool
@@ -99,17 +109,40 @@ def _changed(old: Row, new: Row) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+async def _find(ctx: _Context, kind: Kind, entity_id: str) -> dict[str, object] | None:
+    if kind is CONNECTOR:
+        return await connectors.find(ctx.store, entity_id)
+    assert isinstance(kind, Entity)
+    return await ctx.store.find(kind, entity_id)
+
+
+def _compared(step: Step, existing: dict[str, object]) -> tuple[Row, Row]:
+    """The stored and the imported row as compared. A script whose published code is the
+    stored one keeps its ``publishVersion`` (a counter of this deployment: an import of new code
+    moved it past the stored one, importing the same file again must not move it back).
+    Without secrets, a connector's secrets are not compared: such an import never changes them."""
+    if step.kind is Entity.SCRIPT and existing.get("publishedCode") == step.row.get("publishedCode") \
+            and "publishVersion" in existing:
+        step.row = {**step.row, "publishVersion": existing["publishVersion"]}
+    if step.kind is not CONNECTOR:
+        return exported_form(existing), step.row
+    current = connectors.exported_row(existing)
+    if step.secret is None:
+        return connectors.comparable(current), connectors.comparable(step.row)
+    return current, step.row
+
+
 async def _compare(ctx: _Context, step: Step) -> None:
     """create / update / unchanged / conflict of a step whose checks passed."""
-    existing = await ctx.store.find(step.kind, step.id)
+    existing = await _find(ctx, step.kind, step.id)
     step.existing = existing
     if existing is None:
         step.action = Action.CREATE
         return
-    current = exported_form(existing)
+    current, imported = _compared(step, existing)
     kept = ctx.bundle.keep.get(secret_key(step.kind, step.id), ())
     step.row = {**step.row, **{f: current[f] for f in kept if f in current}}
-    fields = _changed(current, step.row)
+    fields = _changed(current, {**imported, **{f: current[f] for f in kept if f in current}})
     if step.secret is not None and step.secret != secret_of(step.kind, existing, ctx.cipher):
         fields.append("(secret)")
     if not fields:
@@ -134,6 +167,8 @@ async def _check(ctx: _Context, step: Step) -> str | None:
             step.funcs = scripts.analyse(step.id, code).funcs
         ctx.funcs[step.id] = {f["id"] for f in step.funcs}
         return None
+    if step.kind is CONNECTOR:
+        return connectors.problem(row) or await _check_funcs(ctx, connectors.handler_funcs(row))
     if step.kind in (Entity.SYNC_API, Entity.ASYNC_API, Entity.CRON_JOB):
         problem = await _check_func(ctx, str(row.get("funcId")))
         if problem or step.kind is not Entity.CRON_JOB:
@@ -142,6 +177,14 @@ async def _check(ctx: _Context, step: Step) -> str | None:
             return f"cron job ids starting with {FIXED_CRON_PREFIX!r} are reserved"
         tz = row.get("timezone")
         schedule.validate(str(row.get("cronExpr")), str(tz) if tz else None)
+    return None
+
+
+async def _check_funcs(ctx: _Context, func_ids: list[str]) -> str | None:
+    for func_id in func_ids:
+        problem = await _check_func(ctx, func_id)
+        if problem:
+            return f"a subscription's {problem}"
     return None
 
 
@@ -155,7 +198,21 @@ async def _check_func(ctx: _Context, func_id: str) -> str | None:
     return None
 
 
-async def make_plan(store: EntityStore, bundle: Bundle, cipher: Cipher, *,
+def _secrets_note(step: Step) -> str | None:
+    """The note of a connector imported without secrets it had at the source."""
+    if step.kind is not CONNECTOR or step.action not in (Action.CREATE, Action.UPDATE,
+                                                          Action.UNCHANGED):
+        return None
+    missing = connectors.missing_secrets(step.row, step.secret, step.existing)
+    if not missing:
+        return None
+    if step.action is Action.CREATE:
+        step.why = f"without its {', '.join(missing)}, untested"
+    return (f"connector {step.id}: set its {', '.join(missing)} (not in the import file): "
+            f"PATCH /api/v1/connectors/{step.id}; written untested, as with skipTest")
+
+
+async def make_plan(store: TransferStore, bundle: Bundle, cipher: Cipher, *,
                     overwrite: bool = False, skip_broken: bool = False) -> Plan:
     """The plan of importing ``bundle`` into ``store`` (nothing written). With
     ``skip_broken`` an object that cannot be imported (its func missing, its code not
@@ -164,7 +221,7 @@ async def make_plan(store: EntityStore, bundle: Bundle, cipher: Cipher, *,
     plan = Plan(notes=list(bundle.notes))
     for kind, row in bundle.items():
         entity_id = str(row["id"])
-        step = Step(kind, entity_id, Action.CONFLICT, row,
+        step = Step(kind, entity_id, Action.CONFLICT, without_runtime(row),
                     secret=bundle.secrets.get(secret_key(kind, entity_id)))
         try:
             problem = await _check(ctx, step)
@@ -176,5 +233,8 @@ async def make_plan(store: EntityStore, bundle: Bundle, cipher: Cipher, *,
                 step.action = Action.SKIP
         else:
             await _compare(ctx, step)
+            note = _secrets_note(step)
+            if note:
+                plan.notes.append(note)
         plan.steps.append(step)
     return plan

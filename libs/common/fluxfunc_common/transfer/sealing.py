@@ -4,7 +4,8 @@ A password env variable keeps its value in ``valueCipher``; an entry point's ``a
 an API auth definition's ``config``) keeps fixedField values and httpBasic/httpDigest passwords
 in ``valueCipher``/``passwordCipher`` fields. In a bundle the env variable's secret is the plain
 value and the entry point's is its whole ``apiAuth`` (the definition's ``config``) as JSON with
-the plain values (``value``, ``password``).
+the plain values (``value``, ``password``). A connector's is ``{field: value}`` of its config's
+secrets (:mod:`.connectors`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Mapping
 
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.store import Entity
-from fluxfunc_common.transfer.bundle import CIPHER_SUFFIX, Row, has_sealed
+from fluxfunc_common.transfer import connectors
+from fluxfunc_common.transfer.bundle import CIPHER_SUFFIX, CONNECTOR, Kind, Row, has_sealed
 
 SEALED_FIELDS = ("value", "password")  # inside apiAuth: what the Server seals
 # the field holding sealed values of an API auth: an entry's inline apiAuth, a definition's config
-SEALED_IN = {Entity.SYNC_API: "apiAuth", Entity.ASYNC_API: "apiAuth", Entity.API_AUTH: "config"}
+SEALED_IN: dict[Kind, str] = {Entity.SYNC_API: "apiAuth", Entity.ASYNC_API: "apiAuth",
+                              Entity.API_AUTH: "config"}
 
 
 def _open_auth(value: object, cipher: Cipher) -> object:
@@ -49,8 +52,10 @@ def _seal_auth(value: object, cipher: Cipher) -> object:
     return value
 
 
-def secret_of(kind: Entity, row: Mapping[str, object], cipher: Cipher) -> str | None:
+def secret_of(kind: Kind, row: Mapping[str, object], cipher: Cipher) -> str | None:
     """The plain secret of a stored object, or None when it has none."""
+    if kind is CONNECTOR:
+        return connectors.secret_of(row, cipher)
     if kind is Entity.ENV_VARIABLE:
         sealed = row.get("valueCipher")
         return cipher.decrypt(sealed) if isinstance(sealed, str) else None
@@ -60,8 +65,10 @@ def secret_of(kind: Entity, row: Mapping[str, object], cipher: Cipher) -> str | 
     return None
 
 
-def sealed_row(kind: Entity, row: Row, secret: str | None, cipher: Cipher) -> Row:
+def sealed_row(kind: Kind, row: Row, secret: str | None, cipher: Cipher) -> Row:
     """``row`` as stored: its secret (when given) sealed with the deployment's cipher."""
+    if kind is CONNECTOR:
+        return connectors.sealed_row(row, secret, cipher)
     if secret is None:
         return row
     if kind is Entity.ENV_VARIABLE:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluxfunc_beat.subscriptions.model import Delivery, Inbox, Subscription
-from fluxfunc_common import ids
+from fluxfunc_common import ids, subscriptionstats
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.errors import QueueFull
 from fluxfunc_common.lifecycle import sleep_or_stop
@@ -25,6 +25,7 @@ from fluxfunc_common.logs import get_logger
 from fluxfunc_common.models.func import Func
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_common.subscriptionstats import Outcome
 from fluxfunc_common.tasks import build_envelope
 
 log = get_logger("beat.subscriptions")
@@ -90,6 +91,7 @@ class Pump:
         envs = self.envelopes(batch)
         if not envs:
             self.stats.dropped += len(batch)
+            await self._count(Outcome.DROPPED, len(batch))
         while envs:
             try:
                 await self.streams.enqueue_many(envs, max_len=self.settings.redis.queue_max_len)
@@ -106,6 +108,7 @@ class Pump:
         done = time.time()
         self.stats.enqueued += len(envs)
         self.stats.latencies = [done - d.received for d in batch]
+        await self._count(Outcome.ENQUEUED, len(envs))
         for d in batch:
             if d.ack is not None:
                 try:
@@ -114,3 +117,13 @@ class Pump:
                     log.info("subscription ack failed", connector_id=self.sub.connector.id,
                              error=repr(exc))
                     break
+
+    async def _count(self, outcome: Outcome, n: int) -> None:
+        """The deployment-wide message counter of the connector (``/metrics``); a Redis error
+        loses the count, never the messages."""
+        try:
+            await subscriptionstats.add(self.streams.redis, self.streams.keys,
+                                        self.sub.connector.id, outcome, n)
+        except Exception as exc:
+            log.warning("subscription message count failed", connector_id=self.sub.connector.id,
+                        error=repr(exc))

@@ -1,4 +1,5 @@
-"""``/api/v1/api-auths``: reusable API auth definitions (admin-only), the five routes of every
+"""``/api/v1/api-auths``: reusable API auth definitions (read: developer, to pick one for an
+entry point; write: admin), the five routes of every
 management resource (:mod:`crud`).
 
 ``config`` per ``type`` (the effective ``apiAuth`` is ``{"type": type, **config}``):
@@ -26,6 +27,7 @@ from fluxfunc_common.errors import BadRequest
 from fluxfunc_common.store import Entity
 from fluxfunc_common.userjson import JSONObject
 from fluxfunc_server import apiauth_defs, schemas
+from fluxfunc_server.access import ADMIN, DEVELOPER
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers.crud import EntityRow, Resource, add_resource
 from fluxfunc_server.handlers.manage_checks import func_of
@@ -140,7 +142,7 @@ async def _before_delete(ctx: AppContext, op: str, entity_id: str) -> None:
 
 RESOURCE = Resource("api-auths", Entity.API_AUTH, "API auth", ApiAuthListQuery,
                     ApiAuthCreate, ApiAuthUpdate, id_prefix="apia", prepare=prepare,
-                    present=present, before_delete=_before_delete)
+                    present=present, before_delete=_before_delete, read=DEVELOPER, write=ADMIN)
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, TypeVar
 from aiohttp import web
 from pydantic import Field
 
+from fluxfunc_common import changes
 from fluxfunc_common.connectors.sealing import masked, seal, unseal
 from fluxfunc_common.connectors.testing import ConnectionTestFailed, probe
 from fluxfunc_common.connectors.types import (
@@ -28,7 +29,7 @@ from fluxfunc_common.connectors.types import (
 )
 from fluxfunc_common.errors import BadRequest
 from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server.access import ADMIN, DEVELOPER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers.crud import API
@@ -75,7 +76,9 @@ async def _test(kind: ConnectorType, config: ConnectorConfig) -> None:
 
 
 async def _changed(ctx: AppContext) -> None:
-    await ctx.redis.incr(ctx.keys.connectors_version())
+    pipe = ctx.redis.pipeline(transaction=False)
+    changes.connectors_changed(pipe, ctx.keys)  # as an import announces it
+    await pipe.execute()
 
 
 async def list_connectors(request: web.Request) -> web.Response:
@@ -147,9 +150,9 @@ async def test(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    routing.get(app, PATH, list_connectors, ADMIN)
+    routing.get(app, PATH, list_connectors, DEVELOPER)
     routing.post(app, PATH, create, ADMIN)
-    routing.get(app, PATH + "/{id}", get_connector, ADMIN)
+    routing.get(app, PATH + "/{id}", get_connector, DEVELOPER)
     routing.add_route(app, "PATCH", PATH + "/{id}", update, ADMIN)
     routing.add_route(app, "DELETE", PATH + "/{id}", delete, ADMIN)
     routing.post(app, PATH + "/{id}/test", test, ADMIN)

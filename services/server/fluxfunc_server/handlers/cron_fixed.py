@@ -17,7 +17,7 @@ from fluxfunc_common.errors import BizCondition, NotFound
 from fluxfunc_common.models import FIXED_CRON_PREFIX, CronJob, Func
 from fluxfunc_common.store import Entity
 from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server.access import DEVELOPER, VIEWER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers import manage_checks as checks
@@ -74,7 +74,7 @@ async def refuse(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Before the generic cron-job routes, which would answer 404."""
-    routing.get(app, PATH, get, ADMIN)
-    routing.get(app, PATH + "/next", next_fires, ADMIN)
-    routing.add_route(app, "PATCH", PATH, refuse, ADMIN)
-    routing.add_route(app, "DELETE", PATH, refuse, ADMIN)
+    routing.get(app, PATH, get, VIEWER)
+    routing.get(app, PATH + "/next", next_fires, VIEWER)
+    routing.add_route(app, "PATCH", PATH, refuse, DEVELOPER)
+    routing.add_route(app, "DELETE", PATH, refuse, DEVELOPER)

@@ -1,6 +1,7 @@
 """The generic REST collection of the management API: a :class:`Resource` and its five routes
 (``GET`` list with ``?limit&cursor`` and filters, ``POST`` create, ``GET``/``PATCH``/``DELETE``
-one), all admin-only. What differs per resource (validation, derived fields, secrets,
+one), read at the resource's ``read`` level and changed at its ``write`` level (viewer and
+developer unless it says otherwise). What differs per resource (validation, derived fields, secrets,
 notifications) are the resource's hooks; the resources themselves are declared in
 :mod:`manage` and :mod:`manage_scripts`.
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from fluxfunc_common import ids
 from fluxfunc_common.store import Entity, Page
 from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server.access import DEVELOPER, VIEWER, Rule
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers.reading import json_object
@@ -34,6 +35,7 @@ Hook = Callable[[AppContext, EntityRow, EntityRow | None], Awaitable[EntityRow]]
 After = Callable[[AppContext, str, str], Awaitable[None]]
 Present = Callable[[EntityRow], EntityRow]
 Extra = Callable[[AppContext, Mapping[str, object]], Awaitable[list[EntityRow]]]
+Guard = Callable[[web.Request, str], Awaitable[None]]  # (request, id) before update/delete
 T = TypeVar("T")
 
 
@@ -66,6 +68,9 @@ class Resource:
     before_delete: After = _nothing
     # entities not in the store, listed after the stored ones (cron jobs defined in code)
     extra: Extra | None = None
+    read: Rule = VIEWER
+    write: Rule = DEVELOPER
+    guard: Guard | None = None  # e.g. the editing lock of a script
 
 
 def ok_page(request: web.Request, page: Page[T], limit: int,
@@ -127,6 +132,8 @@ class _Handlers:
         res, ctx = self.res, request.app[CTX]
         assert res.update is not None
         entity_id = request.match_info["id"]
+        if res.guard is not None:
+            await res.guard(request, entity_id)
         changes = schemas.parse(res.update, await json_object(request)).model_dump(
             by_alias=True, exclude_unset=True)
         existing: EntityRow = await ctx.store.get(res.entity, entity_id)
@@ -141,6 +148,8 @@ class _Handlers:
         res, ctx = self.res, request.app[CTX]
         entity_id = request.match_info["id"]
         await ctx.store.get(res.entity, entity_id)
+        if res.guard is not None:
+            await res.guard(request, entity_id)
         await res.before_delete(ctx, "delete", entity_id)
         await ctx.store.delete(res.entity, entity_id)
         await res.after(ctx, "delete", entity_id)
@@ -148,13 +157,13 @@ class _Handlers:
 
 
 def add_resource(app: web.Application, res: Resource) -> None:
-    """Register the routes of one resource, admin-only (read-only without a create model)."""
+    """Register the routes of one resource at its levels (read-only without a create model)."""
     h = _Handlers(res)
     base = f"{API}/{res.path}"
-    routing.get(app, base, h.list, ADMIN)
-    routing.get(app, base + "/{id}", h.get, ADMIN)
+    routing.get(app, base, h.list, res.read)
+    routing.get(app, base + "/{id}", h.get, res.read)
     if res.create is not None:
-        routing.post(app, base, h.create, ADMIN)
+        routing.post(app, base, h.create, res.write)
     if res.update is not None:
-        routing.add_route(app, "PATCH", base + "/{id}", h.update, ADMIN)
-        routing.add_route(app, "DELETE", base + "/{id}", h.delete, ADMIN)
+        routing.add_route(app, "PATCH", base + "/{id}", h.update, res.write)
+        routing.add_route(app, "DELETE", base + "/{id}", h.delete, res.write)

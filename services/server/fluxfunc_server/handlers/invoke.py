@@ -19,7 +19,7 @@ from fluxfunc_common.errors import BadRequest, BizCondition, NotFound, QueueFull
 from fluxfunc_common.models import FIXED_CRON_PREFIX, ApiEntry, AsyncApi, CronJob, Func, SyncApi
 from fluxfunc_common.store import Entity
 from fluxfunc_server import apiauth, apiauth_gate, peer, routing, throttle
-from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.access import DEVELOPER, PUBLIC
 from fluxfunc_server.appkeys import CALLER, CATALOG, CTX
 from fluxfunc_server.bodies import read_body
 from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
@@ -216,6 +216,6 @@ def add_routes(app: web.Application) -> None:
         for path in (f"/api/v1/{prefix}/{{id}}", f"/api/v1/{prefix}/{{id}}/{_FORMAT}"):
             routing.get(app, path, handler, PUBLIC)  # each entry checks its own apiAuth
             routing.post(app, path, handler, PUBLIC)
-    routing.post(app, "/api/v1/func/{func_id}", call_func, ADMIN)
-    routing.post(app, "/api/v1/func-many", call_func_many, ADMIN)
-    routing.post(app, "/api/v1/cron/{id}", run_cron_job, ADMIN)
+    routing.post(app, "/api/v1/func/{func_id}", call_func, DEVELOPER)
+    routing.post(app, "/api/v1/func-many", call_func_many, DEVELOPER)
+    routing.post(app, "/api/v1/cron/{id}", run_cron_job, DEVELOPER)

@@ -15,7 +15,7 @@ from aiohttp import web
 from fluxfunc_common.errors import NotFound
 from fluxfunc_common.store import Entity, TaskRecordQuery
 from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server.access import VIEWER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers import cron_fixed, manage_scripts, python_packages
@@ -56,7 +56,8 @@ RESOURCES: tuple[Resource, ...] = (
              prepare=checks.prepare_api, present=checks.present_api),
     Resource("cron-jobs", Entity.CRON_JOB, "cron job", schemas.EntryListQuery,
              schemas.CronJobCreate, schemas.CronJobUpdate, id_prefix="cron",
-             prepare=checks.prepare_cron_job, after=_cron_changed, extra=_fixed_cron_jobs),
+             prepare=checks.prepare_cron_job, after=_cron_changed, extra=_fixed_cron_jobs,
+             present=checks.present_cron_job),
     Resource("env-variables", Entity.ENV_VARIABLE, "env variable", schemas.EnvVariableListQuery,
              schemas.EnvVariableCreate, schemas.EnvVariableUpdate,
              prepare=checks.prepare_env_variable, present=checks.present_env_variable,
@@ -98,6 +99,6 @@ def add_routes(app: web.Application) -> None:
     cron_fixed.add_routes(app)  # before the generic cron-job routes
     for res in RESOURCES:
         add_resource(app, res)
-    routing.get(app, f"{API}/cron-jobs/{{id}}/next", cron_next, ADMIN)
-    routing.get(app, f"{API}/task-records", list_task_records, ADMIN)
-    routing.get(app, f"{API}/task-records/{{id}}", get_task_record, ADMIN)
+    routing.get(app, f"{API}/cron-jobs/{{id}}/next", cron_next, VIEWER)
+    routing.get(app, f"{API}/task-records", list_task_records, VIEWER)
+    routing.get(app, f"{API}/task-records/{{id}}", get_task_record, VIEWER)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TypedDict
 
 import orjson
 
-from fluxfunc_common import schedule
+from fluxfunc_common import changes, schedule
+from fluxfunc_common.cronplan import plan_for
 from fluxfunc_common.errors import BadRequest, BizCondition
 from fluxfunc_common.models import FIXED_CRON_PREFIX, CronJob, Func, JSONObject
 from fluxfunc_common.store import Entity
@@ -26,7 +28,7 @@ from fluxfunc_server import apiauth_defs
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers.crud import EntityRow
 
-CRON_CHANGED_MAXLEN = 10_000
+CRON_CHANGED_MAXLEN = changes.CRON_CHANGED_MAXLEN
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -161,8 +163,9 @@ def fixed_cron_expr(func: Func, data: EntityRow, old: EntityRow | None) -> None:
 
 async def notify_cron_changed(ctx: AppContext, cron_id: str, op: str) -> None:
     """``XADD cron_changed MAXLEN ~ 10000 * id <cron> op <create|update|delete>``."""
-    await ctx.redis.xadd(ctx.keys.cron_changed(), {"id": cron_id, "op": op},
-                         maxlen=CRON_CHANGED_MAXLEN, approximate=True)
+    pipe = ctx.redis.pipeline(transaction=False)
+    changes.cron_changed(pipe, ctx.keys, cron_id, op)
+    await pipe.execute()
 
 
 class Fire(TypedDict):
@@ -178,11 +181,24 @@ class NextFires(TypedDict):
     next: list[Fire]
 
 
+def _next_ms(s: schedule.Schedule, after_ms: int) -> int | None:
+    at = s.next_fire(after_ms / 1000)
+    return None if at is None else round(at * 1000)
+
+
 def next_fires(ctx: AppContext, row: Mapping[str, object], count: int) -> NextFires:
-    """The next ``count`` fires of a job (none after its expireTime)."""
+    """The next ``count`` fires of a job (none after its expireTime), as the Beat makes
+    them: a script's override and timed pause included."""
     job = CronJob.from_row(row)
     tz = job.timezone or ctx.settings.beat.timezone
-    fires = schedule.next_fires(job.cron_expr, tz, ctx.clock.time(), count)
+    plan = plan_for(schedule.parse(job.cron_expr, tz), job.dynamic_cron_expr,
+                    job.dynamic_cron_expr_expire_time, job.pause_expire_time, tz)
+    fires: list[float] = []
+    at: int | None = int(ctx.clock.time() * 1000)
+    while at is not None and len(fires) < count:
+        at = plan.next_fire(at, _next_ms)
+        if at is not None:
+            fires.append(at / 1000)
     if job.expire_time is not None:
         fires = [t for t in fires if t <= job.expire_time]
     zone = schedule.timezone(tz)
@@ -191,6 +207,13 @@ def next_fires(ctx: AppContext, row: Mapping[str, object], count: int) -> NextFi
         "next": [{"timestamp": t, "iso": datetime.fromtimestamp(t, UTC).astimezone(zone).isoformat()}
                  for t in fires],
     }
+
+
+def present_cron_job(entity: EntityRow) -> EntityRow:
+    """A cron job as answered, with DataFlux Func's fields of a script's override and timed
+    pause: ``dynamicCronExpr`` + ``dynamicCronExprExpireTime`` (None = until cleared) and
+    ``isPaused`` + ``pauseExpireTime``, all null/false once expired."""
+    return {**entity, **CronJob.from_row(entity).overrides_at(time.time())}
 
 
 async def refuse_non_empty_script_set(ctx: AppContext, op: str, set_id: str) -> None:
@@ -298,5 +321,6 @@ def present_env_variable(entity: EntityRow) -> EntityRow:
 
 async def env_changed(ctx: AppContext, op: str, env_id: str) -> None:
     """Tell workers (they may cache ``DFF.ENV`` values)."""
-    await ctx.redis.publish(ctx.keys.events(), orjson.dumps(
-        {"type": "envVariableChanged", "id": env_id, "op": op}))
+    pipe = ctx.redis.pipeline(transaction=False)
+    changes.env_changed(pipe, ctx.keys, env_id, op)
+    await pipe.execute()

@@ -17,18 +17,17 @@ import hashlib
 from collections.abc import Iterable
 from typing import NamedTuple, TypedDict
 
-import orjson
 from aiohttp import web
 
-from fluxfunc_common import queues, queuestats, scriptchanges, scripts
+from fluxfunc_common import changes, queues, queuestats, scripts
 from fluxfunc_common.errors import BadRequest, Conflict
-from fluxfunc_common.models import FIXED_CRON_PREFIX, Func
+from fluxfunc_common.models import Func
 from fluxfunc_common.store import Entity
-from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server import editlocks, routing, schemas
+from fluxfunc_server.access import DEVELOPER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
-from fluxfunc_server.handlers import crud, manage_checks
+from fluxfunc_server.handlers import crud
 from fluxfunc_server.handlers.crud import EntityRow
 from fluxfunc_server.handlers.reading import json_object
 from fluxfunc_server.responses import ok
@@ -87,16 +86,10 @@ async def _announce(ctx: AppContext, event: ScriptEvent, before: list[Func],
                     after: list[scripts.FuncRow]) -> None:
     """Workers: new code version + event. Beat: the implicit fixed-cron jobs that changed."""
     pipe = ctx.redis.pipeline(transaction=False)
-    await scriptchanges.announce(ctx.redis, ctx.keys, event["scriptId"], pipe)  # gen + which script
-    pipe.publish(ctx.keys.events(), orjson.dumps(event))
-    old, new = _fixed(before), _fixed(after)
-    for func_id in sorted(set(old) | set(new)):
-        was, now = old.get(func_id), new.get(func_id)
-        if was == now:
-            continue
-        op = "create" if not was else "delete" if not now else "update"
-        pipe.xadd(ctx.keys.cron_changed(), {"id": FIXED_CRON_PREFIX + func_id, "op": op},
-                  maxlen=manage_checks.CRON_CHANGED_MAXLEN, approximate=True)
+    # gen + which script, then the event (the same announcement an import makes)
+    await changes.script_changed(pipe, ctx.keys, event["scriptId"],
+                                 deleted=event["type"] == "scriptDeleted")
+    changes.fixed_cron_changed(pipe, ctx.keys, _fixed(before), _fixed(after))
     await pipe.execute()
 
 
@@ -141,6 +134,7 @@ async def publish(request: web.Request) -> web.Response:
     """``POST /scripts/{id}/publish``: analyse the draft, store it as published, notify."""
     ctx = request.app[CTX]
     script_id = request.match_info["id"]
+    await editlocks.check_draft_save(request, script_id)  # another user is editing it: 409
     body = schemas.parse(schemas.PublishBody, await json_object(request))
     # the code is checked before anything is written, and the draft and the publish are one
     # transaction: a publish that fails leaves the script as it was
@@ -159,11 +153,12 @@ async def publish(request: web.Request) -> web.Response:
 
 SCRIPTS = crud.Resource(
     "scripts", Entity.SCRIPT, "script", schemas.ScriptListQuery, schemas.ScriptCreate,
-    schemas.ScriptUpdate, prepare=prepare_script, before_delete=_delete_funcs)
+    schemas.ScriptUpdate, prepare=prepare_script, before_delete=_delete_funcs,
+    guard=editlocks.check_draft_save)
 FUNCS = crud.Resource("funcs", Entity.FUNC, "func", schemas.FuncListQuery)
 
 
 def add_routes(app: web.Application) -> None:
     crud.add_resource(app, SCRIPTS)
     crud.add_resource(app, FUNCS)
-    routing.post(app, f"{crud.API}/scripts/{{id}}/publish", publish, ADMIN)
+    routing.post(app, f"{crud.API}/scripts/{{id}}/publish", publish, DEVELOPER)

@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from fluxfunc_common import queuestats
+from fluxfunc_common import queuestats, subscriptionstats
 from fluxfunc_common.errors import FluxfuncError, NotFound, Unavailable, UserAuthError
 from fluxfunc_common.heartbeat import list_services
 from fluxfunc_common.logs import get_logger
@@ -34,7 +34,7 @@ from fluxfunc_common.streams import is_entry_id
 from fluxfunc_common.taskstats import forget_funcs, read_task_stats
 from fluxfunc_common.text import as_optional_text
 from fluxfunc_server import routing, schemas
-from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.access import DEVELOPER, PUBLIC, VIEWER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.metrics import CONTENT_TYPE
@@ -126,6 +126,16 @@ async def _set_metrics_queues(ctx: AppContext) -> None:
     ctx.metrics.set_queues(rows, int(await ctx.redis.xlen(ctx.keys.dead())))
 
 
+async def _set_metrics_subscriptions(ctx: AppContext) -> None:
+    """The subscription message counts, without connectors that no longer exist (the store is
+    read only when there are counts)."""
+    counts = await subscriptionstats.read(ctx.redis, ctx.keys)
+    if counts:
+        known = {c.id for c in await ctx.store.list_connectors()}
+        counts = await subscriptionstats.forget(ctx.redis, ctx.keys, counts, known.__contains__)
+    ctx.metrics.set_subscriptions(counts)
+
+
 def _check_metrics_token(request: web.Request, token: SecretStr | None) -> None:
     if token is None:
         return
@@ -146,6 +156,7 @@ async def metrics(request: web.Request) -> web.Response:
         funcs = await _func_ids(ctx)
         ctx.metrics.set_tasks(await forget_funcs(ctx.redis, ctx.keys, stats, funcs.__contains__))
         await _set_metrics_queues(ctx)
+        await _set_metrics_subscriptions(ctx)
     except (RedisError, OSError, FluxfuncError) as exc:  # still serve the HTTP counters
         log.warning("metrics: task and queue figures unavailable", error=str(exc))
     return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -212,9 +223,9 @@ async def head_root(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    routing.get(app, "/api/v1/ops/overview", overview, ADMIN)
-    routing.get(app, "/api/v1/ops/dead-letters", dead_letters, ADMIN)
-    routing.post(app, "/api/v1/ops/dead-letters/{entry}/requeue", requeue, ADMIN)
+    routing.get(app, "/api/v1/ops/overview", overview, VIEWER)
+    routing.get(app, "/api/v1/ops/dead-letters", dead_letters, VIEWER)
+    routing.post(app, "/api/v1/ops/dead-letters/{entry}/requeue", requeue, DEVELOPER)
     routing.get(app, "/metrics", metrics, PUBLIC)  # or server.metrics_token, checked by metrics()
     routing.get(app, "/healthz", healthz, PUBLIC)
     routing.get(app, "/readyz", readyz, PUBLIC)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from fluxfunc_common import packages
 from fluxfunc_server import routing
-from fluxfunc_server.access import ADMIN
+from fluxfunc_server.access import DEVELOPER, VIEWER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.handlers.reading import json_object
@@ -76,5 +76,5 @@ async def script_set_changed(ctx: AppContext, op: str, entity_id: str) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    routing.get(app, PATH, get_packages, ADMIN)
-    routing.add_route(app, "PUT", PATH, put_packages, ADMIN)
+    routing.get(app, PATH, get_packages, VIEWER)
+    routing.add_route(app, "PUT", PATH, put_packages, DEVELOPER)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from fluxfunc_common import resources
 from fluxfunc_common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from fluxfunc_server import routing
-from fluxfunc_server.access import ADMIN, PUBLIC
+from fluxfunc_server.access import DEVELOPER, PUBLIC, VIEWER
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.files import (
     LARGE_DATA_ROUTE,
@@ -227,9 +227,9 @@ def _unzip(root: Path, source: Path, target: Path, max_bytes: int) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    routing.get(app, "/api/v1/resources", list_dir, ADMIN)
-    routing.post(app, "/api/v1/resources", upload, ADMIN)
-    routing.get(app, "/api/v1/resources/download", download, ADMIN)
-    routing.post(app, "/api/v1/resources/operate", operate, ADMIN)
+    routing.get(app, "/api/v1/resources", list_dir, VIEWER)
+    routing.post(app, "/api/v1/resources", upload, DEVELOPER)
+    routing.get(app, "/api/v1/resources/download", download, VIEWER)
+    routing.post(app, "/api/v1/resources/operate", operate, DEVELOPER)
     # the unguessable name is the credential, as in a presigned URL
     routing.get(app, LARGE_DATA_ROUTE + "{name}", large_data, PUBLIC)

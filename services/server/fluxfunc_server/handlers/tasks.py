@@ -7,7 +7,7 @@ marker (``running``) → the enqueue marker (``queued``) → the task record in 
 Auth: ``GET`` of a task that came from a sync/async API needs no credentials — its id is
 an unguessable capability (80 random bits) handed to that caller, who may have no admin
 token (the 202 ``Location`` of a sync call points here). Every other task (direct, cron,
-child), and every cancel, needs admin auth.
+child) needs a viewer, and every cancel a developer.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from aiohttp import web
 
 from fluxfunc_common.envelope import Origin, TaskResult, TaskStatus
 from fluxfunc_common.errors import BadRequest, NotFound
+from fluxfunc_common.logs import get_logger
 from fluxfunc_server import routing
-from fluxfunc_server.access import ADMIN, Access, Rule
+from fluxfunc_server.access import DEVELOPER, Access, Rule
 from fluxfunc_server.appkeys import CTX
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.responses import ok
 
+log = get_logger("server.tasks")
+
 MAX_WAIT = 60.0
 PUBLIC_ORIGINS = frozenset({Origin.SYNC_API.value, Origin.ASYNC_API.value})
 FIELDS = ("id", "funcId", "origin", "originId", "status", "queue", "attempt", "triggerTime",
-          "startTime", "endTime", "result", "exception", "traceback", "printLogs")
+          "startTime", "endTime", "kwargs", "result", "exception", "traceback", "printLogs")
 
 
 class TaskView(TypedDict, total=False):
@@ -52,6 +55,8 @@ class TaskView(TypedDict, total=False):
     exception: object
     traceback: object
     printLogs: object
+    kwargs: object
+    kwargsTruncated: bool
     response: object
     cancelRequested: bool
 
@@ -71,7 +76,25 @@ def result_view(result: TaskResult) -> TaskView:
 
 def record_view(record: Mapping[str, object]) -> TaskView:
     """The API shape of a task record from the store (same camelCase names)."""
-    return _pick(record)
+    view = _pick(record)
+    if record.get("kwargsTruncated"):
+        view["kwargsTruncated"] = True
+    return view
+
+
+async def with_kwargs(ctx: AppContext, view: TaskView) -> TaskView:
+    """A finished task's view from its result key with the kwargs of its task record (the
+    result key has none; the record has them, masked, once the worker has written it)."""
+    try:
+        record = await ctx.store.get_task_record(view["id"])
+    except Exception as exc:  # the store is down: the rest of the answer stands
+        log.warning("cannot read a task record for its kwargs", task_id=view["id"], error=str(exc))
+        return view
+    if record is not None:
+        view["kwargs"] = record.get("kwargs")
+        if record.get("kwargsTruncated"):
+            view["kwargsTruncated"] = True
+    return view
 
 
 def _loads(raw: bytes | str | None) -> dict[str, object] | None:
@@ -88,7 +111,7 @@ async def task_view(ctx: AppContext, task_id: str) -> TaskView | None:
     """The task as it stands now, or None when nothing knows it."""
     result = await ctx.streams.get_result(task_id)
     if result is not None:
-        return result_view(result)
+        return await with_kwargs(ctx, result_view(result))
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.get(ctx.keys.running(task_id))
     pipe.exists(ctx.keys.cancel(task_id))
@@ -129,12 +152,12 @@ async def _view_of(request: web.Request) -> TaskView | None:
 
 
 async def _is_api_task(request: web.Request) -> bool:
-    """Sync/async API tasks are readable by id alone; everything else needs admin."""
+    """Sync/async API tasks are readable by id alone; everything else needs a viewer."""
     view = await _view_of(request)
     return view is not None and view.get("origin") in PUBLIC_ORIGINS
 
 
-READ = Rule(Access.ADMIN, open_when=_is_api_task)
+READ = Rule(Access.VIEWER, open_when=_is_api_task)
 
 
 def _wait_param(request: web.Request) -> float:
@@ -165,7 +188,7 @@ async def get_task(request: web.Request) -> web.Response:
         deadline = time.monotonic() + wait
         result = await ctx.waiter.poll(task_id, wait)
         if result is not None:
-            view = result_view(result)
+            view = await with_kwargs(ctx, result_view(result))
         elif time.monotonic() >= deadline:
             view = await task_view(ctx, task_id) or view
     return ok(request, view)
@@ -194,4 +217,4 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     routing.get(app, "/api/v1/tasks/{task_id}", get_task, READ)
-    routing.post(app, "/api/v1/tasks/{task_id}/cancel", cancel_task, ADMIN)
+    routing.post(app, "/api/v1/tasks/{task_id}/cancel", cancel_task, DEVELOPER)

@@ -81,7 +81,11 @@ class GuanceFamily:
         self.kind = kind
 
     def open(self, config: ConnectorConfig, connector_id: str) -> Any:
-        return GuanceClient.of(config, self.kind)
+        """The client, after one ``GET /v1/ping`` (with the DataWay token): a wrong token or
+        an unreachable host fails here, where the pool names the connector."""
+        client = GuanceClient.of(config, self.kind)
+        client.ping()
+        return client
 
     def close(self, client: Any) -> None:
         return None

@@ -72,7 +72,11 @@ def _quote(value: str) -> str:
 
 class InfluxDBFamily:
     def open(self, config: ConnectorConfig, connector_id: str) -> Any:
-        return InfluxClient.of(config)
+        """The client, after one ``SHOW DATABASES``: wrong credentials fail here, where the
+        pool names the connector, rather than as a bare HTTP 401 of a later call."""
+        client = InfluxClient.of(config)
+        client.query("SHOW DATABASES", None, None)
+        return client
 
     def close(self, client: Any) -> None:
         return None

@@ -115,7 +115,10 @@ class ConnectorPool:
 
     def call(self, connector_id: str, action: Callable[[Any], T], *, retry: bool = True) -> T:
         """``action(client)``; a broken connection is closed and, with ``retry``, the action
-        runs once more on a new one."""
+        runs once more on a new one. A connection that stays broken (the server is gone, or it
+        refuses the credentials of a client that connects lazily, as redis-py does) is a
+        :class:`ConnectorError` naming the connector and what failed; any other error of the
+        action is raised as it is."""
         for attempt in (1, 2):
             entry, client = self.client(connector_id)
             try:
@@ -126,7 +129,8 @@ class ConnectorPool:
                     raise
                 self.drop(connector_id, client)
                 if not retry or attempt == 2:
-                    raise
+                    raise ConnectorError(f"connector {connector_id!r} ({entry.kind.value}): "
+                                         f"{explain(exc)}") from exc
         raise AssertionError("unreachable")
 
     def drop(self, connector_id: str, client: Any) -> None:

@@ -1,0 +1,294 @@
+"""Benchmark of ``async def`` functions sharing children: N concurrent sync-HTTP callers of an
+``async def`` that sleeps 1 s, through ONE ``fluxfunc-server`` and ONE ``fluxfunc-worker``
+(``--concurrency 4``: four children, each running up to ``worker.async_per_child`` async
+tasks at once).
+
+Every caller has its own keep-alive connection, opened before the measurement (a
+``GET /healthz`` each); then all of them call ``POST /api/v1/sync/{id}`` at the same moment and
+each call's latency (request sent → answer read) is measured. Reported per N: calls that
+succeeded (HTTP 200 with the function's value), p50, p99 and max latency, the CPU seconds
+the server and the worker (children included) used, and from the task records where the
+time went (how long the server took to enqueue them all, p99 wait in the queue, p99 run).
+The callers run in ``--client-procs`` processes (aiohttp on uvloop) so the load generator is
+not the bottleneck.
+
+Everything is started fresh: a private redis-server (from PATH) on a free port, a SQLite store
+in a temp dir, the two services as real processes, the admin token from
+``fluxfunc admin create-token``, the script published and the entry point created over HTTP.
+The machine's load average is reported with the figures (a busy 2-core machine is noisy).
+
+    .venv/bin/python bench/async_callers.py [--callers 1000,5000] [--async-per-child 1500]
+                                            [--client-procs 2] [--json] [--keep-logs]
+
+Targets (issue 13): 5,000 callers, all succeed, p99 ≤ 2 s; 1,000 callers, p99 ≤ 1.3 s.
+"""
+
+# ruff: noqa: E402 - the script's own folder must leave sys.path before the imports
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as ``python bench/async_callers.py``, bench/http.py would shadow the standard ``http``.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import psutil
+import yaml
+
+from fluxfunc_common.proc.localredis import free_port, private_redis
+
+CODE = '''
+import asyncio
+
+
+@DFF.API("Sleep one second", timeout=60)
+async def nap(i=0):
+    await asyncio.sleep(1)
+    return i
+'''
+TARGETS = {1000: 1.3, 5000: 2.0}  # p99 seconds
+
+
+@contextmanager
+def service(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A service process, stopped with SIGTERM (then SIGKILL) on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def wait_until(what: str, check: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            check()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"{what}: not ready in {seconds} s")
+            time.sleep(0.2)
+
+
+@contextmanager
+def deployment(workdir: Path, async_per_child: int) -> Iterator[tuple[str, str, dict[str, int]]]:
+    """Redis + server + worker; yields (base URL, sync entry id, pid by service)."""
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(private_redis(prefix="fluxfunc-bench-redis-")).url
+        port = free_port()
+        config = workdir / "fluxfunc.yaml"
+        config.write_text(yaml.safe_dump({
+            "secret": "bench-secret-0123456789abcdef0123456789",
+            "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
+            "server": {"host": "127.0.0.1", "port": port},
+            "worker": {"concurrency": 4, "async_per_child": async_per_child},
+            "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
+            "log": {"level": "WARNING", "format": "json"},
+        }))
+        os.environ["FLUXFUNC_STATE_DIR"] = str(workdir)
+        base = f"http://127.0.0.1:{port}"
+        srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
+                                          workdir / "server.log"))
+        wait_until("server", lambda: http("GET", f"{base}/healthz"))
+        wrk = stack.enter_context(service(["-m", "fluxfunc_worker", "--config", str(config)],
+                                          workdir / "worker.log"))
+        token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
+                                "--config", str(config)], capture_output=True, text=True, check=True,
+                               ).stdout.strip().splitlines()[-1]
+        http("POST", f"{base}/api/v1/scripts", {"id": "bench__aio", "code": CODE}, token)
+        http("POST", f"{base}/api/v1/scripts/bench__aio/publish", {}, token)
+        entry = http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__aio.nap"}, token)["data"]["id"]
+        wait_until("worker", lambda: http("POST", f"{base}/api/v1/sync/{entry}", {"kwargs": {"i": 0}}))
+        yield base, entry, {"server": srv.pid, "worker": wrk.pid}
+
+
+# --- one client process: --callers-proc URL N ------------------------------------------------------
+async def _callers(url: str, n: int) -> None:
+    import aiohttp
+
+    health = url.split("/api/", 1)[0] + "/healthz"
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=120)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def connect() -> None:
+            async with session.get(health) as resp:
+                await resp.read()
+
+        await asyncio.gather(*(connect() for _ in range(n)))  # n keep-alive connections
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # the go
+
+        async def call(i: int) -> tuple[float, bool]:
+            started = time.monotonic()
+            try:
+                async with session.post(url, json={"kwargs": {"i": i}}) as resp:
+                    body = await resp.json(content_type=None)
+                    ok = resp.status == 200 and _value(body) == i
+            except Exception:
+                ok = False
+            return time.monotonic() - started, ok
+
+        results = await asyncio.gather(*(call(i) for i in range(1, n + 1)))
+    print(json.dumps(results), flush=True)
+
+
+def _value(body: Any) -> Any:
+    """The function's value in a sync answer (bare, or wrapped in ``data``)."""
+    return body.get("data", body) if isinstance(body, dict) else body
+
+
+def burst(url: str, callers: int, procs: int) -> list[tuple[float, bool]]:
+    """``callers`` concurrent calls from ``procs`` client processes, all sent at once."""
+    share = [callers // procs + (1 if i < callers % procs else 0) for i in range(procs)]
+    clients = [subprocess.Popen([sys.executable, __file__, "--callers-proc", url, str(n)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in share]
+    try:
+        for c in clients:
+            assert c.stdout is not None
+            if c.stdout.readline().strip() != "ready":
+                sys.exit("a client process failed to connect")
+        for c in clients:  # go
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        out: list[tuple[float, bool]] = []
+        for c in clients:
+            assert c.stdout is not None
+            out += [tuple(r) for r in json.loads(c.stdout.readline())]  # type: ignore[misc]
+        return out
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+            c.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants (live ones, and those it reaped:
+    recycled worker children)."""
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        for p in [proc, *proc.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    except psutil.Error:
+        pass
+    return total
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def breakdown(store: Path, since: float) -> dict[str, float]:
+    """From the task records of the calls made after ``since`` (epoch s): how long the Server
+    took to enqueue them all, and p99 of the wait in the queue and of the run itself."""
+    time.sleep(2)  # records are written in batches
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT trigger_time, start_time, end_time FROM task_records "
+                          "WHERE trigger_time >= ? AND start_time IS NOT NULL", (since,)).fetchall()
+    if not rows:
+        return {}
+    triggers = [r[0] for r in rows]
+    return {"enqueue_spread_s": round(max(triggers) - min(triggers), 3),
+            "queue_wait_p99_s": round(quantile([r[1] - r[0] for r in rows], 0.99), 3),
+            "run_p99_s": round(quantile([r[2] - r[1] for r in rows], 0.99), 3)}
+
+
+def measure(base: str, entry: str, pids: dict[str, int], callers: int, procs: int,
+            store: Path) -> dict[str, Any]:
+    before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+    load = os.getloadavg()[0]
+    since = time.time()
+    started = time.monotonic()
+    results = burst(f"{base}/api/v1/sync/{entry}", callers, procs)
+    wall = time.monotonic() - started
+    cpu = {f"{role}_cpu_s": round(cpu_seconds(pid) - before[role], 2) for role, pid in pids.items()}
+    latencies = [t for t, ok in results if ok]
+    return {"callers": callers, "succeeded": len(latencies), "failed": len(results) - len(latencies),
+            "p50_s": round(quantile(latencies, 0.5), 3), "p99_s": round(quantile(latencies, 0.99), 3),
+            "max_s": round(max(latencies, default=float("nan")), 3), "wall_s": round(wall, 2),
+            "loadavg": round(load, 2), **cpu, **breakdown(store, since)}
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--callers-proc"]:
+        import uvloop
+
+        uvloop.run(_callers(sys.argv[2], int(sys.argv[3])))
+        return 0
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--callers", default="1000,5000", help="comma-separated caller counts")
+    parser.add_argument("--async-per-child", type=int, default=1500,
+                        help="worker.async_per_child of the worker (4 children)")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the logs")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.callers.split(",") if c.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="fluxfunc-bench-aio-"))
+    report: dict[str, Any] = {"async_per_child": args.async_per_child, "children": 4, "cpus": os.cpu_count(),
+                              "client_procs": args.client_procs, "runs": []}
+    try:
+        with deployment(workdir, args.async_per_child) as (base, entry, pids):
+            for n in counts:
+                report["runs"].append(measure(base, entry, pids, n, args.client_procs,
+                                              workdir / "store.db"))
+    finally:
+        if args.keep_logs:
+            report["logs"] = str(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"one worker, 4 children, async_per_child {args.async_per_child}, {report['cpus']} CPUs, "
+          f"{args.client_procs} client processes")
+    for r in report["runs"]:
+        target = TARGETS.get(r["callers"])
+        verdict = "" if target is None else (
+            " OK" if r["failed"] == 0 and r["p99_s"] <= target else f" (target p99 ≤ {target} s)")
+        print(f"{r['callers']:6} callers: {r['succeeded']} ok, {r['failed']} failed   p50 {r['p50_s']:.3f} s"
+              f"   p99 {r['p99_s']:.3f} s   max {r['max_s']:.3f} s   load {r['loadavg']:.1f}   "
+              f"CPU server {r['server_cpu_s']} s, worker {r['worker_cpu_s']} s{verdict}")
+        if "run_p99_s" in r:
+            print(f"        server enqueued them over {r['enqueue_spread_s']:.3f} s; p99 wait in the queue "
+                  f"{r['queue_wait_p99_s']:.3f} s, p99 run {r['run_p99_s']:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
