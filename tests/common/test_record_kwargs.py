@@ -4,8 +4,6 @@ output masks them, the size capped, and the record's JSON round trip through the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
 import pytest
 
@@ -19,8 +17,7 @@ from fluxfunc_common.recordkwargs import (
     masked,
     record_kwargs,
 )
-from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store import SqlStore, TaskRecordQuery, open_store, task_record
+from fluxfunc_common.store import SqlStore, TaskRecordQuery, task_record
 
 
 def test_secrets_are_masked_in_strings_keys_and_nested_values() -> None:
@@ -69,10 +66,8 @@ def test_a_secret_is_masked_before_the_cap_cuts_it() -> None:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
-        assert isinstance(opened, SqlStore)
-        yield opened
+def store(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 async def test_kwargs_round_trip_through_the_store(store: SqlStore) -> None:

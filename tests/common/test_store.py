@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,9 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
-        assert isinstance(opened, SqlStore)
-        opened.clock = FakeClock(T0)
-        yield opened
+def store(sql_store: SqlStore) -> SqlStore:
+    sql_store.clock = FakeClock(T0)
+    return sql_store
 
 
 def clock(store: SqlStore) -> FakeClock:

@@ -3,24 +3,19 @@ keys (existing ones admin), the audit log's keyset paging, filters and bounded p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from fluxfunc_common.clock import FakeClock
 from fluxfunc_common.errors import Conflict, NotFound
-from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store import AuditEntry, AuditQuery, CredentialKind, SqlStore, open_store
+from fluxfunc_common.store import AuditEntry, AuditQuery, CredentialKind, SqlStore
 
 T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
-        assert isinstance(opened, SqlStore)
-        opened.clock = FakeClock(T0)
-        yield opened
+def store(sql_store: SqlStore) -> SqlStore:
+    sql_store.clock = FakeClock(T0)
+    return sql_store
 
 
 async def test_users(store: SqlStore) -> None:

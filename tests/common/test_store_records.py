@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -25,11 +25,9 @@ STATUSES = (TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.TIMEOUT)
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as opened:
-        assert isinstance(opened, SqlStore)
-        opened.clock = FakeClock(T0)
-        yield opened
+def store(sql_store: SqlStore) -> SqlStore:
+    sql_store.clock = FakeClock(T0)
+    return sql_store
 
 
 def make(i: int, *, trigger: float | None = None, origin_id: str | None = "auto") -> TaskRecord:

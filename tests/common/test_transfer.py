@@ -45,11 +45,9 @@ async def source(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 
 @pytest.fixture
-async def target(store_url: str) -> AsyncIterator[SqlStore]:
+def target(sql_store: SqlStore) -> SqlStore:
     """The deployment imported into: SQLite and MariaDB (``store_url``)."""
-    async with open_store(StoreSettings(url=store_url), migrate=True) as s:
-        assert isinstance(s, SqlStore)
-        yield s
+    return sql_store
 
 
 async def populate(store: SqlStore) -> None:

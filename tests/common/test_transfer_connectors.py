@@ -48,10 +48,8 @@ async def source(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 
 @pytest.fixture
-async def target(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as s:
-        assert isinstance(s, SqlStore)
-        yield s
+def target(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 async def export_zip(store: SqlStore, cipher: Cipher, *, secrets: bool = False) -> bytes:

@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import zipfile
-from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
@@ -17,8 +16,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms, modes
 from tests.common.test_transfer import CODE, TARGET
 
 from fluxfunc_common.errors import BadRequest
-from fluxfunc_common.settings import StoreSettings
-from fluxfunc_common.store import Entity, SqlStore, open_store
+from fluxfunc_common.store import Entity, SqlStore
 from fluxfunc_common.transfer import archive, dff_package
 from fluxfunc_common.transfer.importing import import_bundle
 
@@ -66,10 +64,8 @@ PACKAGE: dict[str, object] = {
 
 
 @pytest.fixture
-async def target(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(StoreSettings(url=store_url), migrate=True) as s:
-        assert isinstance(s, SqlStore)
-        yield s
+def target(sql_store: SqlStore) -> SqlStore:
+    return sql_store
 
 
 def test_the_file_is_recognised_only_as_a_package() -> None:
