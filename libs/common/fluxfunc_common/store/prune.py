@@ -29,6 +29,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fluxfunc_common.errors import Unavailable
 from fluxfunc_common.store.sql import Param, SqlPart, dumps, loads
 
 BATCH = 5000  # rows per DELETE
@@ -200,14 +201,26 @@ class SqlPrune(SqlPart):
         lanes = await self._lane_count()
         while not budget.spent:
             bounds = await self._bounds(cond, params, budget.sizes(lanes))
-            ranges = zip([None, *bounds[:-1]], bounds, strict=True)
-            done = await asyncio.gather(*(self._delete_range(cond, params, lo, hi, lanes > 1)
-                                          for lo, hi in ranges))
+            ranges = list(zip([None, *bounds[:-1]], bounds, strict=True))
+            results = await asyncio.gather(*(self._delete_range(cond, params, lo, hi, lanes > 1)
+                                             for lo, hi in ranges), return_exceptions=True)
+            done = [await self._alone_if_failed(result, cond, params, lo, hi)
+                    for (lo, hi), result in zip(ranges, results, strict=True)]
             removed += sum(done)
             budget.left -= sum(done)
             if bounds[-1] is None:
                 break
         return removed
+
+    async def _alone_if_failed(self, result: int | BaseException, cond: str,
+                               params: Sequence[Param], lo: Bound | None, hi: Bound | None) -> int:
+        """A lane's count; a lane that failed as unavailable (InnoDB can still pick one of two
+        lanes' DELETEs as a deadlock victim and roll it back) runs again, alone."""
+        if isinstance(result, Unavailable):
+            return await self._delete_range(cond, params, lo, hi, False)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def _bounds(self, cond: str, params: Sequence[Param],
                       sizes: Sequence[int]) -> list[Bound | None]:
