@@ -1,6 +1,6 @@
 """End to end with real processes: ``fluxfunc-server`` and ``fluxfunc-worker
---concurrency 2`` on a private Redis, driven only over HTTP the way a DataFlux Func user does
-(SPEC §4.1, §4.2): publish a script, create entry points, call them in every style."""
+--concurrency 2`` on a private Redis, driven only over HTTP the way a DataFlux Func user does:
+publish a script, create entry points, call them in every style."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Admin auth (SPEC §4.3): bearer tokens (stored hashed) and DataFlux Func access-key signing
+"""Admin auth: bearer tokens (stored hashed) and DataFlux Func access-key signing
 (HMAC-SHA1, 900 s skew, nonce replay guard)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API auth of entry points (fixedField, httpBasic) and throttling (SPEC §4.1, §4.3)."""
+"""API auth of entry points (fixedField, httpBasic) and throttling."""
 
 from __future__ import annotations
 

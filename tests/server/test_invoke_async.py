@@ -1,5 +1,4 @@
-"""Async API calls, direct calls by func id, many calls at once and running a cron job now
-(SPEC §4.1)."""
+"""Async API calls, direct calls by func id, many calls at once and running a cron job now."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sync API calls (SPEC §4.1): formats, kwargs, caller options, DFF.RESP, maxWait → 202,
+"""Sync API calls: formats, kwargs, caller options, DFF.RESP, maxWait → 202,
 function errors, the result cache, disabled/expired entries and bad input."""
 
 from __future__ import annotations

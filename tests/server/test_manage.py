@@ -1,4 +1,4 @@
-"""The management REST API (SPEC §4.3): every resource, validation, paging, publish and the
+"""The management REST API: every resource, validation, paging, publish and the
 notifications it sends to workers and the Beat."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ops and health (SPEC §4.4), the error envelope and trace ids on every response (SPEC §4)."""
+"""Ops and health, the error envelope and trace ids on every response."""
 
 from __future__ import annotations
 

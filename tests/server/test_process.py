@@ -1,5 +1,5 @@
 """The real ``fluxfunc-server`` process: start, ``--check``, ``fluxfunc admin create-token``,
-startup errors, and a graceful shutdown that finishes the sync calls in flight (SPEC §8)."""
+startup errors, and a graceful shutdown that finishes the sync calls in flight."""
 
 from __future__ import annotations
 

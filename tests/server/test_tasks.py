@@ -1,4 +1,4 @@
-"""The task API (SPEC §4.2): status resolution, long-poll, cancel, and who may read what."""
+"""The task API: status resolution, long-poll, cancel, and who may read what."""
 
 from __future__ import annotations
 
