@@ -7,10 +7,11 @@ Every caller has its own keep-alive connection, opened before the measurement (a
 ``GET /healthz`` each); then all of them call ``POST /api/v1/sync/{id}`` at the same moment and
 each call's latency (request sent → answer read) is measured. Reported per N: calls that
 succeeded (HTTP 200 with the function's value), p50, p99 and max latency, the CPU seconds
-the server and the worker (children included) used, and from the task records where the
-time went (how long the server took to enqueue them all, p99 wait in the queue, p99 run).
-The callers run in ``--client-procs`` processes (aiohttp on uvloop) so the load generator is
-not the bottleneck.
+the server, the worker (children included) and the callers used, and from the task records
+where the time went (how long the server took to enqueue them all, p99 wait in the queue,
+p99 run). The callers run in ``--client-procs`` processes, each a hand-written HTTP/1.1
+client on raw uvloop streams (as ``bench/peers/burst.py``): the load generator shares the
+machine with what it measures, so it must cost little CPU.
 
 Everything is started fresh: a private redis-server (from PATH) on a free port, a SQLite store
 in a temp dir, the two services as real processes, the admin token from
@@ -23,14 +24,7 @@ The machine's load average is reported with the figures (a busy 2-core machine i
 Targets (issue 13): 5,000 callers, all succeed, p99 ≤ 2 s; 1,000 callers, p99 ≤ 1.3 s.
 """
 
-# ruff: noqa: E402 - the script's own folder must leave sys.path before the imports
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as ``python bench/async_callers.py``, bench/http.py would shadow the standard ``http``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
@@ -39,19 +33,22 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import psutil
+import orjson
 import yaml
+from httpload import cpu_seconds, http, service, wait_ready
 
 from fluxfunc_common.proc.localredis import free_port, private_redis
 
-CODE = '''
+CODE = """
 import asyncio
 
 
@@ -59,46 +56,10 @@ import asyncio
 async def nap(i=0):
     await asyncio.sleep(1)
     return i
-'''
+"""
 TARGETS = {1000: 1.3, 5000: 2.0}  # p99 seconds
-
-
-@contextmanager
-def service(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A service process, stopped with SIGTERM (then SIGKILL) on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"null")
-
-
-def wait_until(what: str, check: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            check()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"{what}: not ready in {seconds} s")
-            time.sleep(0.2)
+CONNECT_BATCH = 500  # connections opened at once: the accept queue never overflows into SYN retries
+ANSWER_SECONDS = 120.0
 
 
 @contextmanager
@@ -116,60 +77,100 @@ def deployment(workdir: Path, async_per_child: int) -> Iterator[tuple[str, str, 
             "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
             "log": {"level": "WARNING", "format": "json"},
         }))
-        os.environ["FLUXFUNC_STATE_DIR"] = str(workdir)
+        env = {"FLUXFUNC_STATE_DIR": str(workdir)}
         base = f"http://127.0.0.1:{port}"
         srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
-                                          workdir / "server.log"))
-        wait_until("server", lambda: http("GET", f"{base}/healthz"))
+                                          workdir / "server.log", env))
+        wait_ready(base, srv, workdir / "server.log")
         wrk = stack.enter_context(service(["-m", "fluxfunc_worker", "--config", str(config)],
-                                          workdir / "worker.log"))
+                                          workdir / "worker.log", env))
         token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
                                 "--config", str(config)], capture_output=True, text=True, check=True,
-                               ).stdout.strip().splitlines()[-1]
+                               env={**os.environ, **env}).stdout.strip().splitlines()[-1]
         http("POST", f"{base}/api/v1/scripts", {"id": "bench__aio", "code": CODE}, token)
         http("POST", f"{base}/api/v1/scripts/bench__aio/publish", {}, token)
         entry = http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__aio.nap"}, token)["data"]["id"]
-        wait_until("worker", lambda: http("POST", f"{base}/api/v1/sync/{entry}", {"kwargs": {"i": 0}}))
+        deadline = time.monotonic() + 60  # until the worker serves calls
+        while True:
+            try:
+                http("POST", f"{base}/api/v1/sync/{entry}", {"kwargs": {"i": 0}})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"worker never answered:\n{(workdir / 'worker.log').read_text()}")
+                time.sleep(0.2)
         yield base, entry, {"server": srv.pid, "worker": wrk.pid}
 
 
 # --- one client process: --callers-proc URL N ------------------------------------------------------
-async def _callers(url: str, n: int) -> None:
-    import aiohttp
-
-    health = url.split("/api/", 1)[0] + "/healthz"
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=120)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        async def connect() -> None:
-            async with session.get(health) as resp:
-                await resp.read()
-
-        await asyncio.gather(*(connect() for _ in range(n)))  # n keep-alive connections
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # the go
-
-        async def call(i: int) -> tuple[float, bool]:
-            started = time.monotonic()
-            try:
-                async with session.post(url, json={"kwargs": {"i": i}}) as resp:
-                    body = await resp.json(content_type=None)
-                    ok = resp.status == 200 and _value(body) == i
-            except Exception:
-                ok = False
-            return time.monotonic() - started, ok
-
-        results = await asyncio.gather(*(call(i) for i in range(1, n + 1)))
-    print(json.dumps(results), flush=True)
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-def _value(body: Any) -> Any:
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of one HTTP/1.1 answer (Content-Length framing)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                   if line.lower().startswith("content-length:")), 0)
+    return int(lines[0].split(" ", 2)[1]), await reader.readexactly(length)
+
+
+async def _connect(host: str, port: int, hello: bytes) -> Conn:
+    """A keep-alive connection the server has answered on once (``GET /healthz``)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(hello)
+    await _answer(reader)
+    return reader, writer
+
+
+def _value(body: bytes) -> Any:
     """The function's value in a sync answer (bare, or wrapped in ``data``)."""
-    return body.get("data", body) if isinstance(body, dict) else body
+    answer = orjson.loads(body)
+    return answer.get("data", answer) if isinstance(answer, dict) else answer
 
 
-def burst(url: str, callers: int, procs: int) -> list[tuple[float, bool]]:
-    """``callers`` concurrent calls from ``procs`` client processes, all sent at once."""
+async def _call(conn: Conn, request: bytes, i: int) -> tuple[float, bool]:
+    reader, writer = conn
+    started = time.monotonic()
+    writer.write(request)
+    try:
+        status, body = await asyncio.wait_for(_answer(reader), ANSWER_SECONDS)
+        ok = status == 200 and _value(body) == i
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+        ok = False
+    return time.monotonic() - started, ok
+
+
+async def _callers(url: str, n: int) -> None:
+    """Open ``n`` connections, say ready, wait for the go on stdin, make one call on each at
+    once; print the (latency, ok) of each call, then the CPU seconds the calls cost."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    hello = f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+    conns: list[Conn] = []
+    for start in range(0, n, CONNECT_BATCH):
+        conns += await asyncio.gather(*(_connect(host, port, hello)
+                                        for _ in range(min(CONNECT_BATCH, n - start))))
+    head = f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+    requests = []
+    for i in range(1, n + 1):
+        body = b'{"kwargs":{"i":%d}}' % i
+        requests.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # the go
+    before = os.times()
+    calls = zip(conns, requests, strict=True)
+    results = await asyncio.gather(*(_call(conn, request, i) for i, (conn, request) in enumerate(calls, 1)))
+    after = os.times()
+    for _, writer in conns:
+        writer.close()
+    print(json.dumps(results), flush=True)
+    print(json.dumps(after.user + after.system - before.user - before.system), flush=True)
+
+
+def burst(url: str, callers: int, procs: int) -> tuple[list[tuple[float, bool]], float]:
+    """``callers`` concurrent calls from ``procs`` client processes, all sent at once; their
+    (latency, ok) and the CPU seconds the client processes spent on them."""
     share = [callers // procs + (1 if i < callers % procs else 0) for i in range(procs)]
     clients = [subprocess.Popen([sys.executable, __file__, "--callers-proc", url, str(n)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in share]
@@ -183,29 +184,17 @@ def burst(url: str, callers: int, procs: int) -> list[tuple[float, bool]]:
             c.stdin.write("go\n")
             c.stdin.flush()
         out: list[tuple[float, bool]] = []
+        cpu = 0.0
         for c in clients:
             assert c.stdout is not None
-            out += [tuple(r) for r in json.loads(c.stdout.readline())]  # type: ignore[misc]
-        return out
+            out += [tuple(r) for r in json.loads(c.stdout.readline())]
+            cpu += float(json.loads(c.stdout.readline()))
+        return out, cpu
     finally:
         for c in clients:
             if c.poll() is None:
                 c.kill()
             c.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and all its descendants (live ones, and those it reaped:
-    recycled worker children)."""
-    total = 0.0
-    try:
-        proc = psutil.Process(pid)
-        for p in [proc, *proc.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    except psutil.Error:
-        pass
-    return total
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -234,9 +223,10 @@ def measure(base: str, entry: str, pids: dict[str, int], callers: int, procs: in
     load = os.getloadavg()[0]
     since = time.time()
     started = time.monotonic()
-    results = burst(f"{base}/api/v1/sync/{entry}", callers, procs)
+    results, client_cpu = burst(f"{base}/api/v1/sync/{entry}", callers, procs)
     wall = time.monotonic() - started
     cpu = {f"{role}_cpu_s": round(cpu_seconds(pid) - before[role], 2) for role, pid in pids.items()}
+    cpu["client_cpu_s"] = round(client_cpu, 2)
     latencies = [t for t, ok in results if ok]
     return {"callers": callers, "succeeded": len(latencies), "failed": len(results) - len(latencies),
             "p50_s": round(quantile(latencies, 0.5), 3), "p99_s": round(quantile(latencies, 0.99), 3),
@@ -283,7 +273,8 @@ def main() -> int:
             " OK" if r["failed"] == 0 and r["p99_s"] <= target else f" (target p99 ≤ {target} s)")
         print(f"{r['callers']:6} callers: {r['succeeded']} ok, {r['failed']} failed   p50 {r['p50_s']:.3f} s"
               f"   p99 {r['p99_s']:.3f} s   max {r['max_s']:.3f} s   load {r['loadavg']:.1f}   "
-              f"CPU server {r['server_cpu_s']} s, worker {r['worker_cpu_s']} s{verdict}")
+              f"CPU server {r['server_cpu_s']} s, worker {r['worker_cpu_s']} s, "
+              f"callers {r['client_cpu_s']} s{verdict}")
         if "run_p99_s" in r:
             print(f"        server enqueued them over {r['enqueue_spread_s']:.3f} s; p99 wait in the queue "
                   f"{r['queue_wait_p99_s']:.3f} s, p99 run {r['run_p99_s']:.3f} s")

@@ -74,6 +74,8 @@ class Result:
     load_avg_1m: float
     beat_rss_mb: float = 0.0  # the Beat's resident memory at the end of the window
     redis_used_mb: float = 0.0  # Redis used_memory then (the fires read are deleted)
+    first_p50_ms: float = 0.0  # per second, the lateness of its first fire: the median over seconds
+    script_us_per_fire: float = 0.0  # Redis time inside the fire script (commandstats), per fire
     takeover_ms: float | None = None  # SIGKILL of the leader → the standby leads
     takeover_late_max_ms: float | None = None  # the latest fire scheduled after the SIGKILL
 
@@ -126,6 +128,12 @@ def _cpu(proc: psutil.Process) -> float:
 async def redis_cpu(redis: aioredis.Redis) -> float:
     info = await redis.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def script_usec(redis: aioredis.Redis) -> float:
+    """Microseconds Redis has spent in EVALSHA calls (the fire script, mostly)."""
+    stats = await redis.info("commandstats")
+    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
 
 
 async def _beating(redis: aioredis.Redis, keys: Keys, pid: int) -> bool:
@@ -182,8 +190,10 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
             ps = psutil.Process(proc.pid)
             await asyncio.sleep(warmup)
             t0, beat0, redis0 = time.time(), _cpu(ps), await redis_cpu(redis)
+            script0 = await script_usec(redis)
             await asyncio.sleep(seconds)
             t1, beat1, redis1 = time.time(), _cpu(ps), await redis_cpu(redis)
+            script1 = await script_usec(redis)
             load = os.getloadavg()[0]
             rss_mb = ps.memory_info().rss / 1e6
             used_mb = int((await redis.info("memory"))["used_memory"]) / 1e6
@@ -210,6 +220,9 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
     expected = jobs * ((hi - lo) // 1000 + 1)
     span = t1 - t0
     gap = [enq - fire for fire, enq, _ in rows if fire > killed_ms] if with_takeover else []
+    first: dict[int, int] = {}
+    for fire, enq, _ in window:
+        first[fire] = min(first.get(fire, enq - fire), enq - fire)
     return Result(
         jobs=jobs, window_s=round(span, 1), fires=len(window), expected=expected,
         missing=expected - len(set(tids)), duplicates=len(tids) - len(set(tids)),
@@ -219,6 +232,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         beat_cpu_pct=round(100 * (beat1 - beat0) / span, 1),
         redis_cpu_pct=round(100 * (redis1 - redis0) / span, 1),
         load_avg_1m=round(load, 2), beat_rss_mb=round(rss_mb, 1), redis_used_mb=round(used_mb, 1),
+        first_p50_ms=statistics.median(first.values()) if first else 0.0,
+        script_us_per_fire=round((script1 - script0) / max(1, len(window)), 1),
         takeover_ms=took_ms, takeover_late_max_ms=max(gap, default=None))
 
 
@@ -243,7 +258,8 @@ async def main() -> None:
                 print(f"jobs={result.jobs:>6}  fires/s={result.fires_per_s:>8.1f}  missing={result.missing}"
                       f"  dup={result.duplicates}  late p50={result.late_p50_ms:.0f}ms"
                       f" p90={result.late_p90_ms:.0f}ms p99={result.late_p99_ms:.0f}ms"
-                      f" max={result.late_max_ms:.0f}ms  beat cpu={result.beat_cpu_pct}%"
+                      f" max={result.late_max_ms:.0f}ms first={result.first_p50_ms:.0f}ms"
+                      f"  beat cpu={result.beat_cpu_pct}%  script={result.script_us_per_fire}us/fire"
                       f"  redis cpu={result.redis_cpu_pct}%  beat rss={result.beat_rss_mb}MB"
                       f"  redis used={result.redis_used_mb}MB  load={result.load_avg_1m}"
                       + (f"  takeover={result.takeover_ms:.0f}ms"

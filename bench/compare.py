@@ -67,9 +67,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-# Python puts this script's folder first on sys.path; bench/ holds scripts named like stdlib
-# modules (bench/http.py), which would shadow them for every import below.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 ROOT = BENCH.parent
 PEERS = BENCH / "peers"
 PEERS_VENV = BENCH / ".venv-peers"

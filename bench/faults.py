@@ -37,10 +37,7 @@ from typing import Any
 
 import pymysql
 
-# ruff: noqa: E402 - the script's own folder (its http.py shadows the standard library's) gives
-# way to the repository root (the test helpers) before the imports
-sys.path[:] = [str(Path(__file__).resolve().parent.parent),
-               *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: the test helpers
 
 from tests.e2e.faults import SCRIPT_ID, Deployment, Load, TcpProxy, effects, runs_by_n
 from tests.processes import wait_for

@@ -1,7 +1,7 @@
 """Footprint benchmark for docs/scaling.md ("What grows with what"): the memory one queued task,
 one worker child and one waiting sync call cost, and the CPU per call, on the real services.
 
-Starts what ``bench/http.py`` starts (a private redis-server, ``fluxfunc-server --processes N``,
+Starts what ``bench/httpload.py`` starts (a private redis-server, ``fluxfunc-server --processes N``,
 one ``fluxfunc-worker`` with ``--concurrency 2``, a SQLite store, a no-op published with a sync
 and an async API), then:
 
@@ -19,40 +19,27 @@ and an async API), then:
 Figures from a busy machine: the load average is printed with them.
 """
 
-# ruff: noqa: E402 - the script's own folder must leave sys.path before the imports
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-
 import argparse
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 import redis
 import yaml
+from httpload import deployment
 
+BENCH = Path(__file__).resolve().parent
 BODY = '{"kwargs": {"i": 1}}'
-
-
-def bench_http() -> Any:
-    """``bench/http.py`` as a module (its name would shadow the standard library's)."""
-    spec = importlib.util.spec_from_file_location("bench_http", BENCH / "http.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def mb(n: float) -> float:
@@ -94,9 +81,8 @@ def server_cpu(pid: int) -> float:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    http = bench_http()
     report: dict[str, Any] = {"loadavg_before": os.getloadavg()}
-    with http.deployment(workdir, processes=args.processes) as (base, entry, pids):
+    with deployment(workdir, processes=args.processes) as (base, entry, pids):
         config = yaml.safe_load((workdir / "fluxfunc.yaml").read_text())
         r = redis.Redis.from_url(config["redis"]["url"])
         stream = config["redis"]["namespace"]

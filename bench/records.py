@@ -16,7 +16,11 @@ Measures, per backend and size:
 
     .venv/bin/python bench/records.py [--backends sqlite,mysql] [--rows 1000000,10000000]
                                       [--prune 100000] [--repeat 5] [--mysql-host 127.0.0.1]
-                                      [--json]
+                                      [--keep-db PATH | --reuse-db PATH] [--json]
+
+``--keep-db PATH`` fills the SQLite table in PATH (a new file) instead of a temp file and keeps
+it; ``--reuse-db PATH`` skips the fill and measures such a file again (same ``--rows``; copy it
+first to measure a fresh one: each run prunes it). Both take one SQLite backend and one size.
 
 Data: trigger times 0.1 s apart; 200 funcs; 3 origins; rows/1000 originIds (1000 records each, the limit);
 status 90 % success, 5 % failure, 5 % timeout; 8 queues. See docs/scaling.md for results.
@@ -118,10 +122,11 @@ def queries(rows: int) -> dict[str, TaskRecordQuery]:
 
 
 @asynccontextmanager
-async def backend_store(backend: str, host: str) -> AsyncIterator[SqlStore]:
+async def backend_store(backend: str, host: str, db: Path | None) -> AsyncIterator[SqlStore]:
+    """A migrated store: SQLite in ``db`` (kept) or a temp file; MariaDB in a new database."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="ffrecords-") as tmp:
-            async with open_store(StoreSettings(url=f"sqlite:///{Path(tmp) / 'r.db'}"),
+            async with open_store(StoreSettings(url=f"sqlite:///{db or Path(tmp) / 'r.db'}"),
                                   migrate=True) as store:
                 assert isinstance(store, SqlStore)
                 yield store
@@ -252,11 +257,12 @@ class PruneRounds:
 
 async def run(backend: str, rows: int, args: argparse.Namespace) -> Result:
     res = Result(backend, rows)
-    async with backend_store(backend, args.mysql_host) as store:
-        start = time.perf_counter()
-        await fill(store, rows)
-        res.fill_s = round(time.perf_counter() - start, 1)
-        print(f"# {backend} {rows}: filled in {res.fill_s} s", file=sys.stderr, flush=True)
+    async with backend_store(backend, args.mysql_host, args.keep_db or args.reuse_db) as store:
+        if args.reuse_db is None:
+            start = time.perf_counter()
+            await fill(store, rows)
+            res.fill_s = round(time.perf_counter() - start, 1)
+            print(f"# {backend} {rows}: filled in {res.fill_s} s", file=sys.stderr, flush=True)
         await measure(store, rows, args.repeat, args.prune, res)
     return res
 
@@ -279,7 +285,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--mysql-host", default="127.0.0.1")
     parser.add_argument("--json", action="store_true")
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument("--keep-db", type=Path, help="fill this new SQLite file and keep it")
+    kept.add_argument("--reuse-db", type=Path, help="measure this kept SQLite file, no fill")
     args = parser.parse_args()
+    if args.keep_db or args.reuse_db:
+        if args.backends != "sqlite" or "," in args.rows:
+            parser.error("--keep-db/--reuse-db take --backends sqlite and one --rows")
+        if args.keep_db and args.keep_db.exists():
+            parser.error(f"--keep-db {args.keep_db}: the file exists")
+        if args.reuse_db and not args.reuse_db.is_file():
+            parser.error(f"--reuse-db {args.reuse_db}: no such file")
     results = []
     for rows in (int(r) for r in args.rows.split(",")):
         for backend in args.backends.split(","):

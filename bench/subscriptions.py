@@ -35,19 +35,17 @@ from typing import Any
 
 import yaml
 
-# bench/http.py would shadow the standard library's http (paho-mqtt imports urllib.request);
-# the repository root comes first instead (the test helpers: the private Mosquitto)
-sys.path[:] = [str(Path(__file__).resolve().parent.parent),
-               *(p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent)]
+# the repository root first (the test helpers: the private Mosquitto)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.beat.brokers import private_mosquitto  # noqa: E402
+from tests.beat.brokers import private_mosquitto
 
-from fluxfunc_common.connectors.types import ConnectorType, StoredConnector  # noqa: E402
-from fluxfunc_common.proc.localredis import private_redis  # noqa: E402
-from fluxfunc_common.redisconn import open_redis  # noqa: E402
-from fluxfunc_common.scripts import analyse  # noqa: E402
-from fluxfunc_common.settings import Settings  # noqa: E402
-from fluxfunc_common.store import Entity, open_store  # noqa: E402
+from fluxfunc_common.connectors.types import ConnectorType, StoredConnector
+from fluxfunc_common.proc.localredis import private_redis
+from fluxfunc_common.redisconn import open_redis
+from fluxfunc_common.scripts import analyse
+from fluxfunc_common.settings import Settings
+from fluxfunc_common.store import Entity, open_store
 
 BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"
 BIN = Path(sys.executable).parent

@@ -348,3 +348,25 @@ def test_fires_that_could_not_be_sent_follow_the_misfire_policy(
     assert sorted((r.job.id, r.fire_ms) for r in beat.scheduler._backlog) == [
         ("cron-both", late), ("cron-once", old)]
 
+
+
+async def test_the_redis_time_offset_never_puts_the_beat_ahead(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis busy with a batch answers TIME late: the Beat's idea of Redis time must not run
+    ahead of it (its fires would go out before their second), whatever the round trip."""
+    clock = FakeClock(1_700_000_000.0)
+    beat = Beat(make_settings(), clients, store, clock=clock)
+    trips = iter([(0.4, 0.0), (0.2, 0.05), (0.01, 0.3)])  # (Redis reads TIME after, answer after)
+
+    async def server_time() -> float:
+        read, answered = next(trips)
+        clock.now += read
+        redis_now = clock.now + 5.0  # Redis is 5 s ahead of this machine
+        clock.now += answered
+        return redis_now
+
+    monkeypatch.setattr(beat.streams, "server_time", server_time)
+    await beat.sync_time()
+    assert beat.offset <= 5.0  # never ahead of Redis
+    assert beat.offset >= 5.0 - 0.25  # the quickest round trip (0.25 s) bounds the error

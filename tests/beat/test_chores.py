@@ -15,7 +15,7 @@ from fluxfunc_beat.beat import Beat
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.redisconn import RedisClients
 from fluxfunc_common.settings import Settings
-from fluxfunc_common.store import Store
+from fluxfunc_common.store import Entity, Store
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_common.tasks import build_envelope
 
@@ -137,6 +137,21 @@ async def test_janitor_purges_expired_store_rows(clients: RedisClients, store: S
                                  store, make_settings(), queues=[], now=time.time())
     assert report.store_purged == 1
     assert await store.kv_items("script") == {"live": 2, "forever": 3}
+
+
+async def test_janitor_clears_cron_overrides_a_day_past_their_expiry(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+    now = time.time()
+    old = await store.create(Entity.CRON_JOB, {"id": "cron-old-pause", "funcId": "f", "cronExpr": "* * * * *",
+                                              "pauseExpireTime": now - 2 * 86_400})
+    recent = {"id": "cron-recent-pause", "funcId": "f", "cronExpr": "* * * * *", "pauseExpireTime": now - 60}
+    await store.create(Entity.CRON_JOB, recent)
+    report = await janitor.sweep(clients.main, clients.keys, StreamProtocol(clients.main, clients.keys),
+                                 store, make_settings(), queues=[], now=now)
+    assert report.overrides_cleared == 1
+    cleared = await store.get(Entity.CRON_JOB, "cron-old-pause")
+    assert "pauseExpireTime" not in cleared and cleared["updateTime"] == old["updateTime"]
+    assert (await store.get(Entity.CRON_JOB, "cron-recent-pause"))["pauseExpireTime"] == now - 60
 
 
 async def test_the_leader_runs_the_janitor_with_its_jobs(

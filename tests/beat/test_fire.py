@@ -82,9 +82,12 @@ async def test_a_stale_epoch_fires_nothing(clients: RedisClients, store: Store,
     out = await firer.fire_many(requests([cron_row("cron-a"), cron_row("cron-b")], T0), epoch=4)
     assert {o.status for o in out} == {FireStatus.FENCED}
     assert await fired_entries(clients.main, clients.keys) == []
-    assert not await clients.main.exists(clients.keys.beat_fired("cron-a", T0))
+    assert not await clients.main.hexists(clients.keys.beat_last(), "cron-a")
+    # its guard was claimed ahead with this deployment's task id: the holder of the new epoch
+    # (a Beat of the same deployment) finds it its own and fires
     out = await firer.fire_many(requests([cron_row("cron-a")], T0), epoch=5)
     assert out[0].status is FireStatus.FIRED
+    assert await clients.main.get(clients.keys.beat_fired("cron-a", T0)) == out[0].task_id.encode()
 
 
 async def test_overlap_skip_is_recorded_and_manual_runs_obey_it(
@@ -176,6 +179,45 @@ async def test_a_fire_claimed_before_a_crash_is_still_ours(
     assert await store.claim_cron_fires([("cron-a", T0, tid)]) == [True]
     [out] = await firer.fire_many(requests([cron_row("cron-a")], T0), epoch=None)
     assert out.status is FireStatus.FIRED and out.task_id == tid
+
+
+async def test_a_fire_claimed_in_redis_before_a_crash_is_still_ours(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+    """Killed after its fires were claimed (store and Redis guard, ahead of the moment) but
+    before they were sent: the next Beat of the deployment fires them, once."""
+    dead = firer_for(clients, store, make_settings())
+    await dead.prepare(requests([cron_row("cron-a"), cron_row("cron-b")], T0))
+    tid = fire_task_id("cron-a", T0, deployment=await dead.deployment())
+    assert await clients.main.get(clients.keys.beat_fired("cron-a", T0)) == tid.encode()
+    assert await fired_entries(clients.main, clients.keys) == []  # nothing sent before its moment
+    nxt = firer_for(clients, store, make_settings())
+    out = await nxt.fire_many(requests([cron_row("cron-a"), cron_row("cron-b")], T0), epoch=None)
+    assert [o.status for o in out] == [FireStatus.FIRED, FireStatus.FIRED] and out[0].task_id == tid
+    again = await nxt.fire_many(requests([cron_row("cron-a"), cron_row("cron-b")], T0), epoch=None)
+    assert {o.status for o in again} == {FireStatus.DUPLICATE}
+    fired = fire_counts(await fired_entries(clients.main, clients.keys))
+    assert fired == {("cron-a", T0): 1, ("cron-b", T0): 1}
+
+
+async def test_a_prepared_batch_sent_twice_fires_once(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+    """A batch sent again (its reply lost) finds the jobs' watermarks past its fires."""
+    firer = firer_for(clients, store, make_settings())
+    prepared = await firer.prepare(requests([cron_row("cron-a"), cron_row("cron-b")], T0))
+    first = await firer.send(prepared, epoch=None)
+    second = await firer.send(prepared, epoch=None)
+    assert {o.status for o in first} == {FireStatus.FIRED}
+    assert [(o.status, o.task_id) for o in second] == [(FireStatus.DUPLICATE, o.task_id) for o in first]
+    assert len(await fired_entries(clients.main, clients.keys)) == 2
+
+
+async def test_a_guard_held_by_another_task_is_a_duplicate(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+    firer = firer_for(clients, store, make_settings())
+    await clients.main.set(clients.keys.beat_fired("cron-a", T0), "task-someone-else", px=60_000)
+    [out] = await firer.fire_many(requests([cron_row("cron-a")], T0), epoch=None)
+    assert out.status is FireStatus.DUPLICATE and out.task_id == "task-someone-else"
+    assert await fired_entries(clients.main, clients.keys) == []
 
 
 async def test_store_claims_batch_and_prune(any_store: Store) -> None:

@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.common.test_transfer import PASSPHRASE, SOURCE, TARGET, populate
 
 from fluxfunc_common.connectors.types import ConnectorType, StoredConnector
 from fluxfunc_common.crypto import Cipher
 from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store import SqlStore, open_store
-from fluxfunc_common.transfer import archive
+from fluxfunc_common.transfer import archive, dff_cipher
 from fluxfunc_common.transfer.bundle import CONNECTOR
 from fluxfunc_common.transfer.exporting import export_bundle
 from fluxfunc_common.transfer.importing import import_bundle
@@ -142,3 +143,36 @@ async def test_a_secret_written_plain_into_the_file_is_stored_sealed(source: Sql
     stored = await target.get_connector("mq")
     assert "password" not in stored.config
     assert TARGET.decrypt(str(stored.config["passwordCipher"])) == "typed-in"
+
+
+def dff_export_with_connectors() -> bytes:
+    """DataFlux Func's export of three connectors as it writes them: a DataWay ``token`` kept in
+    clear, a MySQL password whose cipher the export emptied, and (as an older or edited file
+    may hold) a Redis password still encrypted with DataFlux Func's SECRET."""
+    meta = {"version": 2, "scriptSets": [], "connectors": [
+        {"id": "dw", "title": "DataWay", "type": "df_dataway",
+         "configJSON": {"host": "dw.example", "port": 9528, "token": "tkn_abc"}},
+        {"id": "db", "type": "mysql", "configJSON": {"host": "db", "user": "u", "passwordCipher": ""}},
+        {"id": "rd", "type": "redis", "configJSON": {
+            "host": "rd", "passwordCipher": dff_cipher.encrypt("pw", "dff-secret", "rd")}},
+    ]}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("META.yaml", yaml.safe_dump(meta))
+    return out.getvalue()
+
+
+async def test_a_dataflux_func_export_brings_the_secrets_it_left_in_clear(target: SqlStore) -> None:
+    bundle = archive.read(dff_export_with_connectors())
+    assert json.loads(bundle.secrets["connectors/dw"]) == {"token": "tkn_abc"}
+    assert "connectors/db" not in bundle.secrets and "connectors/rd" not in bundle.secrets
+    plan = await import_bundle(target, bundle, TARGET)
+    notes = "\n".join(plan.notes)
+    assert "connector db: set its password" in notes and "connector rd: set its password" in notes
+    assert "connector dw" not in notes
+    dataway = await target.get_connector("dw")
+    assert dataway.type is ConnectorType.DATAWAY
+    assert TARGET.decrypt(str(dataway.config["tokenCipher"])) == "tkn_abc" and "token" not in dataway.config
+    for connector_id in ("db", "rd"):  # written without the password, to be set here
+        stored = await target.get_connector(connector_id)
+        assert "password" not in stored.config and "passwordCipher" not in stored.config

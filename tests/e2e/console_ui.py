@@ -4,6 +4,7 @@ downloaded), and the screenshots every screen leaves under ``tests/e2e/console-s
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -143,7 +144,16 @@ class Console:
 
     def sign_out(self) -> None:
         self.page.locator(".usermenu > button").click()
-        self.page.get_by_role("menuitem", name="Sign out").click()
+        self.page.get_by_role("menuitem", name="Sign out", exact=True).click()
+        expect(self.page.get_by_role("form", name="Sign in")).to_be_visible()
+
+    def sign_out_everywhere(self) -> None:
+        """The user menu's "Sign out everywhere…": the dialog lists the sessions it ends."""
+        self.page.locator(".usermenu > button").click()
+        self.page.get_by_role("menuitem", name="Sign out everywhere…").click()
+        box = self.dialog()
+        expect(box.get_by_role("cell", name=re.compile(r"\(this one\)"))).to_have_count(1)
+        box.get_by_role("button", name="Sign out everywhere", exact=True).click()
         expect(self.page.get_by_role("form", name="Sign in")).to_be_visible()
 
     def dialog(self) -> Any:

@@ -394,7 +394,7 @@ def viewer(b: Browser, d: Deployment) -> None:
     box.get_by_label("New password").fill(PASSWORDS["view"] + "-2")
     box.get_by_role("button", name="Change").click()
     v.notice("Password changed")
-    v.sign_out()
+    v.sign_out_everywhere()
     v.close()
 
 

@@ -15,17 +15,22 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from tests.conftest import RedisServer
+from tests.server.processes import create_token, write_config
 
 from fluxfunc_common.crypto import Cipher, hash_token, new_token
 from fluxfunc_common.envelope import HttpResponse, TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import GROUP
+from fluxfunc_common.proc.localredis import free_port
 from fluxfunc_common.redisconn import RedisClients, open_redis
-from fluxfunc_common.settings import Settings
+from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_common.streams import Claimed, Start, StreamProtocol
 from fluxfunc_server.app import create_app
 from fluxfunc_server.appkeys import CTX
@@ -324,3 +329,39 @@ def nested(levels: int) -> dict[str, Any]:
 @pytest.fixture
 def cipher(server_settings: Settings) -> Cipher:
     return Cipher(server_settings.require_secret())
+
+
+# --- real Server processes (tests/server/test_process.py, test_processes.py) -------------------
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, redis_server: RedisServer, namespace: str) -> tuple[Path, int]:
+    """The config file of a real ``fluxfunc-server`` on a free port (private Redis, SQLite in
+    ``tmp_path``), and that port."""
+    port = free_port()
+    config = write_config(tmp_path / "fluxfunc.yaml", redis_url=redis_server.url, namespace=namespace,
+                          store_url=f"sqlite:///{tmp_path / 'store.db'}", port=port)
+    return config, port
+
+
+@contextlib.asynccontextmanager
+async def demo_sync_api(config: Path, base: str,
+                        func: str) -> AsyncIterator[tuple[str, FakeWorker, RedisClients]]:
+    """Against the real Server at ``base`` (configured by ``config``): a fake worker on its
+    queues, the demo script published and a sync API of ``demo__basic.<func>`` made over HTTP
+    with a new admin token. Yields (the sync API's id, the worker, its Redis clients); the
+    worker stops after."""
+    settings = load_settings(config)
+    admin = {"Authorization": f"Bearer {create_token(config)}"}
+    async with open_redis(settings.redis) as clients, aiohttp.ClientSession(base) as http:
+        worker = FakeWorker(clients, list(settings.worker.queues))
+        await worker.start()
+        try:
+            await (await http.post("/api/v1/scripts", headers=admin,
+                                   json={"id": "demo__basic", "code": DEMO_SCRIPT})).read()
+            await (await http.post("/api/v1/scripts/demo__basic/publish", headers=admin)).read()
+            resp = await http.post("/api/v1/sync-apis", headers=admin,
+                                   json={"funcId": f"demo__basic.{func}"})
+            yield str((await resp.json())["data"]["id"]), worker, clients
+        finally:
+            await worker.stop()

@@ -14,20 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.conftest import RedisServer
-from tests.server.conftest import DEMO_SCRIPT, FakeWorker
+from tests.server.conftest import demo_sync_api
 from tests.server.processes import create_token, running, server, write_config
 
 from fluxfunc_common.proc.localredis import free_port
-from fluxfunc_common.redisconn import open_redis
-from fluxfunc_common.settings import load_settings
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, redis_server: RedisServer, namespace: str) -> tuple[Path, int]:
-    port = free_port()
-    config = write_config(tmp_path / "fluxfunc.yaml", redis_url=redis_server.url, namespace=namespace,
-                          store_url=f"sqlite:///{tmp_path / 'store.db'}", port=port)
-    return config, port
 
 
 @pytest.fixture
@@ -88,37 +78,23 @@ def test_graceful_shutdown_finishes_in_flight_calls(deployment: tuple[Path, int]
     the process exits 0."""
     config, port = deployment
     base = f"http://127.0.0.1:{port}"
-    settings = load_settings(config)
     service = server(config, tmp_path, tmp_path)
 
     async def scenario() -> tuple[list[Any], int | None, bool]:
-        token = create_token(config)
-        admin = {"Authorization": f"Bearer {token}"}
-        async with open_redis(settings.redis) as clients, aiohttp.ClientSession(base) as http:
-            worker = FakeWorker(clients, list(settings.worker.queues))
-            await worker.start()
-            try:
-                await (await http.post("/api/v1/scripts", headers=admin,
-                                       json={"id": "demo__basic", "code": DEMO_SCRIPT})).read()
-                await (await http.post("/api/v1/scripts/demo__basic/publish", headers=admin)).read()
-                resp = await http.post("/api/v1/sync-apis", headers=admin,
-                                       json={"funcId": "demo__basic.slow"})
-                sid = (await resp.json())["data"]["id"]
+        async with demo_sync_api(config, base, "slow") as (sid, worker, _):
 
-                async def call() -> Any:
-                    async with aiohttp.ClientSession(base) as own:  # its own connection
-                        r = await own.post(f"/api/v1/sync/{sid}", json={"kwargs": {"seconds": 3}})
-                        return r.status, await r.text()
+            async def call() -> Any:
+                async with aiohttp.ClientSession(base) as own:  # its own connection
+                    r = await own.post(f"/api/v1/sync/{sid}", json={"kwargs": {"seconds": 3}})
+                    return r.status, await r.text()
 
-                calls = [asyncio.create_task(call()) for _ in range(5)]
-                await worker.wait_seen(5)
-                service.signal(signal.SIGTERM)
-                refused = await refused_while(calls, base)
-                results = await asyncio.gather(*calls)
-                code = await asyncio.get_running_loop().run_in_executor(None, service.wait, 20)
-                return results, code, refused
-            finally:
-                await worker.stop()
+            calls = [asyncio.create_task(call()) for _ in range(5)]
+            await worker.wait_seen(5)
+            service.signal(signal.SIGTERM)
+            refused = await refused_while(calls, base)
+            results = await asyncio.gather(*calls)
+            code = await asyncio.get_running_loop().run_in_executor(None, service.wait, 20)
+            return results, code, refused
 
     with running(service, ready_url=f"{base}/healthz"):
         results, code, refused = asyncio.run(scenario())

@@ -15,25 +15,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from tests.conftest import RedisServer
-from tests.server.conftest import DEMO_SCRIPT, FakeWorker
-from tests.server.processes import Service, create_token, running, wait_http, write_config
+from tests.server.conftest import demo_sync_api
+from tests.server.processes import Service, running, wait_http
 
 from fluxfunc_common.heartbeat import list_services, local_instances
-from fluxfunc_common.proc.localredis import free_port
-from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_server.processes import BACKOFF_MAX, Slot, process_count
 
 CALLS = 60
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, redis_server: RedisServer, namespace: str) -> tuple[Path, int]:
-    port = free_port()
-    config = write_config(tmp_path / "fluxfunc.yaml", redis_url=redis_server.url, namespace=namespace,
-                          store_url=f"sqlite:///{tmp_path / 'store.db'}", port=port)
-    return config, port
 
 
 def supervisor(config: Path, tmp_path: Path) -> Service:
@@ -78,30 +67,18 @@ async def instances_answering(base: str, connections: int) -> set[str]:
 async def sync_calls(config: Path, base: str) -> tuple[list[object], set[str], list[str]]:
     """Publish the demo script, make CALLS concurrent sync calls each on its own connection;
     their results, the instances that answered /healthz and the live server heartbeats."""
-    settings = load_settings(config)
-    admin = {"Authorization": f"Bearer {create_token(config)}"}
-    async with open_redis(settings.redis) as clients, aiohttp.ClientSession(base) as http:
-        worker = FakeWorker(clients, list(settings.worker.queues))
-        await worker.start()
-        try:
-            await (await http.post("/api/v1/scripts", headers=admin,
-                                   json={"id": "demo__basic", "code": DEMO_SCRIPT})).read()
-            await (await http.post("/api/v1/scripts/demo__basic/publish", headers=admin)).read()
-            resp = await http.post("/api/v1/sync-apis", headers=admin, json={"funcId": "demo__basic.plus"})
-            sid = (await resp.json())["data"]["id"]
+    async with demo_sync_api(config, base, "plus") as (sid, _, clients):
 
-            async def call(x: int) -> object:
-                async with aiohttp.ClientSession(base) as own:
-                    r = await own.post(f"/api/v1/sync/{sid}", json={"kwargs": {"x": x}})
-                    return r.status, await r.json(content_type=None)
+        async def call(x: int) -> object:
+            async with aiohttp.ClientSession(base) as own:
+                r = await own.post(f"/api/v1/sync/{sid}", json={"kwargs": {"x": x}})
+                return r.status, await r.json(content_type=None)
 
-            results = await asyncio.gather(*(call(x) for x in range(CALLS)))
-            answering = await instances_answering(base, 40)
-            beats = [s["instance"] for s in await list_services(clients.main, clients.keys)
-                     if s.get("role") == "server"]
-            return list(results), answering, beats
-        finally:
-            await worker.stop()
+        results = await asyncio.gather(*(call(x) for x in range(CALLS)))
+        answering = await instances_answering(base, 40)
+        beats = [s["instance"] for s in await list_services(clients.main, clients.keys)
+                 if s.get("role") == "server"]
+        return list(results), answering, beats
 
 
 def test_two_processes_share_the_port(served: tuple[Path, str, Service], tmp_path: Path) -> None:

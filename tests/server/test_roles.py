@@ -46,6 +46,8 @@ def test_the_documented_levels() -> None:
         ("PUT", "/api/v1/python-packages"): Access.DEVELOPER,
         ("POST", "/api/v1/users"): Access.ADMIN,
         ("GET", "/api/v1/audit"): Access.ADMIN,
+        ("GET", "/api/v1/auth/sessions"): Access.VIEWER,
+        ("POST", "/api/v1/auth/sign-out-everywhere"): Access.VIEWER,
         ("POST", "/api/v1/admin/tokens"): Access.ADMIN,
         ("POST", "/api/v1/api-auths"): Access.ADMIN,
         ("POST", "/api/v1/connectors"): Access.ADMIN,

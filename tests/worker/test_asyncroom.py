@@ -26,6 +26,8 @@ class FakeChild:
     def send(self, message: dict[str, Any]) -> None:
         self.sent.append(dict(message))
 
+    send_soon = send
+
     def halt(self) -> None:
         self.halted = True
 

@@ -153,9 +153,13 @@ class CronFirer:
                                             for r, tid in zip(requests, tids, strict=True)])
         templates = [self.script.template(r) if mine else None
                      for r, mine in zip(requests, ours, strict=True)]
+        ahead = None
         if not manual:  # a manual run is one run now, as in DataFlux Func
             requests, tids, templates = _with_delays(requests, tids, templates, deployment)
-        chunks = await self.script.chunks(requests, tids, templates, manual)
+        guards = [self.script.guard(r, manual) for r in requests]
+        if not manual and requests:  # the guards too, before the moment (see cron_fire.lua)
+            ahead = await self.script.claim(requests, guards, tids, templates)
+        chunks = await self.script.chunks(requests, tids, templates, manual, guards, ahead)
         return PreparedFires(requests, tids, templates, chunks, manual)
 
     async def send(self, prepared: PreparedFires, *, epoch: Epochs) -> list[FireOutcome]:

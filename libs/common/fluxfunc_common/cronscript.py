@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,9 +33,11 @@ MANUAL_SUFFIX = "#manual"  # manual runs dedup apart from the scheduled fire of 
 SCRIPT_CHUNK = 500  # fires per script call: bounds the time Redis spends in one call
 SEND_CONCURRENCY = 16  # script calls in flight at once (all of a 8,000-fire batch)
 YIELD_EVERY = 1000  # fires encoded between two yields to the event loop
+CLAIM_CHUNK = 1000  # guards claimed ahead per beat_claim.lua call
+ORD_ONE = ord("1")
 TEMPLATES_MAX = 100_000  # job templates kept; past that the cache starts over
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
+_TIME_PARTS: dict[int, str] = {}  # fire ms → "task-" + its 10 characters
 
 FIRED = ord("F")
 STATUS_OF = {ord("F"): "fired", ord("N"): "fenced", ord("D"): "duplicate", ord("S"): "skipped",
@@ -99,8 +102,27 @@ def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment
     and, for a delayed run, its delay)."""
     text = f"{deployment}\0{cron_id}\0{fire_ms}\0{int(manual)}" + (f"\0{delay_s}" if delay_s else "")
     digest = hashlib.blake2b(text.encode(), digest_size=10).digest()
-    value = (fire_ms << 80) | int.from_bytes(digest, "big")  # 128 bits → 26 chars, 2 per 10 bits
-    return "task-" + "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+    # 128 bits → 26 Crockford characters: 10 for the 48-bit time (the fires of one second
+    # share them), 16 for the 80-bit hash (one character, then five of 3 per 15 bits)
+    v, t = int.from_bytes(digest, "big"), _triples()
+    return "".join((_time_part(fire_ms), _CROCKFORD[v >> 75], t[(v >> 60) & 32767], t[(v >> 45) & 32767],
+                    t[(v >> 30) & 32767], t[(v >> 15) & 32767], t[v & 32767]))
+
+
+@cache
+def _triples() -> list[str]:
+    """15 bits → 3 Crockford characters (built on first use: 32,768 short strings)."""
+    return [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]
+
+
+def _time_part(fire_ms: int) -> str:
+    part = _TIME_PARTS.get(fire_ms)
+    if part is None:
+        if len(_TIME_PARTS) > 1000:
+            _TIME_PARTS.clear()
+        part = _TIME_PARTS[fire_ms] = "task-" + "".join([_CROCKFORD[(fire_ms >> shift) & 31]
+                                                         for shift in range(45, -1, -5)])
+    return part
 
 
 class FireScript:
@@ -109,6 +131,7 @@ class FireScript:
     def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings) -> None:
         self.keys, self.settings = keys, settings
         self._script = luascripts.register(redis, "cron_fire")
+        self._claim = luascripts.register(redis, "beat_claim")
         self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
         self._templates: dict[str, JobTemplate] = {}
 
@@ -141,11 +164,33 @@ class FireScript:
         self._templates[job.id] = template
         return template
 
+    def guard(self, r: FireRequest, manual: bool) -> str:
+        """The per-fire guard key of a fire (``#manual`` and ``#d{delay}`` apart)."""
+        suffix = (MANUAL_SUFFIX if manual else "") + (f"#d{r.delay_s}" if r.delay_s else "")
+        return self.keys.beat_fired(r.job.id + suffix if suffix else r.job.id, r.fire_ms)
+
+    async def claim(self, requests: Sequence[FireRequest], guards: list[str], tids: list[str],
+                    templates: list[JobTemplate | None]) -> list[bool]:
+        """Take the guards of scheduled fires this deployment fires, ahead of their moment
+        (``lua/beat_claim.lua``): True per fire whose guard is ours, so ``cron_fire.lua`` need
+        not take it at the moment (it checks the job's watermark instead)."""
+        mine = [i for i, t in enumerate(templates) if t is not None]
+        claims = [[guards[i], tids[i], requests[i].dedup_ttl_ms] for i in mine]
+        replies = await asyncio.gather(*(self._claim(args=[orjson.dumps(claims[k:k + CLAIM_CHUNK])])
+                                         for k in range(0, len(claims), CLAIM_CHUNK)))
+        ours = [False] * len(requests)
+        for i, code in zip(mine, b"".join(r.encode() if isinstance(r, str) else bytes(r) for r in replies),
+                           strict=True):
+            ours[i] = code == ORD_ONE
+        return ours
+
     async def chunks(self, requests: Sequence[FireRequest], tids: list[str],
-                     templates: list[JobTemplate | None], manual: bool) -> list[tuple[int, Chunk]]:
+                     templates: list[JobTemplate | None], manual: bool, guards: list[str],
+                     ahead: list[bool] | None = None) -> list[tuple[int, Chunk]]:
         """The script arguments of every fire, cut in calls of about :data:`SCRIPT_CHUNK`
         fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered),
-        each call with the fires of one partition (its fence), as (partition, arguments)."""
+        each call with the fires of one partition (its fence), as (partition, arguments).
+        ``ahead``: per fire, its guard was taken by :meth:`claim`."""
         chunks: list[tuple[int, Chunk]] = []
         meta: list[list[str]] = []
         blobs: list[ScriptArg] = []
@@ -157,21 +202,22 @@ class FireScript:
                          or (len(meta) >= SCRIPT_CHUNK and r.job.id != prev.job.id)):
                 chunks.append((prev.partition, [orjson.dumps(meta), *blobs]))
                 meta, blobs = [], []
-            fields, body, header = self._fire_args(r, tids[i], templates[i], manual)
+            fields, body, header = self._fire_args(r, guards[i], tids[i], templates[i], manual)
+            if ahead is not None and ahead[i]:
+                fields.append("1")
             meta.append(fields)
             blobs += (body, header)
         if meta:
             chunks.append((requests[-1].partition, [orjson.dumps(meta), *blobs]))
         return chunks
 
-    def _fire_args(self, r: FireRequest, tid: str, t: JobTemplate | None,
+    def _fire_args(self, r: FireRequest, guard: str, tid: str, t: JobTemplate | None,
                    manual: bool) -> tuple[list[str], bytes, bytes]:
         """One fire's entry of the script's ``fires`` array, its envelope JSON and its ``enq``
         header (see ``lua/cron_fire.lua``)."""
         k, cron_id = self.keys, r.job.id
-        guard_id = cron_id + (MANUAL_SUFFIX if manual else "") + (f"#d{r.delay_s}" if r.delay_s else "")
         if t is None:  # claimed by another deployment: only mark it
-            return [k.beat_fired(guard_id, r.fire_ms), "", "", "", cron_id, str(r.fire_ms),
+            return [guard, "", "", "", cron_id, str(r.fire_ms),
                     str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0", "", "", ""], b"", b""
         body, header = t.stream.render(tid, *t.times(r.fire_ms, r.delay_s))
         policy, running_ttl, func_id, result_ttl = t.fields
@@ -179,7 +225,7 @@ class FireScript:
         if r.delay_s:  # runs later, overlap or not (as in DataFlux Func, no lock at fire time)
             body = orjson.dumps({**orjson.loads(body), "eta": r.due_ms / 1000})
             policy, due, delayed = "allow", str(r.due_ms), t.delayed_keys
-        return [k.beat_fired(guard_id, r.fire_ms), *t.keys, k.enqueued(tid), cron_id,
+        return [guard, *t.keys, k.enqueued(tid), cron_id,
                 "" if manual else str(r.fire_ms), str(r.dedup_ttl_ms), tid, policy, running_ttl,
                 func_id, result_ttl, due, *delayed], body, header
 

@@ -205,6 +205,11 @@ class Keys:
         """JSON ``{holder, expiresAt}`` of the editing lock of one script, expiring."""
         return f"{self.ns}:editlock:{script_id}"
 
+    def session_locks(self, sid_hash: str) -> str:
+        """SET of the script ids whose editing lock was taken or renewed through one console
+        session (released when the session ends)."""
+        return f"{self.ns}:sessionlocks:{sid_hash}"
+
     def draft_runs(self, principal: str) -> str:
         """ZSET task id → deadline ms of the draft runs one principal has running (the
         per-user limit of ``POST /scripts/{id}/draft-run``)."""

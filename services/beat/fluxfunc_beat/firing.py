@@ -63,6 +63,7 @@ class Scheduler:
         self.wakeup = asyncio.Event()
         self.missing_func: set[str] = set()
         self._backlog: list[FireRequest] = []  # fires of a failed batch, retried next tick
+        self._partitions: dict[str, int] = {}  # cron id → its partition (a CRC-32 per fire otherwise)
         self._prepare_s = 0.0  # recent time to prepare one batch (EWMA)
         self._sending: asyncio.Task[None] | None = None  # the batch being sent
         self._behind_logged: float | None = None  # monotonic time of the last "behind" line
@@ -139,7 +140,9 @@ class Scheduler:
         requests, self._backlog = self._backlog[:limit], self._backlog[limit:]
         if self._backlog or not self.leases.held:
             return requests
-        count = self.leases.count
+        count, partitions = self.leases.count, self._partitions
+        if len(partitions) > 2 * len(self.table()) + 1000:
+            partitions.clear()  # jobs came and went
         table = self.table()
         for due in table.pop_due(at_ms, limit=limit - len(requests), max_lag_ms=self.max_lag_ms):
             if due.func is None:
@@ -148,8 +151,10 @@ class Scheduler:
                     log.warning("cron job not fired: func not found", cron_id=due.job.id,
                                 func_id=due.job.func_id)
                 continue
-            requests.append(FireRequest(due.job, due.func, due.fire_ms, due.dedup_ttl_ms,
-                                        partition=partition_of(due.job.id, count)))
+            partition = partitions.get(due.job.id)
+            if partition is None:
+                partition = partitions[due.job.id] = partition_of(due.job.id, count)
+            requests.append(FireRequest(due.job, due.func, due.fire_ms, due.dedup_ttl_ms, 0, partition))
         requests.sort(key=_partition)  # stable: a job's fires stay in order
         self._note_lag(table.lag_ms)
         return requests

@@ -17,7 +17,11 @@ files posted to functions (``.uploads/``) and unfetched ``DFF.RESP_LARGE_DATA`` 
 (``.downloads/``) are deleted from the resource directory; expired ``DFF.STORE`` rows are
 purged (reads already hide them); **audit entries** older than
 ``accounts.audit_retention_days`` are deleted, at most ``AUDIT_BATCHES`` batches per round
-(a backlog shrinks over the next rounds without one long delete). Results,
+(a backlog shrinks over the next rounds without one long delete); a script's **cron
+overrides** (``dynamicCronExpr``, ``pauseExpireTime``) a day past their expiry are removed from
+their jobs, at most ``OVERRIDE_BATCH`` jobs in one statement a round, without touching
+``updateTime`` (the Beat would reschedule the job; an expired override already counts as absent,
+so its fires are the same). Results,
 idempotency keys, dedup guards and markers expire by TTL in Redis.
 """
 
@@ -48,13 +52,17 @@ DEAD_LETTER_DAYS = 14
 # 10,000 fires/s to ~36M rows.
 CLAIM_RETENTION_MS = 3_600_000
 AUDIT_BATCHES = 10  # audit deletes per round, each of at most store/accounts.PRUNE_BATCH rows
+OVERRIDE_BATCH = 1000  # cron jobs cleared of expired overrides per round
+# An override is removed only this long after it expired: a Beat catching a job up after an
+# outage (``fireOnce``) still sees the override that governed the fires it looks back on.
+OVERRIDE_GRACE_SECONDS = 86400.0
 
 log = get_logger("beat.janitor")
 
 
 class JanitorStore(TaskRecordStore, CronFireStore, KvStore, AccountStore, Protocol):
-    """What the janitor prunes: task records, fire claims, expired ``DFF.STORE`` rows, the
-    audit log."""
+    """What the janitor prunes: task records, fire claims (and cron jobs' expired overrides),
+    expired ``DFF.STORE`` rows, the audit log."""
 
 
 @dataclass
@@ -69,6 +77,7 @@ class JanitorReport:
     temp_files_removed: int = 0
     store_purged: int = 0
     audit_pruned: int = 0
+    overrides_cleared: int = 0
 
 
 async def stream_queues(redis: aioredis.Redis, keys: Keys) -> set[str]:
@@ -159,10 +168,12 @@ async def sweep(
         resources.sweep_expired, settings.resources.path, now)
     report.store_purged = await store.purge_expired_kv()
     report.audit_pruned = await prune_audit(store, settings, now)
+    report.overrides_cleared = await store.clear_expired_cron_overrides(
+        now - OVERRIDE_GRACE_SECONDS, limit=OVERRIDE_BATCH)
     log.info("janitor round", consumers_removed=len(report.consumers_removed),
              consumers_busy=len(report.consumers_busy), trimmed=report.trimmed,
              dead_trimmed=report.dead_trimmed, records_pruned=report.records_pruned,
              claims_pruned=report.claims_pruned, last_forgotten=report.last_forgotten,
              temp_files_removed=report.temp_files_removed, store_purged=report.store_purged,
-             audit_pruned=report.audit_pruned)
+             audit_pruned=report.audit_pruned, overrides_cleared=report.overrides_cleared)
     return report

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from fluxfunc_common.errors import FatalError
 from fluxfunc_common.heartbeat import is_fresh
-from fluxfunc_common.lifecycle import Shutdown, run_service
+from fluxfunc_common.lifecycle import Shutdown, run_service, tune_gc
 from fluxfunc_common.logs import configure_logging, get_logger
 from fluxfunc_common.settings import Settings, load_settings
 from fluxfunc_server.processes import child_command, notify_ready, process_count, supervise
@@ -80,6 +80,7 @@ async def serve(settings: Settings, shutdown: Shutdown, *, ready_fd: int | None 
         except OSError as exc:
             raise FatalError(f"cannot listen on {settings.server.host}:{settings.server.port}: "
                              f"{exc.strerror}") from None
+        tune_gc()  # its pause (a full collection) comes before the server says it is ready
         log.info("listening", host=settings.server.host, port=settings.server.port)
         notify_ready(ready_fd)
         await shutdown.wait()

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from fluxfunc_common.models import ApiEntry
-from fluxfunc_server import apiauth, apiauth_defs, apiauth_digest, apiauth_func
+from fluxfunc_server import apiauth, apiauth_defs, apiauth_func
 from fluxfunc_server.appkeys import CALLER, CATALOG, CTX
 from fluxfunc_server.bodies import RequestBody
 from fluxfunc_server.invocation import Query, http_request_info
@@ -26,7 +26,7 @@ def auth_input(request: web.Request, query: Query) -> apiauth.AuthInput:
     """What the request offers for API auth, before its body is read."""
     ctx = request.app[CTX]
     return apiauth.AuthInput(request.headers, query, None, method=request.method,
-                             uri=request.raw_path, nonce_key=apiauth_digest.nonce_key(ctx.settings),
+                             uri=request.raw_path, nonce_key=ctx.nonce_key,
                              now=ctx.clock.time())
 
 

@@ -22,12 +22,14 @@ from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import open_store
 from fluxfunc_common.streams import StreamProtocol
 from fluxfunc_server import console, openapi
-from fluxfunc_server.appkeys import CALLER, CATALOG, CTX, REDIS, SETTINGS
+from fluxfunc_server.appkeys import CALL_LIMITS, CALLER, CATALOG, CTX, REDIS, SETTINGS
 from fluxfunc_server.auditing import audit_middleware
+from fluxfunc_server.bodies import BodyLimits
 from fluxfunc_server.caller import Caller
 from fluxfunc_server.catalog import DEFAULT_TTL, Catalog
 from fluxfunc_server.context import AppContext
 from fluxfunc_server.deadlines import make_body_deadline
+from fluxfunc_server.files import upload_target
 from fluxfunc_server.handlers import (
     api_auths,
     audit,
@@ -64,6 +66,8 @@ def create_app(settings: Settings, *, server_id: str | None = None,
                                        make_body_deadline(settings.server.body_timeout),
                                        audit_middleware, access_middleware])
     app[SETTINGS] = settings
+    app[CALL_LIMITS] = BodyLimits(max_bytes, settings.server.max_json_depth,
+                                  uploads=upload_target(settings.resources))
     instance = server_id or ids.instance_id()
     cipher = cipher_for(settings)  # a missing secret fails before anything opens
 

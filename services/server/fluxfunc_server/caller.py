@@ -93,7 +93,8 @@ class Caller:
             func, kwargs, origin=spec.origin, origin_id=spec.origin_id, now=now,
             settings=self.ctx.settings.tasks, queue=options.queue, eta=options.eta,
             expires=expires, reply_to=reply_to, idempotency_key=options.idempotency_key,
-            idempotency_scope=idempotency_scope(spec),
+            # the scope only goes into the envelope with a key: no digest for the others
+            idempotency_scope=idempotency_scope(spec) if options.idempotency_key else None,
             trace_id=spec.trace_id, http_request=spec.http_request, record_limit=spec.record_limit,
         )
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import redis.asyncio as aioredis
 
@@ -13,6 +14,7 @@ from fluxfunc_common.keys import Keys
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.store import Store
 from fluxfunc_common.streams import StreamProtocol
+from fluxfunc_server import apiauth_digest
 from fluxfunc_server.metrics import Metrics
 from fluxfunc_server.principal import Principal
 from fluxfunc_server.waiter import ReplyWaiter
@@ -34,4 +36,9 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     # bearer tokens recently found valid: token hash → (monotonic expiry, principal)
     token_cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+
+    @cached_property
+    def nonce_key(self) -> bytes:
+        """The HMAC key of httpDigest nonces (derived once: the secret does not change)."""
+        return apiauth_digest.nonce_key(self.settings)
 

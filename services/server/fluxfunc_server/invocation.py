@@ -136,6 +136,8 @@ def expect_dict(value: object, what: str) -> JSONObject:
 def parse_options(raw: Mapping[str, object], model: OptionsModel, now: float) -> CallOptions:
     """Validate caller options with ``model`` (its fields are the allow-list: anything else →
     400 naming what is allowed)."""
+    if not raw:  # the common case: no options, every field at its default (None)
+        return options_from(None, now)
     allowed = option_names(model)
     unknown = set(raw) - set(allowed)
     if unknown:

@@ -9,7 +9,8 @@ What a Server can honestly report:
   the script that completes the task, see :mod:`fluxfunc_common.taskstats`), tasks by origin
   and final status, subscription messages by connector
   (:mod:`fluxfunc_common.subscriptionstats`), and the queue figures: stream length, pending,
-  lag, consumers, delayed, dead letters and tasks completed in the last full minute.
+  lag, consumers, delayed, dead letters and tasks completed in the last full minute;
+- how far behind its schedule each live Beat is (``lagMs`` of its heartbeat).
 
 HTTP counters are per process; sum them over the Server replicas in PromQL. Task and queue
 figures are the same on every replica (take ``max``).
@@ -17,7 +18,7 @@ figures are the same on every replica (take ``max``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -63,11 +64,14 @@ class QueueCollector(Collector):
         self.dead_total: int | None = None
         self.tasks: TaskStats | None = None
         self.subscriptions: SubscriptionCounts | None = None
+        self.beat_lags: Mapping[str, float] | None = None  # Beat instance → lag, seconds
+
 
     def collect(self) -> Iterator[Metric]:
         yield from self._tasks()
         yield from self._subscriptions()
         yield from self._queues()
+        yield from self._beats()
 
     def _tasks(self) -> Iterator[Metric]:
         if self.tasks is None:
@@ -113,6 +117,23 @@ class QueueCollector(Collector):
                                     value=float(self.dead_total))
 
 
+    def _beats(self) -> Iterator[Metric]:
+        if self.beat_lags is None:
+            return
+        family = GaugeMetricFamily("fluxfunc_beat_lag_seconds",
+                                   "How late a live Beat takes its due cron jobs (its heartbeat's "
+                                   "lagMs; 0 = on schedule)", labels=["instance"])
+        for instance, lag in sorted(self.beat_lags.items()):
+            family.add_metric([instance], lag)
+        yield family
+
+
+def beat_lags(services: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Beat instance → lag in seconds, from the live heartbeats (``heartbeat.list_services``)."""
+    return {str(s.get("instance", "")): float(s.get("lagMs") or 0) / 1000
+            for s in services if s.get("role") == "beat"}
+
+
 class Metrics:
     """The registry of one Server process; ``app.py`` makes one and puts it on the context."""
 
@@ -153,6 +174,11 @@ class Metrics:
     def set_tasks(self, stats: TaskStats) -> None:
         """Keep the task figures (``taskstats.read_task_stats``) for the scrape that follows."""
         self.queues.tasks = stats
+
+    def set_beats(self, services: Iterable[Mapping[str, Any]]) -> None:
+        """Keep the Beats' lag (the live heartbeats, ``heartbeat.list_services``) for the
+        scrape that follows."""
+        self.queues.beat_lags = beat_lags(services)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

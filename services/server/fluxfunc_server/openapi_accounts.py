@@ -28,6 +28,9 @@ _ME = {"type": "object", "properties": {"username": _STR, "role": _ROLE, "via": 
     "type": "string", "enum": ["session", "token", "accessKey"]}}}
 _USER = {"type": "object", "properties": {"username": _STR, "role": _ROLE, "createdAt": _NUM,
                                           "lastSignInAt": _NULLABLE_NUM, "isDisabled": _BOOL}}
+_SESSION = {"type": "object", "properties": {
+    "createdAt": _NUM, "lastSeenAt": _NUM, "address": {"type": ["string", "null"]},
+    "userAgent": {"type": ["string", "null"]}, "isCurrent": _BOOL}}
 _LOCK = {"type": "object", "properties": {"holder": _STR, "expiresAt": _NUM}}
 _LOCK_OR_NULL = {"anyOf": [_LOCK, {"type": "null"}]}
 _AUDIT = {"type": "object", "properties": {
@@ -41,11 +44,17 @@ def operations(op: Callable[..., T]) -> list[T]:
     ops = [
         op("post", f"{a}/sign-in", "Sign in to the console: sets the session cookie (429 while "
            "throttled)", "auth", _WHO, body=SignIn, auth=[]),
-        op("post", f"{a}/sign-out", "End the console session and clear its cookie", "auth",
+        op("post", f"{a}/sign-out", "End the console session (releasing the editing locks taken "
+           "through it) and clear its cookie", "auth",
            auth=[]),
         op("get", f"{a}/me", "Who the request authenticates as", "auth", _ME),
         op("post", f"{a}/password", "Change one's own password (the user's other sessions end)",
            "auth", _WHO, body=PasswordChange),
+        op("get", f"{a}/sessions", "One's own console sessions, last used first (400 for a "
+           "token or access key)", "auth", {"type": "array", "items": _SESSION}),
+        op("post", f"{a}/sign-out-everywhere", "End all of one's console sessions, this one "
+           "included, releasing their editing locks, and clear the cookie", "auth",
+           {"type": "object", "properties": {"username": _STR, "ended": {"type": "integer"}}}),
         op("get", u, "List console users", "admin", {"type": "array", "items": _USER}),
         op("post", u, "Create a user (a generated password is answered once)", "admin",
            {"type": "object", "properties": {**_WHO_PROPS, "password": _STR}}, body=UserCreate),

@@ -8,6 +8,7 @@ signature once the func is known.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -105,4 +106,9 @@ OptionsModel = (type[SyncCallOptions] | type[AsyncCallOptions] | type[DirectCall
 
 def option_names(model: OptionsModel) -> list[str]:
     """The JSON names a caller may use with ``model``."""
-    return sorted(field.alias or name for name, field in model.model_fields.items())
+    return list(_option_names(model))
+
+
+@functools.cache  # a model's fields never change: sorted once per model
+def _option_names(model: OptionsModel) -> tuple[str, ...]:
+    return tuple(sorted(field.alias or name for name, field in model.model_fields.items()))

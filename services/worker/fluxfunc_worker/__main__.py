@@ -2,10 +2,10 @@
 
 Loads the settings once (CLI flags override ``worker.queues`` / ``worker.concurrency``),
 opens Redis, the store and the child pool in order (closed in reverse by an
-``AsyncExitStack``), heartbeats, and runs the :class:`~fluxfunc_worker.worker.Worker` until
-the first SIGTERM/SIGINT (second forces). A bad config or an unreachable Redis/database is
-one clear line on stderr and a non-zero exit; ``--check`` exits 0 only while this machine's
-worker heartbeat is fresh.
+``AsyncExitStack``), heartbeats, freezes what start-up made out of the cyclic GC, and runs
+the :class:`~fluxfunc_worker.worker.Worker` until the first SIGTERM/SIGINT (second forces).
+A bad config or an unreachable Redis/database is one clear line on stderr and a non-zero
+exit; ``--check`` exits 0 only while this machine's worker heartbeat is fresh.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from fluxfunc_common import ids
 from fluxfunc_common.errors import ConfigError, FluxfuncError
 from fluxfunc_common.heartbeat import heartbeat, is_fresh
-from fluxfunc_common.lifecycle import Shutdown, fail, run_service
+from fluxfunc_common.lifecycle import Shutdown, fail, run_service, tune_gc
 from fluxfunc_common.logs import LogOutput, configure_logging
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings, load_settings
@@ -66,6 +66,7 @@ async def serve(settings: Settings, shutdown: Shutdown, logs: LogOutput | None =
         worker = Worker(settings, clients, store, instance=instance,
                         task_line=logs.info_line("worker", fast=settings.worker.fast_paths) if logs else None)
         await stack.enter_async_context(worker.pool)
+        tune_gc()  # its pause (a full collection) comes before the worker says it is up
         await stack.enter_async_context(
             heartbeat(clients.main, clients.keys, "worker", instance, extra=worker.describe)
         )

@@ -114,7 +114,7 @@ class AsyncRoom:
         job.child = child
         self._stamp(child, job)
         job.message["isAsync"] = True
-        child.send(job.message)
+        child.send_soon(job.message)  # one write per child for a whole claim's tasks
         job.timer = asyncio.get_running_loop().call_later(job.timeout, self.stop, child, job, End.TIMEOUT)
         return True
 

@@ -33,7 +33,7 @@ from typing import cast
 import orjson
 
 from fluxfunc_worker import sdk, sitepath
-from fluxfunc_worker.asyncsession import AsyncSession
+from fluxfunc_worker.asyncsession import AsyncSession, Ended
 from fluxfunc_worker.ipc import BlockingChannel
 from fluxfunc_worker.messages import (
     DoneMessage,
@@ -222,8 +222,10 @@ def serve(fd: int, memory_mb: int, parent_pid: int) -> None:
 
 def _session(runner: Runner, channel: BlockingChannel, memory_mb: int) -> AsyncSession:
     """The event loop of this child's async tasks (docs/worker.md, Async functions)."""
-    def finish(message: RunMessage, report: RunReport, result: bytes | None) -> None:
-        channel.send(_done(message, report, result, memory_mb))
+    def finish(ended: list[Ended]) -> None:
+        peak_mb = peak_rss_mb() if memory_mb else 0.0  # once for the tasks that ended together
+        channel.send_many([_done(message, report, result, memory_mb, peak_mb)
+                           for message, report, result in ended])
 
     def printed(task_id: str, text: str) -> None:
         channel.send({"type": "print", "text": text, "id": task_id})
@@ -231,13 +233,15 @@ def _session(runner: Runner, channel: BlockingChannel, memory_mb: int) -> AsyncS
     return AsyncSession(runner, finish, printed)
 
 
-def _done(message: RunMessage, report: RunReport, result: bytes | None, memory_mb: int) -> DoneMessage:
+def _done(message: RunMessage, report: RunReport, result: bytes | None, memory_mb: int,
+          peak_mb: float | None = None) -> DoneMessage:
     """The ``done`` answer to ``message``: the run's report, its result as pre-encoded JSON, and
-    whether this child retires (it hit or came near its memory limit)."""
+    whether this child retires (it hit or came near its memory limit; ``peak_mb``: the
+    process's high-water resident size if just measured)."""
     done = cast(DoneMessage, report)  # completed in place: no copy per task
     done["type"] = "done"
     done["id"] = message["id"]
-    if memory_mb and (done.pop("memory", False) or peak_rss_mb() > memory_mb):
+    if memory_mb and (done.pop("memory", False) or (peak_mb or peak_rss_mb()) > memory_mb):
         done["retire"] = "memory"
     if result is not None:
         done["result"] = orjson.Fragment(result)

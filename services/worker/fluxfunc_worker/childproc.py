@@ -86,10 +86,28 @@ class Child:
         self.retiring = False
         self._killer: asyncio.TimerHandle | None = None
         self._ps: psutil.Process | None = None
+        self._later: list[bytes] = []  # frames of send_soon, written in one go
 
     def send(self, message: ToChild) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        """Write ``message`` now (after any frames :meth:`send_soon` holds: order is kept)."""
+        if self._later:
+            self._later.append(encode(message))
+            self._flush()
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode(message))
+
+    def send_soon(self, message: ToChild) -> None:
+        """Write ``message`` once the event loop has run what is ready now, in one write with
+        every other message sent so meanwhile: the tasks a claim brings cost their child one
+        socket write, not one per task."""
+        if not self._later:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._later.append(encode(message))
+
+    def _flush(self) -> None:
+        frames, self._later = self._later, []
+        if frames and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(frames))
 
     @property
     def stopping(self) -> bool:

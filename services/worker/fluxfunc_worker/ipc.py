@@ -64,6 +64,12 @@ class BlockingChannel:
         with self._send_lock:
             self.sock.sendall(frame)
 
+    def send_many(self, messages: list[FromChild]) -> None:
+        """Several frames in one write."""
+        frames = b"".join([encode(m) for m in messages])
+        with self._send_lock:
+            self.sock.sendall(frames)
+
     def receive(self) -> ToChild | None:
         """The next message, or None when the parent closed the socket."""
         header = self._file.read(4)

@@ -9,8 +9,14 @@
 --       per fire: fired guard key, cron running marker key, stream key, enq marker key,
 --       cron id, fire ms ('' = not a scheduled fire: leave the watermark), guard ttl ms,
 --       task id, policy, running-marker ttl ms, func id, result ttl ms, due ms ('' = now),
---       delayed zset key, delayed body hash key), then two per fire: envelope JSON, enq
---       header JSON
+--       delayed zset key, delayed body hash key, claimed ahead ('1': a scheduled fire whose
+--       guard this caller already took with beat_claim.lua, see below)), then two per fire:
+--       envelope JSON, enq header JSON
+--   A fire claimed ahead does not take its guard here (the Beat took it before the fire was
+--   due, off the moment's hot path); it is a duplicate when the job's watermark has already
+--   reached its fire time: a job's fires are decided in time order and the watermark moves in
+--   the same call as the fire, so a fire sent again (a lost reply, a Beat killed after the
+--   call) finds it there.
 --   A fire with a due ms is a delayed run of a cron fire (``delayed_cron_job``): while its due
 --   time (Redis TIME) is ahead it goes to the queue's delayed set, as enqueue.lua puts a task
 --   with an ETA (the promoter moves it), else onto the stream. The runs of one fire travel
@@ -38,6 +44,18 @@ end
 local max_len = tonumber(ARGV[5])
 local lengths = {}
 local last = {}  -- cron id → newest decided fire ms of this call
+local decided = {}  -- cron id → its watermark before this call (fires claimed ahead only)
+local ahead = {}
+for _, f in ipairs(fires) do
+  if f[16] == '1' and decided[f[5]] == nil then
+    decided[f[5]] = false
+    ahead[#ahead + 1] = f[5]
+  end
+end
+if #ahead > 0 then
+  local marks = redis.call('HMGET', KEYS[2], unpack(ahead))
+  for i, cron in ipairs(ahead) do decided[cron] = tonumber(marks[i]) or false end
+end
 
 -- in flight = no result yet, and either running (worker marker) or still queued (enq marker);
 -- a task whose result already expired is neither, so it never blocks the job for ever
@@ -52,7 +70,10 @@ local function fire(f, body, header)
     redis.call('SET', guard, 'elsewhere', 'NX', 'PX', f[7])
     return {'duplicate', ''}
   end
-  if not redis.call('SET', guard, tid, 'NX', 'PX', f[7]) then
+  if f[16] == '1' then
+    local mark = decided[f[5]]
+    if mark and mark >= tonumber(f[6]) then return {'duplicate', redis.call('GET', guard) or tid} end
+  elseif not redis.call('SET', guard, tid, 'NX', 'PX', f[7]) then
     return {'duplicate', redis.call('GET', guard) or ''}
   end
   if policy == 'skip' then

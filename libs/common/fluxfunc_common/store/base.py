@@ -174,6 +174,14 @@ class CronFireStore(Protocol):
         must still see last month's claim)."""
         ...
 
+    async def clear_expired_cron_overrides(self, expired_before: float, *, limit: int) -> int:
+        """Remove from at most ``limit`` cron jobs a script's override
+        (``dynamicCronExpr`` + ``dynamicCronExprExpireTime``) and timed pause
+        (``pauseExpireTime``) that expired before ``expired_before`` (epoch s), in one
+        statement, leaving ``updateTime`` (the Beat reschedules on it) and every override
+        not expired as they are; how many jobs changed."""
+        ...
+
 
 class KvStore(Protocol):
     """``DFF.STORE``: JSON values per (scope, key) with an optional expiry (arbitrary user data)."""

@@ -1,6 +1,6 @@
 """The Beat's fire claims (:class:`~fluxfunc_common.store.base.CronFireStore`): the
 ``cron_fires`` table, unique on (cron_id, fire_ms), so each fire is enqueued once however many
-deployments share the database."""
+deployments share the database; and the janitor's clearing of cron jobs' expired overrides."""
 
 from __future__ import annotations
 
@@ -73,3 +73,19 @@ class SqlCronFires(SqlPart):
                     "(SELECT cron_id, MAX(fire_ms) AS newest FROM cron_fires GROUP BY cron_id) AS latest)")
         async with self.db.session() as s:
             return await s.execute(sql, (int(older_than_ms),))
+
+    async def clear_expired_cron_overrides(self, expired_before: float, *, limit: int) -> int:
+        # An expiry written as text (not a number) is left alone: it never looks expired here.
+        override = f"{self.dialect.json_number('data', 'dynamicCronExprExpireTime')} < ?"
+        pause = f"{self.dialect.json_number('data', 'pauseExpireTime')} < ?"
+        both = "'$.dynamicCronExpr', '$.dynamicCronExprExpireTime', '$.pauseExpireTime'"
+        sql = (f"UPDATE cron_jobs SET data = CASE "
+               f"WHEN {override} AND {pause} THEN JSON_REMOVE(data, {both}) "
+               f"WHEN {override} THEN JSON_REMOVE(data, '$.dynamicCronExpr', '$.dynamicCronExprExpireTime') "
+               f"ELSE JSON_REMOVE(data, '$.pauseExpireTime') END "
+               # the derived table is materialised first (MySQL refuses LIMIT in IN, and a
+               # subquery on the target table)
+               f"WHERE id IN (SELECT id FROM (SELECT id FROM cron_jobs WHERE {override} OR {pause} "
+               f"LIMIT {int(limit)}) AS expired)")
+        async with self.db.session() as s:
+            return await s.execute(sql, [expired_before] * sql.count("?"))

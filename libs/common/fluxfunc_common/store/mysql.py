@@ -48,6 +48,10 @@ class MysqlDialect(Dialect):
         return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
                 f"ON DUPLICATE KEY UPDATE {columns[0]} = {columns[0]}")
 
+    def json_number(self, column: str, key: str) -> str:
+        value = f"JSON_EXTRACT({column}, '$.{key}')"
+        return f"CASE WHEN JSON_TYPE({value}) IN ('INTEGER', 'DOUBLE') THEN {value} + 0 END"
+
     def is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.err.IntegrityError) and _code(exc) == 1062
 

@@ -69,6 +69,11 @@ class Dialect:
         """Whether ``exc`` says a table/index already exists (a re-run of a half-applied DDL)."""
         return False
 
+    def json_number(self, column: str, key: str) -> str:
+        """An expression: the number under top-level ``key`` of the JSON text in ``column``,
+        NULL when absent or not a number."""
+        raise NotImplementedError
+
     def ddl(self, statement: str) -> str:
         """A migration statement as this backend runs it (table options appended)."""
         if self.table_options and statement.upper().startswith("CREATE TABLE"):

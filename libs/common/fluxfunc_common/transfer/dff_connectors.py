@@ -4,10 +4,12 @@ connector rows.
 A DataFlux Func connector row is ``{id, title, description, type, configJSON, isBuiltin}``; its
 database keeps ``password``, ``secretKey`` and ``guanceAPIKey`` encrypted as ``<field>Cipher``
 with its ``SECRET`` salted with the connector's id (:mod:`.dff_cipher`; a DataWay ``token`` is
-kept in clear), its export empties each of them (``passwordCipher: ""``, …). The row moves with
+kept in clear), its export empties each of them (``passwordCipher: ""``, …) and keeps the
+ones in clear (a DataWay ``token``) as they are. The row moves with
 its id; a type fluxfunc has under another name is renamed (``df_datakit`` → ``datakit``,
 ``df_dataway`` → ``dataway``), a type it does not have is reported and left out. A secret read
-in clear (:func:`plain_secrets`, from the database with ``--dff-secret``) travels as the
+in clear (:func:`plain_secrets`, from the database with ``--dff-secret``; from an export file
+or package only those DataFlux Func left in clear, :func:`add_from_export`) travels as the
 bundle's secret of the connector, sealed when written; any other one is masked (``"******"``),
 so the import plan names it as one to set and the connector is written untested
 (:mod:`.connectors`). Subscriptions (``topicHandlers``) arrive DISABLED, as cron jobs do, so no
@@ -103,6 +105,15 @@ def add(row: Mapping[str, object], bundle: Bundle, plain: Mapping[str, str] | No
                             "created DISABLED; stop them in DataFlux Func, then enable them here")
         bundle.keep[secret_key(CONNECTOR, connector_id)] = ("config",)
     bundle.add(CONNECTOR, out)
+
+
+def add_from_export(row: Mapping[str, object], bundle: Bundle) -> None:
+    """Add the connector of a row of DataFlux Func's export file or 1.x package: the secrets
+    it left in clear travel; an emptied ``*Cipher`` (the export empties every one: the secret
+    was not exported, it is not known empty) or one still encrypted (no ``SECRET`` here) is
+    masked, so the import plan names it as one to set."""
+    plain = {name: value for name, value in plain_secrets(row, None).items() if value}
+    add(row, bundle, plain)
 
 
 def add_from_database(row: Mapping[str, object], bundle: Bundle, dff_secret: str | None) -> None:

@@ -5,8 +5,9 @@ optionally ``connectors``, ``envVariables``, ``syncAPIs``/``authLinks``,
 ``asyncAPIs``/``batches``, ``cronJobs``/``crontabConfigs``, ``extra``) and each script's code
 as ``script-sets/<script set id>/<script name>.py``; everything may sit under one top folder.
 Older exports have ``scriptSets.yaml``, ``envVariables.yaml``, … instead of ``META.yaml``.
-DataFlux Func never exports password values (they arrive as empty strings) nor connector
-passwords; cron jobs are imported disabled, as by ``migrate-from-dff``; connectors of the types
+DataFlux Func never exports password values (they arrive as empty strings) nor connectors'
+encrypted secrets (their ``*Cipher`` emptied; those it keeps in clear, a DataWay ``token``,
+travel); cron jobs are imported disabled, as by ``migrate-from-dff``; connectors of the types
 fluxfunc has move with their subscriptions disabled (:mod:`.dff_connectors`).
 """
 
@@ -109,5 +110,5 @@ def read(files: Mapping[str, bytes], *, default_timezone: str = DEFAULT_TIMEZONE
         if row is not None:
             bundle.add(Entity.CRON_JOB, row)
     for connector in _section(data, "connectors"):
-        dff_connectors.add(connector, bundle)
+        dff_connectors.add_from_export(connector, bundle)
     return bundle

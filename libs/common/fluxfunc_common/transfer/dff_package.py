@@ -10,8 +10,8 @@ cut there (no password is the empty one) — and base64-encoded again. This is t
 of :mod:`.dff_cipher`, applied to the whole file.
 
 The rows then convert as those of the later export file (:mod:`.dff_export`): the same ids,
-cron jobs created disabled, connectors of the types fluxfunc has moved without their secrets
-and with their subscriptions disabled (:mod:`.dff_connectors`).
+cron jobs created disabled, connectors of the types fluxfunc has moved without their encrypted
+secrets (those in clear travel) and with their subscriptions disabled (:mod:`.dff_connectors`).
 """
 
 from __future__ import annotations
@@ -100,5 +100,5 @@ def read(data: bytes, password: str | None, *,
         if cron_row is not None:
             bundle.add(Entity.CRON_JOB, cron_row)
     for connector in _rows(package, "connectors", "dataSources"):
-        dff_connectors.add(connector, bundle)
+        dff_connectors.add_from_export(connector, bundle)
     return bundle

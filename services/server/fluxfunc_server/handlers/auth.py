@@ -1,10 +1,11 @@
-"""``/api/v1/auth/…``: console sign-in and sign-out, who am I, and changing one's password.
+"""``/api/v1/auth/…``: console sign-in and sign-out, who am I, changing one's password, and
+one's own sessions (listed, or all ended: "sign out everywhere").
 
 Sign-in checks the throttle first (:mod:`fluxfunc_server.lockout`), then the password (scrypt,
 off the event loop; an unknown user costs the same as a wrong password), then makes a new
 session (:mod:`fluxfunc_server.sessions`) and ends the one whose cookie came with the request,
 if any: the session id is never carried over. Wrong username, wrong password and a disabled
-user get the same 401.
+user get the same 401. Ending a session releases the editing locks taken through it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ async def sign_in(request: web.Request) -> web.Response:
         raise UserAuthError("wrong username or password")
     await lockout.succeeded(ctx, user.username)
     await _end_current(request)
-    sid = await sessions.create(ctx, user)
+    sid = await sessions.create(ctx, user, address=address,
+                                user_agent=request.headers.get("User-Agent"))
     await ctx.store.update_user(user.username, last_sign_in=ctx.clock.time())
     request[PRINCIPAL] = Principal(user.username, Role(user.role), Via.SESSION)
     response = ok(request, {"username": user.username, "role": user.role})
@@ -97,13 +99,36 @@ async def me(request: web.Request) -> web.Response:
                         "via": principal.via.value})
 
 
+def signed_in(request: web.Request, what: str) -> Principal:
+    """The caller, a console session's user; BadRequest for a token or access key."""
+    principal = principal_of(request)
+    if principal.via is not Via.SESSION:
+        raise BadRequest(f"only a signed-in user has {what} (tokens and access keys do not)")
+    return principal
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """``GET /api/v1/auth/sessions``: the caller's own live sessions, last used first."""
+    principal = signed_in(request, "sessions")
+    return ok(request, await sessions.list_of(request.app[CTX], principal.name, principal.session))
+
+
+async def sign_out_everywhere(request: web.Request) -> web.Response:
+    """``POST /api/v1/auth/sign-out-everywhere``: ends every session of the caller, this one
+    included, and clears the cookie."""
+    ctx = request.app[CTX]
+    principal = signed_in(request, "sessions")
+    ended = await sessions.end_all(ctx, principal.name)
+    response = ok(request, {"username": principal.name, "ended": ended})
+    sessions.clear_cookie(response, request, ctx)
+    return response
+
+
 async def change_password(request: web.Request) -> web.Response:
     """``POST /api/v1/auth/password`` ``{"oldPassword", "newPassword"}``: a signed-in user's
     own password; the user's other sessions end."""
     ctx = request.app[CTX]
-    principal = principal_of(request)
-    if principal.via is not Via.SESSION:
-        raise BadRequest("only a signed-in user has a password (tokens and access keys do not)")
+    principal = signed_in(request, "a password")
     body = schemas.parse(PasswordChange, await json_object(request))
     user = await ctx.store.find_user(principal.name)
     if user is None or not await password_matches(body.old_password, user.password_hash):
@@ -119,3 +144,5 @@ def add_routes(app: web.Application) -> None:
     routing.post(app, f"{PATH}/sign-out", sign_out, AUDITED_PUBLIC)
     routing.get(app, f"{PATH}/me", me, VIEWER)
     routing.post(app, f"{PATH}/password", change_password, VIEWER)
+    routing.get(app, f"{PATH}/sessions", list_sessions, VIEWER)
+    routing.post(app, f"{PATH}/sign-out-everywhere", sign_out_everywhere, VIEWER)

@@ -9,8 +9,6 @@ cache.
 
 from __future__ import annotations
 
-import dataclasses
-
 from aiohttp import web
 
 from fluxfunc_common import cron
@@ -20,12 +18,12 @@ from fluxfunc_common.models import FIXED_CRON_PREFIX, ApiEntry, AsyncApi, CronJo
 from fluxfunc_common.store import Entity
 from fluxfunc_server import apiauth, apiauth_gate, peer, routing, throttle
 from fluxfunc_server.access import DEVELOPER, PUBLIC
-from fluxfunc_server.appkeys import CALLER, CATALOG, CTX
+from fluxfunc_server.appkeys import CALL_LIMITS, CALLER, CATALOG, CTX
 from fluxfunc_server.bodies import read_body
 from fluxfunc_server.caller import Caller, CallSpec, SyncOutcome
 from fluxfunc_server.catalog import Catalog
-from fluxfunc_server.files import file_answer, upload_target
-from fluxfunc_server.handlers.reading import body_limits, json_object
+from fluxfunc_server.files import file_answer
+from fluxfunc_server.handlers.reading import json_object
 from fluxfunc_server.invocation import (
     FORMATS,
     CallOptions,
@@ -98,8 +96,7 @@ async def _api_call(request: web.Request, entity: Entity, origin: Origin) -> web
     peer.check_form_origin(request, api_auth)
     now = ctx.clock.time()
     query = query_dict(request.query)
-    limits = dataclasses.replace(body_limits(request),
-                                 uploads=upload_target(ctx.settings.resources))
+    limits = request.app[CALL_LIMITS]
     auth = apiauth_gate.auth_input(request, query)
     if not apiauth.needs_body(api_auth):  # header/query auth: before a byte of the body is read
         apiauth.check(api_auth, auth, ctx.cipher)

@@ -3,7 +3,8 @@
 ``POST`` ``{"force": false}`` takes or renews the caller's lock (409 with ``detail``
 ``{"holder", "expiresAt"}`` when another holds it; ``force`` takes it over and is audited,
 a plain take or renewal is not: the console renews every few seconds); ``GET`` answers the
-lock or null; ``DELETE`` releases the caller's own lock.
+lock or null; ``DELETE`` releases the caller's own lock. A lock taken through a console session
+is released when that session ends (:func:`fluxfunc_server.editlocks.release_session`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ async def take_lock(request: web.Request) -> web.Response:
     body = schemas.parse(LockTake, await json_object(request))
     request[SKIP_AUDIT] = not body.force
     await ctx.store.get(Entity.SCRIPT, script_id)  # 404 for a script that does not exist
-    lock = await editlocks.take(ctx, script_id, principal_of(request).name, force=body.force)
+    principal = principal_of(request)
+    lock = await editlocks.take(ctx, script_id, principal.name, session=principal.session,
+                                force=body.force)
     return ok(request, lock.view())
 
 

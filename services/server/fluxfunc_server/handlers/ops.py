@@ -157,6 +157,7 @@ async def metrics(request: web.Request) -> web.Response:
         ctx.metrics.set_tasks(await forget_funcs(ctx.redis, ctx.keys, stats, funcs.__contains__))
         await _set_metrics_queues(ctx)
         await _set_metrics_subscriptions(ctx)
+        ctx.metrics.set_beats(await list_services(ctx.redis, ctx.keys))
     except (RedisError, OSError, FluxfuncError) as exc:  # still serve the HTTP counters
         log.warning("metrics: task and queue figures unavailable", error=str(exc))
     return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

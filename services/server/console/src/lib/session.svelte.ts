@@ -37,6 +37,15 @@ export async function signOut(): Promise<void> {
   }
 }
 
+/** Ends every session of the user, this browser's included (their editing locks released). */
+export async function signOutEverywhere(): Promise<void> {
+  try {
+    await post("/api/v1/auth/sign-out-everywhere");
+  } finally {
+    session.me = null;
+  }
+}
+
 onUnauthorized(() => {
   session.me = null;
 });

@@ -5,6 +5,13 @@ export interface Me {
   role: "admin" | "developer" | "viewer";
   via?: string;
 }
+export interface SessionInfo {
+  createdAt: number;
+  lastSeenAt: number;
+  address: string | null;
+  userAgent: string | null;
+  isCurrent: boolean;
+}
 export interface ScriptSet {
   id: string;
   title?: string | null;

@@ -17,20 +17,13 @@ Load comes from ``wrk`` when it is installed (cheap on CPU: the machine has 2 co
 Redis, the server, the worker, its children and the load generator), else from an aiohttp
 client in this process. Report the machine's load with the figures.
 
-    .venv/bin/python bench/http.py [--seconds 10] [--connections 64] [--scenario sync|async|all]
-                                   [--client wrk|aiohttp] [--json] [--keep-logs]
+    .venv/bin/python bench/httpload.py [--seconds 10] [--connections 64] [--scenario sync|async|all]
+                                       [--client wrk|aiohttp] [--json] [--keep-logs]
 
 Targets (2-core machine): sync ≥ 1,500 calls/s with p99 ≤ 100 ms; async ≥ 5,000 calls/s.
 """
 
-# ruff: noqa: E402 - the script's own folder must leave sys.path before the imports
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as ``python bench/http.py``, this file would shadow the standard library's ``http``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
@@ -40,11 +33,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -228,13 +223,14 @@ def run_load(client: str, url: str, seconds: int, connections: int, workdir: Pat
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far."""
+    """User + system CPU of a process and its descendants so far (live ones, and those it
+    reaped: recycled worker children)."""
     proc = psutil.Process(pid)
     total = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            times = p.cpu_times()
-            total += times.user + times.system
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
         except psutil.NoSuchProcess:
             continue
     return total
