@@ -66,7 +66,6 @@ class QueueCollector(Collector):
         self.subscriptions: SubscriptionCounts | None = None
         self.beat_lags: Mapping[str, float] | None = None  # Beat instance → lag, seconds
 
-
     def collect(self) -> Iterator[Metric]:
         yield from self._tasks()
         yield from self._subscriptions()
@@ -115,7 +114,6 @@ class QueueCollector(Collector):
         if self.dead_total is not None:
             yield GaugeMetricFamily("fluxfunc_dead_letters", "Entries in the dead-letter stream",
                                     value=float(self.dead_total))
-
 
     def _beats(self) -> Iterator[Metric]:
         if self.beat_lags is None:
