@@ -156,10 +156,10 @@ class CronFirer:
         ahead = None
         if not manual:  # a manual run is one run now, as in DataFlux Func
             requests, tids, templates = _with_delays(requests, tids, templates, deployment)
-        guards = [self.script.guard(r, manual) for r in requests]
         if not manual and requests:  # the guards too, before the moment (see cron_fire.lua)
+            guards = [self.script.guard(r, manual) for r in requests]
             ahead = await self.script.claim(requests, guards, tids, templates)
-        chunks = await self.script.chunks(requests, tids, templates, manual, guards, ahead)
+        chunks = await self.script.chunks(requests, tids, templates, manual, ahead)
         return PreparedFires(requests, tids, templates, chunks, manual)
 
     async def send(self, prepared: PreparedFires, *, epoch: Epochs) -> list[FireOutcome]:

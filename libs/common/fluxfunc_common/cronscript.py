@@ -45,6 +45,7 @@ STATUS_OF = {ord("F"): "fired", ord("N"): "fenced", ord("D"): "duplicate", ord("
 
 ScriptArg = bytes | str | int
 Chunk = list[ScriptArg]  # the per-fire arguments of one script call
+Profile = tuple[str, ...]  # what fires of one script call share (see ``lua/cron_fire.lua``)
 Epochs = int | None | Mapping[int, int]  # one epoch (None: not fenced), or partition → epoch
 
 
@@ -109,6 +110,11 @@ def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment
                     t[(v >> 30) & 32767], t[(v >> 15) & 32767], t[v & 32767]))
 
 
+def _chunk(profiles: dict[Profile, int], fires: list[int | str], blobs: list[ScriptArg]) -> Chunk:
+    """One script call's per-fire arguments: profiles, fires, then envelope and header per fire."""
+    return [orjson.dumps(list(profiles)), orjson.dumps(fires), *blobs]
+
+
 @cache
 def _triples() -> list[str]:
     """15 bits → 3 Crockford characters (built on first use: 32,768 short strings)."""
@@ -133,6 +139,8 @@ class FireScript:
         self._script = luascripts.register(redis, "cron_fire")
         self._claim = luascripts.register(redis, "beat_claim")
         self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
+        # the marker and guard key prefixes the script puts before a cron id
+        self._key_prefixes = (keys.cron_running(""), keys.beat_fired("", 0).removesuffix(":0"))
         self._templates: dict[str, JobTemplate] = {}
 
     def running_ttl_ms(self, func: Func) -> int:
@@ -164,9 +172,14 @@ class FireScript:
         self._templates[job.id] = template
         return template
 
+    @staticmethod
+    def guard_suffix(r: FireRequest, manual: bool) -> str:
+        """What sets a fire's guard apart from its job's scheduled fire: ``#manual``, ``#d{delay}``."""
+        return (MANUAL_SUFFIX if manual else "") + (f"#d{r.delay_s}" if r.delay_s else "")
+
     def guard(self, r: FireRequest, manual: bool) -> str:
-        """The per-fire guard key of a fire (``#manual`` and ``#d{delay}`` apart)."""
-        suffix = (MANUAL_SUFFIX if manual else "") + (f"#d{r.delay_s}" if r.delay_s else "")
+        """The per-fire guard key of a fire (``cron_fire.lua`` builds the same one)."""
+        suffix = self.guard_suffix(r, manual)
         return self.keys.beat_fired(r.job.id + suffix if suffix else r.job.id, r.fire_ms)
 
     async def claim(self, requests: Sequence[FireRequest], guards: list[str], tids: list[str],
@@ -185,49 +198,48 @@ class FireScript:
         return ours
 
     async def chunks(self, requests: Sequence[FireRequest], tids: list[str],
-                     templates: list[JobTemplate | None], manual: bool, guards: list[str],
+                     templates: list[JobTemplate | None], manual: bool,
                      ahead: list[bool] | None = None) -> list[tuple[int, Chunk]]:
         """The script arguments of every fire, cut in calls of about :data:`SCRIPT_CHUNK`
         fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered),
         each call with the fires of one partition (its fence), as (partition, arguments).
         ``ahead``: per fire, its guard was taken by :meth:`claim`."""
         chunks: list[tuple[int, Chunk]] = []
-        meta: list[list[str]] = []
+        profiles: dict[Profile, int] = {}  # profile → its 1-based index in this call
+        fires: list[int | str] = []  # four per fire: profile, cron id, fire ms, task id
         blobs: list[ScriptArg] = []
         for i, r in enumerate(requests):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let a batch being sent meanwhile make progress
             prev = requests[i - 1] if i else r
-            if meta and (r.partition != prev.partition
-                         or (len(meta) >= SCRIPT_CHUNK and r.job.id != prev.job.id)):
-                chunks.append((prev.partition, [orjson.dumps(meta), *blobs]))
-                meta, blobs = [], []
-            fields, body, header = self._fire_args(r, guards[i], tids[i], templates[i], manual)
-            if ahead is not None and ahead[i]:
-                fields.append("1")
-            meta.append(fields)
+            if fires and (r.partition != prev.partition
+                          or (len(blobs) >= 2 * SCRIPT_CHUNK and r.job.id != prev.job.id)):
+                chunks.append((prev.partition, _chunk(profiles, fires, blobs)))
+                profiles, fires, blobs = {}, [], []
+            profile, body, header = self._fire_args(r, tids[i], templates[i], manual,
+                                                    ahead is not None and ahead[i])
+            fires += (profiles.setdefault(profile, len(profiles) + 1), r.job.id, str(r.fire_ms), tids[i])
             blobs += (body, header)
-        if meta:
-            chunks.append((requests[-1].partition, [orjson.dumps(meta), *blobs]))
+        if fires:
+            chunks.append((requests[-1].partition, _chunk(profiles, fires, blobs)))
         return chunks
 
-    def _fire_args(self, r: FireRequest, guard: str, tid: str, t: JobTemplate | None,
-                   manual: bool) -> tuple[list[str], bytes, bytes]:
-        """One fire's entry of the script's ``fires`` array, its envelope JSON and its ``enq``
-        header (see ``lua/cron_fire.lua``)."""
-        k, cron_id = self.keys, r.job.id
+    def _fire_args(self, r: FireRequest, tid: str, t: JobTemplate | None, manual: bool,
+                   ahead: bool) -> tuple[Profile, bytes, bytes]:
+        """One fire's profile (what it shares with other fires), its envelope JSON and its
+        ``enq`` header (see ``lua/cron_fire.lua``)."""
+        guard = (self.guard_suffix(r, manual), str(r.dedup_ttl_ms))
+        flags = ("" if manual else "1", "1" if ahead else "")
         if t is None:  # claimed by another deployment: only mark it
-            return [guard, "", "", "", cron_id, str(r.fire_ms),
-                    str(r.dedup_ttl_ms), tid, "claimed", "0", "", "0", "", "", ""], b"", b""
+            return ("", "claimed", "0", "", "0", "", "", *guard, "0", *flags), b"", b""
         body, header = t.stream.render(tid, *t.times(r.fire_ms, r.delay_s))
         policy, running_ttl, func_id, result_ttl = t.fields
-        due, delayed = "", ("", "")
+        delayed = ("", "")
         if r.delay_s:  # runs later, overlap or not (as in DataFlux Func, no lock at fire time)
             body = orjson.dumps({**orjson.loads(body), "eta": r.due_ms / 1000})
-            policy, due, delayed = "allow", str(r.due_ms), t.delayed_keys
-        return [guard, *t.keys, k.enqueued(tid), cron_id,
-                "" if manual else str(r.fire_ms), str(r.dedup_ttl_ms), tid, policy, running_ttl,
-                func_id, result_ttl, due, *delayed], body, header
+            policy, delayed = "allow", t.delayed_keys
+        return ((t.keys[1], policy, running_ttl, func_id, result_ttl, *delayed, *guard,
+                 str(r.delay_s * 1000), *flags), body, header)
 
     def _fence(self, partition: int, epochs: Epochs) -> tuple[str, ScriptArg | None]:
         """(epoch key, epoch) of a chunk: '' = not fenced, None = a partition no longer ours."""
@@ -243,13 +255,14 @@ class FireScript:
         (see ``lua/cron_fire.lua``), and the details of the fires that did not fire, in order.
         Chunks go out concurrently (a few connections), so Redis runs the first while the next
         is packed."""
-        tail: list[ScriptArg] = [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value]
+        tail: list[ScriptArg] = [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value,
+                                 *self._key_prefixes]
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def one(partition: int, chunk: Chunk) -> tuple[bytes, list[object]]:
             key, epoch = self._fence(partition, epochs)
             if epoch is None:
-                fires = (len(chunk) - 1) // 2  # two blobs per fire
+                fires = (len(chunk) - 2) // 2  # an envelope and a header per fire
                 return b"N" * fires, [""] * fires
             async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
                 codes, details = await self._script(keys=[key, self.keys.beat_last()],
