@@ -37,16 +37,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import yaml
-from httpload import cpu_seconds, http, service, wait_ready
-
-from fluxfunc_common.proc.localredis import free_port, private_redis
+from httpload import cpu_seconds, http, services, wait_served
 
 CODE = """
 import asyncio
@@ -65,41 +62,14 @@ ANSWER_SECONDS = 120.0
 @contextmanager
 def deployment(workdir: Path, async_per_child: int) -> Iterator[tuple[str, str, dict[str, int]]]:
     """Redis + server + worker; yields (base URL, sync entry id, pid by service)."""
-    with ExitStack() as stack:
-        redis_url = stack.enter_context(private_redis(prefix="fluxfunc-bench-redis-")).url
-        port = free_port()
-        config = workdir / "fluxfunc.yaml"
-        config.write_text(yaml.safe_dump({
-            "secret": "bench-secret-0123456789abcdef0123456789",
-            "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
-            "server": {"host": "127.0.0.1", "port": port},
-            "worker": {"concurrency": 4, "async_per_child": async_per_child},
-            "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
-            "log": {"level": "WARNING", "format": "json"},
-        }))
-        env = {"FLUXFUNC_STATE_DIR": str(workdir)}
-        base = f"http://127.0.0.1:{port}"
-        srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
-                                          workdir / "server.log", env))
-        wait_ready(base, srv, workdir / "server.log")
-        wrk = stack.enter_context(service(["-m", "fluxfunc_worker", "--config", str(config)],
-                                          workdir / "worker.log", env))
-        token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
-                                "--config", str(config)], capture_output=True, text=True, check=True,
-                               env={**os.environ, **env}).stdout.strip().splitlines()[-1]
+    with services(workdir, server={},
+                  worker={"concurrency": 4, "async_per_child": async_per_child}) as deployed:
+        base, token = deployed.base, deployed.token
         http("POST", f"{base}/api/v1/scripts", {"id": "bench__aio", "code": CODE}, token)
         http("POST", f"{base}/api/v1/scripts/bench__aio/publish", {}, token)
         entry = http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__aio.nap"}, token)["data"]["id"]
-        deadline = time.monotonic() + 60  # until the worker serves calls
-        while True:
-            try:
-                http("POST", f"{base}/api/v1/sync/{entry}", {"kwargs": {"i": 0}})
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit(f"worker never answered:\n{(workdir / 'worker.log').read_text()}")
-                time.sleep(0.2)
-        yield base, entry, {"server": srv.pid, "worker": wrk.pid}
+        wait_served(f"{base}/api/v1/sync/{entry}", {"kwargs": {"i": 0}}, workdir / "worker.log")
+        yield base, entry, deployed.pids
 
 
 # --- one client process: --callers-proc URL N ------------------------------------------------------

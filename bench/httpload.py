@@ -39,6 +39,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,27 @@ async def _fake_consumer(config: str) -> None:
                  60_000) for d in got])
 
 
+@dataclass(frozen=True)
+class Services:
+    """A running bench deployment: its URL, config, admin token and the two service processes."""
+
+    base: str
+    config: Path
+    token: str
+    server: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"server": self.server.pid, "worker": self.worker.pid}
+
+
 @contextmanager
-def deployment(workdir: Path, worker: str = "real",
-               processes: int = 1) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
-    """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
+def services(workdir: Path, *, server: dict[str, Any], worker: dict[str, Any],
+             worker_args: list[str] | None = None) -> Iterator[Services]:
+    """A private Redis, a SQLite store in ``workdir``, a Server (``server`` settings on top of
+    host and port) and a Worker (``worker`` settings; ``worker_args`` instead of the real
+    ``fluxfunc_worker``), and an admin token; both stopped on exit."""
     with ExitStack() as stack:
         redis_url = stack.enter_context(private_redis(prefix="fluxfunc-bench-redis-")).url
         port = free_port()
@@ -125,8 +143,8 @@ def deployment(workdir: Path, worker: str = "real",
         config.write_text(yaml.safe_dump({
             "secret": "bench-secret-0123456789abcdef0123456789",
             "store": {"url": f"sqlite:///{workdir / 'store.db'}"},
-            "server": {"host": "127.0.0.1", "port": port, "processes": processes},
-            "worker": {"concurrency": 2},
+            "server": {"host": "127.0.0.1", "port": port, **server},
+            "worker": worker,
             "redis": {"url": redis_url, "namespace": "bench", "queue_max_len": 5_000_000},
             "log": {"level": "WARNING", "format": "json"},
         }))
@@ -135,28 +153,44 @@ def deployment(workdir: Path, worker: str = "real",
         srv = stack.enter_context(service(["-m", "fluxfunc_server", "--config", str(config)],
                                           workdir / "server.log", env))
         wait_ready(base, srv, workdir / "server.log")
-        worker_args = (["-m", "fluxfunc_worker", "--config", str(config)] if worker == "real"
-                       else [__file__, "--fake-consumer", str(config)])
-        wrk = stack.enter_context(service(worker_args, workdir / "worker.log", env))
+        wrk = stack.enter_context(service(worker_args or ["-m", "fluxfunc_worker", "--config", str(config)],
+                                          workdir / "worker.log", env))
         token = subprocess.run([sys.executable, "-m", "fluxfunc_common.cli", "admin", "create-token",
                                 "--config", str(config)], capture_output=True, text=True, check=True,
-                               ).stdout.strip().splitlines()[-1]
+                               env={**os.environ, **env}).stdout.strip().splitlines()[-1]
+        yield Services(base, config, token, srv, wrk)
+
+
+def wait_served(url: str, body: Any, worker_log: Path) -> None:
+    """Call ``url`` until the worker answers (60 s), or exit with the worker's log."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            http("POST", url, body)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"worker never answered:\n{worker_log.read_text()}")
+            time.sleep(0.2)
+
+
+@contextmanager
+def deployment(workdir: Path, worker: str = "real",
+               processes: int = 1) -> Iterator[tuple[str, dict[str, str], dict[str, int]]]:
+    """Redis + server + worker; yields (base URL, entry id by scenario, pid by service)."""
+    config = workdir / "fluxfunc.yaml"
+    worker_args = None if worker == "real" else [__file__, "--fake-consumer", str(config)]
+    with services(workdir, server={"processes": processes}, worker={"concurrency": 2},
+                  worker_args=worker_args) as deployed:
+        base, token = deployed.base, deployed.token
         http("POST", f"{base}/api/v1/scripts", {"id": "bench__http", "code": CODE}, token)
         http("POST", f"{base}/api/v1/scripts/bench__http/publish", {}, token)
         ids = {"sync": http("POST", f"{base}/api/v1/sync-apis", {"funcId": "bench__http.noop"}, token),
                "async": http("POST", f"{base}/api/v1/async-apis", {"funcId": "bench__http.noop"}, token)}
         entry = {name: resp["data"]["id"] for name, resp in ids.items()}
         entry["enqueue"] = entry["async"]
-        deadline = time.monotonic() + 60  # until the worker serves calls
-        while True:
-            try:
-                http("POST", f"{base}/api/v1/sync/{entry['sync']}", json.loads(BODY))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit(f"worker never answered:\n{(workdir / 'worker.log').read_text()}")
-                time.sleep(0.2)
-        yield base, entry, {"server": srv.pid, "worker": wrk.pid}
+        wait_served(f"{base}/api/v1/sync/{entry['sync']}", json.loads(BODY), workdir / "worker.log")
+        yield base, entry, deployed.pids
 
 
 # --- load generators ----------------------------------------------------------------------------
