@@ -12,10 +12,15 @@ Starts its own private redis-server on a free port and a SQLite store in a temp 
 (``--store mysql://…`` for MariaDB: the database must exist; it is reused, and a later run
 with fewer jobs than an earlier one fires them all), seeds the jobs,
 starts ``fluxfunc-beat --config …`` and reads the cron stream itself, deleting what it has
-read so memory stays flat. Nothing else runs (no worker): this measures the Beat alone.
+read so memory stays flat. Nothing else runs (no worker): this measures the Beat alone. The
+reader reads once a second, half a second after each moment: Redis runs one command at a
+time, so a reader in the moment puts its own work (replies of thousands of entries, trims)
+between the Beat's calls. ``--read-during`` reads as entries arrive instead, as busy workers
+would, and shows what that costs the lateness.
 
     .venv/bin/python bench/beat.py [--jobs 1000,10000] [--seconds 30] [--warmup 8]
-                                   [--store URL] [--profile beat.prof] [--takeover] [--json]
+                                   [--store URL] [--profile beat.prof] [--takeover]
+                                   [--read-during] [--json]
 
 ``--profile`` runs the Beat under cProfile (``python -m pstats beat.prof`` to read it).
 """
@@ -47,6 +52,7 @@ from fluxfunc_common.settings import StoreSettings
 from fluxfunc_common.store import Entity, open_store
 
 BEAT = str(Path(sys.executable).parent / "fluxfunc-beat")
+READ_PHASE_MS = 500  # the reader reads this long after each second's moment (see read_fires)
 CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 FUNC = {"id": "bench__cron.tick", "scriptId": "bench__cron", "scriptSetId": "bench", "name": "tick",
         "title": "Tick", "description": "", "definition": "tick()", "args": [], "kwargsSpec": {},
@@ -103,11 +109,15 @@ async def seed(store_url: str, jobs: int) -> None:
 
 
 async def read_fires(redis: aioredis.Redis, stream: str, stop: asyncio.Event,
-                     out: list[tuple[int, int, str]]) -> None:
-    """Collect (fire ms, enqueue ms, task id) and delete what was read."""
+                     out: list[tuple[int, int, str]], *, during: bool = False) -> None:
+    """Collect (fire ms, enqueue ms, task id) and delete what was read: once a second, half a
+    second after the moment (Redis is single-threaded: a reader in the moment adds its own
+    work between the Beat's calls), or with ``during`` as soon as entries arrive."""
     last = "0-0"
     while not stop.is_set():
-        reply: Any = await redis.xread({stream: last}, count=10_000, block=200)
+        if not during:
+            await asyncio.sleep(((READ_PHASE_MS - time.time() * 1000) % 1000) / 1000)
+        reply: Any = await redis.xread({stream: last}, count=100_000, block=200)
         for _key, entries in reply or []:
             for entry_id, fields in entries:
                 tid = fields[b"task"].decode()
@@ -163,7 +173,7 @@ async def takeover(cmd: list[str], log: Any, env: dict[str, str], redis: aioredi
 
 
 async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | None, profile: str | None,
-                  workdir: Path, with_takeover: bool = False) -> Result:
+                  workdir: Path, with_takeover: bool = False, read_during: bool = False) -> Result:
     with LocalRedis(workdir / f"redis-{jobs}") as local:
         url = store_url or f"sqlite:///{workdir / f'store-{jobs}.db'}"
         await seed(url, jobs)
@@ -182,7 +192,8 @@ async def run_one(jobs: int, seconds: float, warmup: float, store_url: str | Non
         redis = aioredis.Redis.from_url(local.url)
         rows: list[tuple[int, int, str]] = []
         stop = asyncio.Event()
-        reader = asyncio.create_task(read_fires(redis, Keys(ns).queue("cron"), stop, rows))
+        reader = asyncio.create_task(read_fires(redis, Keys(ns).queue("cron"), stop, rows,
+                                                during=read_during))
         proc = start_beat(cmd, log, env)
         procs = [proc]
         killed_ms, took_ms = 0, None
@@ -246,13 +257,15 @@ async def main() -> None:
     parser.add_argument("--profile", help="run the Beat under cProfile, writing this file")
     parser.add_argument("--takeover", action="store_true",
                         help="after the window, SIGKILL the leader with a standby running: takeover time")
+    parser.add_argument("--read-during", action="store_true",
+                        help="read the fires as they arrive, in the moment (default: half a second after it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="fluxfunc-bench-beat-") as tmp:
         for jobs in (int(j) for j in args.jobs.split(",")):
             result = await run_one(jobs, args.seconds, args.warmup, args.store, args.profile, Path(tmp),
-                                   args.takeover)
+                                   args.takeover, args.read_during)
             results.append(result)
             if not args.json:
                 print(f"jobs={result.jobs:>6}  fires/s={result.fires_per_s:>8.1f}  missing={result.missing}"

@@ -18,7 +18,11 @@ Redis, the server, the worker, its children and the load generator), else from a
 client in this process. Report the machine's load with the figures.
 
     .venv/bin/python bench/httpload.py [--seconds 10] [--connections 64] [--scenario sync|async|all]
-                                       [--client wrk|aiohttp] [--json] [--keep-logs]
+                                       [--client wrk|aiohttp] [--worker real|fake] [--processes 1]
+                                       [--json] [--keep-logs] [--profile DIR]
+
+``--worker fake`` replaces the worker by a consumer in this script (``--fake-consumer``) that
+completes every task at once without running it: the Server's own capacity.
 
 Targets (2-core machine): sync ≥ 1,500 calls/s with p99 ≤ 100 ms; async ≥ 5,000 calls/s.
 """
@@ -36,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -97,18 +102,28 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 async def _fake_consumer(config: str) -> None:
-    """``--worker fake``: complete every task at once, 200 per read (no user code runs)."""
+    """``--worker fake``: complete every task at once, 200 per read (no user code runs).
+
+    It heartbeats as a worker listing its queues, as the real one does: the Server refuses a
+    sync call at once (503 ``EQueueNoConsumer``) to a queue that no live worker announces, and
+    an idle reader does not count instead (Redis 7.0 creates a group's consumer only when an
+    ``XREADGROUP`` delivers something, so ``XINFO CONSUMERS`` does not list it)."""
+    from fluxfunc_common import ids
     from fluxfunc_common.envelope import TaskResult, TaskStatus
+    from fluxfunc_common.heartbeat import heartbeat
     from fluxfunc_common.redisconn import open_redis
     from fluxfunc_common.settings import load_settings
     from fluxfunc_common.streams import StreamProtocol
 
     settings = load_settings(config)
-    async with open_redis(settings.redis) as clients:
+    queues = settings.worker.queues
+    async with open_redis(settings.redis) as clients, heartbeat(
+            clients.main, clients.keys, "worker", ids.instance_id(),
+            extra=lambda: {"queues": queues, "consumer": "fake"}):
         streams = StreamProtocol(clients.main, clients.keys, blocking=clients.blocking)
-        await streams.ensure_groups(settings.worker.queues)
+        await streams.ensure_groups(queues)
         while True:
-            got = await streams.read("fake", settings.worker.queues, 200, block_ms=1000)
+            got = await streams.read("fake", queues, 200, block_ms=1000)
             now = time.time()
             await streams.complete_many("fake", [
                 (d, TaskResult.for_envelope(d.envelope, TaskStatus.SUCCESS, start_time=now, end_time=now),
@@ -162,16 +177,24 @@ def services(workdir: Path, *, server: dict[str, Any], worker: dict[str, Any],
 
 
 def wait_served(url: str, body: Any, worker_log: Path) -> None:
-    """Call ``url`` until the worker answers (60 s), or exit with the worker's log."""
+    """Call ``url`` until the worker answers (60 s), or exit with the last error and the
+    worker's log."""
     deadline = time.monotonic() + 60
     while True:
         try:
             http("POST", url, body)
             return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                sys.exit(f"worker never answered:\n{worker_log.read_text()}")
+                sys.exit(f"worker never answered ({_error_text(exc)}); worker log:\n{worker_log.read_text()}")
             time.sleep(0.2)
+
+
+def _error_text(exc: OSError) -> str:
+    """An HTTP error with its body (the server's ``reason``), else the error itself."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}"
+    return repr(exc)
 
 
 @contextmanager
@@ -318,14 +341,15 @@ def main() -> int:
 
         uvloop.run(_fake_consumer(sys.argv[2]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="load per scenario (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured load first (default 2)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent callers (default 64)")
     parser.add_argument("--processes", type=int, default=1, help="fluxfunc-server --processes")
     parser.add_argument("--scenario", choices=["sync", "async", "enqueue", "all"], default="all")
     parser.add_argument("--client", choices=["wrk", "aiohttp"],
-                        default="wrk" if shutil.which("wrk") else "aiohttp")
+                        default="wrk" if shutil.which("wrk") else "aiohttp",
+                        help="load generator (default: wrk when installed)")
     parser.add_argument("--worker", choices=["real", "fake"], default="real",
                         help="fake: a consumer that completes at once (the server's own capacity)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

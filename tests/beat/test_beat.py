@@ -4,6 +4,7 @@ deadlines for a busy machine; time-dependent rules run on a clock the test drive
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -370,3 +371,35 @@ async def test_the_redis_time_offset_never_puts_the_beat_ahead(
     await beat.sync_time()
     assert beat.offset <= 5.0  # never ahead of Redis
     assert beat.offset >= 5.0 - 0.25  # the quickest round trip (0.25 s) bounds the error
+
+
+async def test_a_beat_stops_at_once_in_the_middle_of_a_long_discovery(
+        clients: RedisClients, store: Store, settings: Settings, run_beat: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped while the queue discovery scans a big keyspace (seconds under load, never looking
+    at the stop flag; redis-py on Python 3.11 loses most cancels of such a loop of quick
+    commands): the Beat does not wait it out, and gives its leases up so that another Beat
+    takes over at once."""
+    scanning = asyncio.Event()
+
+    async def deaf_scan(self: Beat) -> None:  # loses its first cancels
+        scanning.set()
+        lost = 0
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                lost += 1
+                if lost == 5:
+                    raise
+
+    monkeypatch.setattr(Beat, "discover_queues", deaf_scan)
+    running = await run_beat(settings)
+    await running.leading()
+    await asyncio.wait_for(scanning.wait(), 10)
+    running.stop.set()
+    await asyncio.wait([running.task], timeout=10)  # a deadline for a busy machine
+    assert running.task.done()  # it used to wait for the scan (here: forever)
+    keys = clients.keys
+    leases = [keys.beat_leader(), *(keys.beat_partition(p) for p in range(settings.beat.partitions))]
+    assert await clients.main.exists(*leases) == 0

@@ -143,6 +143,25 @@ async def test_a_full_queue_refuses_without_marking_the_fire(
     assert "full" in out[1].detail
     assert not await clients.main.exists(clients.keys.beat_fired("cron-b", T0))
     assert await clients.main.hget(clients.keys.beat_last(), "cron-b") is None
+    # its enq marker, set when the fire was claimed ahead, goes too: the task never reads queued
+    assert not await clients.main.exists(clients.keys.enqueued(out[1].task_id))
+    assert await clients.main.exists(clients.keys.enqueued(out[0].task_id))
+
+
+async def test_a_fire_claimed_ahead_reads_queued_before_its_moment_and_fires_once(
+        clients: RedisClients, store: Store, make_settings: Callable[..., Settings]) -> None:
+    """The common fire (overlap 'allow', due now) has its enq marker set when it is claimed,
+    before the moment; sending the prepared batch fires it, and sending it again is a duplicate
+    found by the watermark (the marker no longer decides)."""
+    firer = firer_for(clients, store, make_settings())
+    prepared = await firer.prepare(requests([cron_row("cron-q")], T0))
+    [tid] = prepared.tids
+    assert await clients.main.exists(clients.keys.enqueued(tid))  # queued from the claim on
+    assert await clients.main.xlen(clients.keys.queue("cron")) == 0
+    [first] = await firer.send(prepared, epoch=None)
+    [again] = await firer.send(prepared, epoch=None)
+    assert first.status is FireStatus.FIRED and again.status is FireStatus.DUPLICATE
+    assert len(await fired_entries(clients.main, clients.keys)) == 1
 
 
 async def test_two_deployments_sharing_the_store_never_double_fire(

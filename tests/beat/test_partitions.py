@@ -58,13 +58,56 @@ async def test_a_dead_beats_partitions_are_taken_over_after_its_lease(
 
     async def took_over() -> bool:
         await a.step()
-        await asyncio.sleep(a.lease.poll_interval)
+        await asyncio.sleep(a.next_round())
         return len(a.held) == 16
 
     await wait_for(took_over, 30, interval=0)
     assert a.members == 1
     # b's partitions have a new epoch: whatever b still sends is fenced
     assert all(a.epochs()[p] > (b.leases[p].epoch or 0) for p in dead)
+    await a.release_all()
+
+
+async def test_a_membership_lapses_rounds_before_the_partition_leases(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A dead Beat is counted out rounds before its partitions lapse (so the others' share has
+    grown by then), and a partition lapses a round within the lease of the Beat's last round."""
+    a = leases(redis_client, keys, "a", lease=6)
+    await a.step()
+    async with redis_client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.zscore(keys.beat_members(), "a")
+        for p in sorted(a.held):
+            pipe.pttl(keys.beat_partition(p))
+        (sec, usec), member_expiry, *ttls = await pipe.execute()
+    member_left = member_expiry - (sec * 1000 + usec // 1000)
+    round_ms = a.round * 1000
+    assert len(ttls) == 16 and member_left + 2 * round_ms < min(ttls)
+    assert max(ttls) <= 6000 - round_ms
+    await a.release_all()
+
+
+async def test_a_beat_short_of_its_share_takes_a_partition_the_moment_it_lapses(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A Beat short of its share does not wait for its fixed round: its next round is due when
+    the first partition it lacks lapses, and that round takes it (not a moment before)."""
+    a, b = leases(redis_client, keys, "a", lease=30), leases(redis_client, keys, "b", lease=30)
+    for beat in (a, b, a, b):
+        await beat.step()
+    dead = set(b.held)  # b dies: its membership has lapsed, its leases lapse in 450 ms
+    await redis_client.zrem(keys.beat_members(), "b")
+    sec, usec = await redis_client.time()
+    for p in dead:
+        await redis_client.pexpireat(keys.beat_partition(p), sec * 1000 + usec // 1000 + 450)
+    await a.step()
+    assert a.share == 16 and a.held.isdisjoint(dead)  # nothing taken before its lease lapsed
+    rounds = 0
+    while len(a.held) < 16:
+        assert a.next_round() < a.round  # due at the lapse, not at the fixed round
+        await asyncio.sleep(a.next_round())
+        assert (await a.step()).gained == dead
+        rounds += 1
+    assert rounds == 1 and all(a.epochs()[p] > (b.leases[p].epoch or 0) for p in dead)
     await a.release_all()
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import redis.asyncio as aioredis
@@ -49,6 +49,7 @@ from fluxfunc_common.cronscript import (
 )
 from fluxfunc_common.envelope import TaskEnvelope, TaskResult, TaskStatus
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.lane import CommandBatches, Packed
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.models import CronJob, Func
 from fluxfunc_common.settings import Settings
@@ -96,6 +97,7 @@ class PreparedFires:
     templates: list[JobTemplate | None]  # None: claimed by another deployment
     chunks: list[tuple[int, Chunk]]  # (partition, the per-fire arguments) of one script call each
     manual: bool
+    packed: list[Packed | None] = field(default_factory=list)  # the calls packed ahead (pack)
 
     def envelope(self, i: int) -> TaskEnvelope:
         """The envelope of fire ``i`` (one this deployment fires) as a model."""
@@ -117,10 +119,13 @@ class CronFirer:
         settings: Settings,
         *,
         clock: Clock | None = None,
+        lane: CommandBatches | None = None,
     ) -> None:
+        """``lane``: the Beat's own connection for the moment's script calls (see :meth:`pack`);
+        without one the calls go out on pooled connections."""
         self.redis, self.keys, self.streams, self.store, self.settings = redis, keys, streams, store, settings
         self.claims = FireClaims(redis, keys, store, settings, clock=clock)
-        self.script = FireScript(redis, keys, settings)
+        self.script = FireScript(redis, keys, settings, lane)
 
     @property
     def unclaimed(self) -> int:
@@ -156,10 +161,11 @@ class CronFirer:
         ahead = None
         if not manual:  # a manual run is one run now, as in DataFlux Func
             requests, tids, templates = _with_delays(requests, tids, templates, deployment)
+        rendered = self.script.render(requests, tids, templates)
         if not manual and requests:  # the guards too, before the moment (see cron_fire.lua)
             guards = [self.script.guard(r, manual) for r in requests]
-            ahead = await self.script.claim(requests, guards, tids, templates)
-        chunks = await self.script.chunks(requests, tids, templates, manual, ahead)
+            ahead = await self.script.claim(requests, guards, tids, templates, rendered)
+        chunks = await self.script.chunks(requests, tids, templates, manual, ahead, rendered)
         return PreparedFires(requests, tids, templates, chunks, manual)
 
     async def send(self, prepared: PreparedFires, *, epoch: Epochs) -> list[FireOutcome]:
@@ -174,23 +180,38 @@ class CronFirer:
         _log(outcomes, prepared.manual)
         return outcomes
 
-    async def send_counted(self, prepared: PreparedFires, *, epoch: Epochs) -> FireCounts:
-        """:meth:`send` for a caller that needs only the counts (the Beat): a fire that simply
-        fired costs no outcome object; the others are recorded and logged as by :meth:`send`."""
-        codes, details = await self.script.run_codes(prepared.chunks, epoch)
+    async def pack(self, prepared: PreparedFires, *, epoch: Epochs) -> None:
+        """Pack the script calls of ``prepared`` now, fenced by ``epoch`` (the epochs held now;
+        one changed by the send is packed again then), so sending them only writes bytes."""
+        prepared.packed = await self.script.pack(prepared.chunks, epoch)
+
+    async def send_counted(self, batches: Sequence[PreparedFires], *, epoch: Epochs) -> FireCounts:
+        """:meth:`send` for a caller that needs only the counts (the Beat), of several batches
+        sent as one (their calls in order, back to back): a fire that simply fired costs no
+        outcome object; the others are recorded and logged as by :meth:`send`."""
+        codes, details = await self.script.run_codes([c for b in batches for c in b.chunks], epoch,
+                                                     [p for b in batches for p in b.packed]
+                                                     if all(b.packed for b in batches) else ())
         counts: Counter[str] = Counter()
-        unusual: list[tuple[int, FireOutcome]] = []
-        templates, rest = prepared.templates, iter(details)
-        for i in [i for i, c in enumerate(codes) if c != FIRED or templates[i] is None]:
-            status = STATUS_OF[codes[i]]
-            detail = "" if status == "fired" else next(rest)
-            unusual.append((i, o := _outcome_of(prepared, i, status, detail)))
-            counts[o.status.value] += 1
-        counts["fired"] += len(codes) - len(unusual)
-        await self._record_skipped([(prepared.envelope(i), o) for i, o in unusual
-                                    if o.status is FireStatus.SKIPPED])
-        _log([o for _, o in unusual], prepared.manual)
-        fenced = {prepared.requests[i].partition for i, o in unusual if o.status is FireStatus.FENCED}
+        fenced: set[int] = set()
+        skipped: list[tuple[TaskEnvelope, FireOutcome]] = []
+        rest, start = iter(details), 0
+        for prepared in batches:
+            templates, end = prepared.templates, start + len(prepared.requests)
+            mine, unusual = codes[start:end], []
+            for i in [i for i, c in enumerate(mine) if c != FIRED or templates[i] is None]:
+                status = STATUS_OF[mine[i]]
+                detail = "" if status == "fired" else next(rest)
+                unusual.append(o := _outcome_of(prepared, i, status, detail))
+                counts[o.status.value] += 1
+                if o.status is FireStatus.SKIPPED:
+                    skipped.append((prepared.envelope(i), o))
+                elif o.status is FireStatus.FENCED:
+                    fenced.add(prepared.requests[i].partition)
+            counts["fired"] += end - start - len(unusual)
+            _log(unusual, prepared.manual)
+            start = end
+        await self._record_skipped(skipped)
         return FireCounts(counts, fenced)
 
     async def _record_skipped(self, items: list[tuple[TaskEnvelope, FireOutcome]]) -> None:

@@ -15,13 +15,17 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import groupby
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from fluxfunc_common import luascripts
 from fluxfunc_common.envelope import Origin, TaskEnvelope
 from fluxfunc_common.keys import Keys
+from fluxfunc_common.lane import CommandBatches, Packed
 from fluxfunc_common.models import CronJob, Func
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import EnvelopeTemplate
@@ -46,6 +50,7 @@ STATUS_OF = {ord("F"): "fired", ord("N"): "fenced", ord("D"): "duplicate", ord("
 ScriptArg = bytes | str | int
 Chunk = list[ScriptArg]  # the per-fire arguments of one script call
 Profile = tuple[str, ...]  # what fires of one script call share (see ``lua/cron_fire.lua``)
+Rendered = tuple[bytes, bytes]  # a fire's envelope JSON and its ``enq`` header
 Epochs = int | None | Mapping[int, int]  # one epoch (None: not fenced), or partition → epoch
 
 
@@ -111,8 +116,13 @@ def fire_task_id(cron_id: str, fire_ms: int, *, manual: bool = False, deployment
 
 
 def _chunk(profiles: dict[Profile, int], fires: list[int | str], blobs: list[ScriptArg]) -> Chunk:
-    """One script call's per-fire arguments: profiles, fires, then envelope and header per fire."""
-    return [orjson.dumps(list(profiles)), orjson.dumps(fires), *blobs]
+    """One script call's per-fire arguments: profiles, fires, then envelope and header per fire.
+    ``fires`` has four items per fire (profile, cron id, fire ms, task id); the script takes
+    them as runs of fires sharing a profile and a fire time, then the cron ids, the task ids."""
+    groups: list[int | str] = []
+    for (profile, fire_ms), run in groupby(zip(fires[0::4], fires[2::4], strict=True)):
+        groups += (profile, fire_ms, len(list(run)))
+    return [orjson.dumps(list(profiles)), orjson.dumps([groups, fires[1::4], fires[3::4]]), *blobs]
 
 
 @cache
@@ -134,8 +144,11 @@ def _time_part(fire_ms: int) -> str:
 class FireScript:
     """The job templates and the ``cron_fire.lua`` calls of one firer."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings,
+                 lane: CommandBatches | None = None) -> None:
         self.keys, self.settings = keys, settings
+        self._redis, self._lane = redis, lane  # lane: the Beat's calls, pipelined (see run_codes)
+        self._loaded = False  # the script was loaded into Redis by this firer (pack)
         self._script = luascripts.register(redis, "cron_fire")
         self._claim = luascripts.register(redis, "beat_claim")
         self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
@@ -182,15 +195,39 @@ class FireScript:
         suffix = self.guard_suffix(r, manual)
         return self.keys.beat_fired(r.job.id + suffix if suffix else r.job.id, r.fire_ms)
 
+    @staticmethod
+    def queued_ahead(r: FireRequest, t: JobTemplate | None) -> bool:
+        """Whether a scheduled fire whose guard is claimed ahead also has its ``enq`` marker
+        set then (``lua/beat_claim.lua``): the common fire (overlap 'allow', due now), whose
+        moment is then only its XADD and the watermark."""
+        return t is not None and not r.delay_s and t.fields[0] == "allow"
+
+    def render(self, requests: Sequence[FireRequest], tids: list[str],
+               templates: list[JobTemplate | None]) -> list[Rendered | None]:
+        """(envelope JSON, ``enq`` header) of every fire this deployment fires (None: not ours)."""
+        return [None if t is None else t.stream.render(tid, *t.times(r.fire_ms, r.delay_s))
+                for r, tid, t in zip(requests, tids, templates, strict=True)]
+
     async def claim(self, requests: Sequence[FireRequest], guards: list[str], tids: list[str],
-                    templates: list[JobTemplate | None]) -> list[bool]:
+                    templates: list[JobTemplate | None], rendered: list[Rendered | None]) -> list[bool]:
         """Take the guards of scheduled fires this deployment fires, ahead of their moment
-        (``lua/beat_claim.lua``): True per fire whose guard is ours, so ``cron_fire.lua`` need
-        not take it at the moment (it checks the job's watermark instead)."""
+        (``lua/beat_claim.lua``), and set the ``enq`` marker of those :meth:`queued_ahead`:
+        True per fire whose guard is ours, so ``cron_fire.lua`` need not take it at the moment
+        (it checks the job's watermark instead)."""
         mine = [i for i, t in enumerate(templates) if t is not None]
-        claims = [[guards[i], tids[i], requests[i].dedup_ttl_ms] for i in mine]
-        replies = await asyncio.gather(*(self._claim(args=[orjson.dumps(claims[k:k + CLAIM_CHUNK])])
-                                         for k in range(0, len(claims), CLAIM_CHUNK)))
+        calls = []
+        for k in range(0, len(mine), CLAIM_CHUNK):
+            claims: list[list[str | int]] = []
+            headers: list[bytes] = []
+            for i in mine[k:k + CLAIM_CHUNK]:
+                claim: list[str | int] = [guards[i], tids[i], requests[i].dedup_ttl_ms]
+                pair, t = rendered[i], templates[i]
+                if pair is not None and t is not None and self.queued_ahead(requests[i], t):
+                    claim += (self.keys.enqueued(tids[i]), t.fields[3])
+                    headers.append(pair[1])
+                claims.append(claim)
+            calls.append(self._claim(args=[orjson.dumps(claims), *headers]))
+        replies = await asyncio.gather(*calls)
         ours = [False] * len(requests)
         for i, code in zip(mine, b"".join(r.encode() if isinstance(r, str) else bytes(r) for r in replies),
                            strict=True):
@@ -199,15 +236,19 @@ class FireScript:
 
     async def chunks(self, requests: Sequence[FireRequest], tids: list[str],
                      templates: list[JobTemplate | None], manual: bool,
-                     ahead: list[bool] | None = None) -> list[tuple[int, Chunk]]:
+                     ahead: list[bool] | None = None,
+                     rendered: list[Rendered | None] | None = None) -> list[tuple[int, Chunk]]:
         """The script arguments of every fire, cut in calls of about :data:`SCRIPT_CHUNK`
         fires (a job's fires stay in one call: chunks run concurrently, its fires are ordered),
         each call with the fires of one partition (its fence), as (partition, arguments).
-        ``ahead``: per fire, its guard was taken by :meth:`claim`."""
+        ``ahead``: per fire, its guard was taken by :meth:`claim`; ``rendered``: its
+        :meth:`render` (made here when None)."""
         chunks: list[tuple[int, Chunk]] = []
         profiles: dict[Profile, int] = {}  # profile → its 1-based index in this call
         fires: list[int | str] = []  # four per fire: profile, cron id, fire ms, task id
         blobs: list[ScriptArg] = []
+        if rendered is None:
+            rendered = self.render(requests, tids, templates)
         for i, r in enumerate(requests):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let a batch being sent meanwhile make progress
@@ -216,30 +257,31 @@ class FireScript:
                           or (len(blobs) >= 2 * SCRIPT_CHUNK and r.job.id != prev.job.id)):
                 chunks.append((prev.partition, _chunk(profiles, fires, blobs)))
                 profiles, fires, blobs = {}, [], []
-            profile, body, header = self._fire_args(r, tids[i], templates[i], manual,
-                                                    ahead is not None and ahead[i])
+            profile, body, header = self._fire_args(r, templates[i], manual, ahead is not None and ahead[i],
+                                                    rendered[i])
             fires += (profiles.setdefault(profile, len(profiles) + 1), r.job.id, str(r.fire_ms), tids[i])
             blobs += (body, header)
         if fires:
             chunks.append((requests[-1].partition, _chunk(profiles, fires, blobs)))
         return chunks
 
-    def _fire_args(self, r: FireRequest, tid: str, t: JobTemplate | None, manual: bool,
-                   ahead: bool) -> tuple[Profile, bytes, bytes]:
+    def _fire_args(self, r: FireRequest, t: JobTemplate | None, manual: bool, ahead: bool,
+                   rendered: Rendered | None) -> tuple[Profile, bytes, bytes]:
         """One fire's profile (what it shares with other fires), its envelope JSON and its
-        ``enq`` header (see ``lua/cron_fire.lua``)."""
+        ``enq`` header ('' when the marker was set ahead; see ``lua/cron_fire.lua``)."""
         guard = (self.guard_suffix(r, manual), str(r.dedup_ttl_ms))
-        flags = ("" if manual else "1", "1" if ahead else "")
-        if t is None:  # claimed by another deployment: only mark it
+        queued = ahead and self.queued_ahead(r, t)
+        flags = ("" if manual else "1", "1" if ahead else "", "1" if queued else "")
+        if t is None or rendered is None:  # claimed by another deployment: only mark it
             return ("", "claimed", "0", "", "0", "", "", *guard, "0", *flags), b"", b""
-        body, header = t.stream.render(tid, *t.times(r.fire_ms, r.delay_s))
+        body, header = rendered
         policy, running_ttl, func_id, result_ttl = t.fields
         delayed = ("", "")
         if r.delay_s:  # runs later, overlap or not (as in DataFlux Func, no lock at fire time)
             body = orjson.dumps({**orjson.loads(body), "eta": r.due_ms / 1000})
             policy, delayed = "allow", t.delayed_keys
         return ((t.keys[1], policy, running_ttl, func_id, result_ttl, *delayed, *guard,
-                 str(r.delay_s * 1000), *flags), body, header)
+                 str(r.delay_s * 1000), *flags), body, b"" if queued else header)
 
     def _fence(self, partition: int, epochs: Epochs) -> tuple[str, ScriptArg | None]:
         """(epoch key, epoch) of a chunk: '' = not fenced, None = a partition no longer ours."""
@@ -249,29 +291,100 @@ class FireScript:
             return self.keys.beat_partition_epoch(partition), "" if epochs is None else epochs
         return self.keys.beat_partition_epoch(partition), epochs.get(partition)
 
-    async def run_codes(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> tuple[bytes, list[str]]:
+    def _tail(self) -> list[ScriptArg]:
+        """The script arguments every call shares, after the epoch (see ``lua/cron_fire.lua``)."""
+        return [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value,
+                *self._key_prefixes]
+
+    def _call(self, partition: int, chunk: Chunk, epochs: Epochs) -> list[ScriptArg] | None:
+        """The ``EVALSHA`` of one chunk, fenced by its partition's epoch (None: not ours)."""
+        key, epoch = self._fence(partition, epochs)
+        if epoch is None:
+            return None
+        return ["EVALSHA", self._script.sha, 2, key, self.keys.beat_last(), epoch, *self._tail(), *chunk]
+
+    async def pack(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[Packed | None]:
+        """The calls of ``chunks`` packed now, with the epochs held now (the Beat packs a
+        moment's calls before it is due: at the moment its lane only writes bytes); None for
+        a chunk of a partition not held. Without a lane there is nothing to pack. The script
+        is loaded into Redis first (once), so the moment's calls find it."""
+        lane = self._lane
+        if lane is None:
+            return []
+        if not self._loaded:
+            await self._redis.script_load(self._script.script)
+            self._loaded = True
+        calls = [self._call(p, chunk, epochs) for p, chunk in chunks]
+        return [None if call is None else lane.pack(call) for call in calls]
+
+    async def run_codes(self, chunks: list[tuple[int, Chunk]], epochs: Epochs,
+                        packed: Sequence[Packed | None] = ()) -> tuple[bytes, list[str]]:
         """The script once per chunk, fenced by its partition's epoch (a chunk of a partition
         missing from ``epochs`` is *fenced* without a call): one status code per fire, in order
         (see ``lua/cron_fire.lua``), and the details of the fires that did not fire, in order.
-        Chunks go out concurrently (a few connections), so Redis runs the first while the next
-        is packed."""
-        tail: list[ScriptArg] = [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value,
-                                 *self._key_prefixes]
+
+        With a lane (the Beat) every call goes out in one write on its one connection, in
+        order, and Redis runs them back to back: ``packed`` (from :meth:`pack`) are used
+        as they are where their epoch is still the one held. Without one (the Server's
+        manual run), the calls go out concurrently on pooled connections."""
+        if self._lane is not None:
+            replies = await self._run_on_lane(self._lane, chunks, epochs, packed)
+        else:
+            replies = await self._run_pooled(chunks, epochs)
+        codes: list[bytes] = []
+        details: list[str] = []
+        for (_, chunk), reply in zip(chunks, replies, strict=True):
+            if reply is None:
+                fires = (len(chunk) - 2) // 2  # an envelope and a header per fire
+                codes.append(b"N" * fires)
+                details += [""] * fires
+                continue
+            code, detail = reply
+            codes.append(code.encode() if isinstance(code, str) else bytes(code or b""))
+            details += [as_optional_text(d) or "" for d in detail]
+        return b"".join(codes), details
+
+    async def _run_on_lane(self, lane: CommandBatches, chunks: list[tuple[int, Chunk]], epochs: Epochs,
+                           packed: Sequence[Packed | None]) -> list[Any]:
+        """One reply per chunk (None: fenced), every call in one batch on the lane; calls that
+        met NOSCRIPT (Redis lost its scripts) go again, in order, once the script is loaded."""
+        calls: list[Packed | None] = []
+        for i, (partition, chunk) in enumerate(chunks):
+            key, epoch = self._fence(partition, epochs)
+            ready = packed[i] if i < len(packed) else None
+            if epoch is None:
+                calls.append(None)
+            elif ready is not None and ready.args[3] == key and ready.args[5] == epoch:
+                calls.append(ready)
+            else:
+                call = self._call(partition, chunk, epochs)
+                calls.append(None if call is None else lane.pack(call))
+        live = [c for c in calls if c is not None]
+        replies = await lane.execute(live)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self._redis.script_load(self._script.script)
+            again = iter(await lane.execute([c for c, r in zip(live, replies, strict=True)
+                                             if isinstance(r, NoScriptError)]))
+            replies = [next(again) if isinstance(r, NoScriptError) else r for r in replies]
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        answers = iter(replies)
+        return [None if c is None else next(answers) for c in calls]
+
+    async def _run_pooled(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[Any]:
+        """One reply per chunk (None: fenced), the calls concurrently on pooled connections."""
+        tail = self._tail()
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-        async def one(partition: int, chunk: Chunk) -> tuple[bytes, list[object]]:
+        async def one(partition: int, chunk: Chunk) -> Any:
             key, epoch = self._fence(partition, epochs)
             if epoch is None:
-                fires = (len(chunk) - 2) // 2  # an envelope and a header per fire
-                return b"N" * fires, [""] * fires
+                return None
             async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
-                codes, details = await self._script(keys=[key, self.keys.beat_last()],
-                                                    args=[epoch, *tail, *chunk])
-                return (codes.encode() if isinstance(codes, str) else bytes(codes or b"")), list(details)
+                return await self._script(keys=[key, self.keys.beat_last()], args=[epoch, *tail, *chunk])
 
-        results = await asyncio.gather(*(one(p, c) for p, c in chunks))
-        return (b"".join(codes for codes, _ in results),
-                [as_optional_text(d) or "" for _, details in results for d in details])
+        return list(await asyncio.gather(*(one(p, c) for p, c in chunks)))
 
     async def run(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[tuple[str, str]]:
         """:meth:`run_codes` as one (status, detail) per fire."""

@@ -3,7 +3,7 @@
 Three places trade clarity for speed on the per-task path, each behind one small interface
 with a plain implementation (docs/internals.md, "Fast paths and their plain variants"):
 
-* the worker's Redis *lane* (``fluxfunc_worker.lane``) vs. ordinary redis-py pipelines;
+* the worker's Redis *lane* (``fluxfunc_common.lane``) vs. ordinary redis-py pipelines;
 * the worker's *zygote* (``fluxfunc_worker.zygote``) vs. spawning fresh child interpreters;
 * the hand-rolled JSON task line (``fluxfunc_common.logs``) vs. structlog's processor chain.
 

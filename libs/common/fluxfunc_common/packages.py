@@ -17,7 +17,7 @@ import platform
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,6 +133,16 @@ class Model(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class ResolvedView(TypedDict):
+    """The API's form of a :class:`ResolvedSet` (camelCase, with its hash)."""
+
+    hash: str
+    lines: list[str]
+    deployment: list[str]
+    scriptSets: dict[str, list[str]]
+    ignored: list[str]
+
+
 class ResolvedSet(Model):
     """The deployment list plus every script set's requirements."""
 
@@ -146,7 +156,8 @@ class ResolvedSet(Model):
     def hash(self) -> str:
         return list_hash(self.lines)
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> ResolvedView:
+        """The API's form (camelCase)."""
         return {"hash": self.hash, "lines": self.lines, "deployment": self.deployment,
                 "scriptSets": self.script_sets, "ignored": self.ignored}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -21,6 +21,43 @@ from fluxfunc_common.keys import GROUP, Keys
 from fluxfunc_common.text import as_text
 
 DEAD_SCAN_LIMIT = 10_000
+
+
+class ConsumerFigures(TypedDict):
+    """One consumer of a queue's group (``XINFO CONSUMERS``); ``inactiveMs`` is None before
+    Redis 7.2 and for a consumer that never read."""
+
+    name: str
+    pending: int
+    idleMs: int
+    inactiveMs: int | None
+
+
+class QueueRow(TypedDict):
+    """One queue's figures (:func:`queue_stats`), as ``fluxfunc streams`` prints them and the
+    ops overview answers them."""
+
+    queue: str
+    exists: bool
+    noConsumer: bool
+    length: int
+    pending: int
+    lag: int
+    consumers: list[ConsumerFigures]
+    oldestPendingAgeMs: int | None
+    delayed: int
+    dead: int
+    throughputLastMinute: int
+
+
+class PendingEntry(TypedDict):
+    """One delivered-but-unacked entry (:func:`pending_entries`)."""
+
+    entry: str
+    consumer: str
+    idleMs: int
+    deliveries: int
+    task: str | None
 
 
 def entry_ms(entry_id: str) -> int:
@@ -69,17 +106,17 @@ def _group(groups: Any) -> dict[str, Any] | None:
     return None
 
 
-def _consumers(raw: Any) -> list[dict[str, Any]]:
+def _consumers(raw: Any) -> list[ConsumerFigures]:
     if isinstance(raw, ResponseError):
         return []
-    out = [{"name": as_text(c["name"]), "pending": int(c.get("pending", 0)),
-            "idleMs": int(c.get("idle", 0)),
-            "inactiveMs": None if c.get("inactive") in (None, -1) else int(c["inactive"])}
-           for c in raw or ()]
+    out: list[ConsumerFigures] = [
+        {"name": as_text(c["name"]), "pending": int(c.get("pending", 0)), "idleMs": int(c.get("idle", 0)),
+         "inactiveMs": None if c.get("inactive") in (None, -1) else int(c["inactive"])}
+        for c in raw or ()]
     return sorted(out, key=lambda c: c["name"])
 
 
-def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int, consumed: bool) -> dict[str, Any]:
+def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int, consumed: bool) -> QueueRow:
     length, groups, consumers, summary, delayed, throughput = replies
     group = _group(groups)
     pending = int(group["pending"]) if group else 0
@@ -109,9 +146,10 @@ def _row(queue: str, now_ms: int, replies: Sequence[Any], dead: int, consumed: b
     }
 
 
-async def queue_stats(redis: aioredis.Redis, keys: Keys, queues: Sequence[str]) -> list[dict[str, Any]]:
-    """One dict per queue: ``queue, exists, length, pending, lag, consumers [{name, pending,
-    idleMs, inactiveMs}], oldestPendingAgeMs, delayed, dead, throughputLastMinute, noConsumer``.
+async def queue_stats(redis: aioredis.Redis, keys: Keys, queues: Sequence[str]) -> list[QueueRow]:
+    """One :class:`QueueRow` per queue: ``queue, exists, length, pending, lag, consumers [{name,
+    pending, idleMs, inactiveMs}], oldestPendingAgeMs, delayed, dead, throughputLastMinute,
+    noConsumer``.
 
     ``oldestPendingAgeMs`` is the age of the oldest delivered-but-unacked entry (since it was
     enqueued), None when nothing is pending. ``throughputLastMinute`` counts tasks completed
@@ -142,7 +180,7 @@ async def queue_exists(redis: aioredis.Redis, keys: Keys, queue: str) -> bool:
 
 
 async def pending_entries(redis: aioredis.Redis, keys: Keys, queue: str, *,
-                          count: int = 100) -> list[dict[str, Any]]:
+                          count: int = 100) -> list[PendingEntry]:
     """``XPENDING`` details of one queue: entry, consumer, idleMs, deliveries, task id."""
     stream = keys.queue(queue)
     try:
@@ -153,7 +191,7 @@ async def pending_entries(redis: aioredis.Redis, keys: Keys, queue: str, *,
     for row in rows:
         pipe.xrange(stream, row["message_id"], row["message_id"])
     bodies = await pipe.execute()
-    out = []
+    out: list[PendingEntry] = []
     for row, found in zip(rows, bodies, strict=True):
         task = as_text(found[0][1].get(b"task", b"")) if found else ""
         out.append({"entry": as_text(row["message_id"]), "consumer": as_text(row["consumer"]),

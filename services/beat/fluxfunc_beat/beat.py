@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from fluxfunc_beat import janitor, promoter
 from fluxfunc_beat.catalog import JobCatalog
@@ -37,6 +38,7 @@ from fluxfunc_beat.subscriptions import Supervisor
 from fluxfunc_common import ids
 from fluxfunc_common.clock import Clock, SystemClock
 from fluxfunc_common.cron import CronFirer
+from fluxfunc_common.lane import open_lane
 from fluxfunc_common.lifecycle import every, sleep_or_stop
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
@@ -52,11 +54,13 @@ SUMMARY_SECONDS = 60.0
 CLAIMS_RETRY_SECONDS = 2.0  # how often claims of fires made in a store outage are retried
 FUNCS_POLL_SECONDS = 1.0
 LATE_EXTRA_SECONDS = 10.0  # late window = lease + this: longer than any takeover
-STOP_GRACE_SECONDS = 3.0
+STOP_GRACE_SECONDS = 3.0  # the chores' loops end on their flag within this, or are cancelled
+CANCEL_SECONDS = 1.0  # a task cancelled is cancelled again each loop iteration, this long at most
 
 log = get_logger("beat")
 
 Step = Callable[[], Coroutine[Any, Any, None]]
+T = TypeVar("T")
 
 
 class Beat:
@@ -73,7 +77,10 @@ class Beat:
         self.leadership = Leadership(self.redis, self.keys, lease_seconds=lease, clock=self.clock)
         self.partitions = PartitionLeases(self.redis, self.keys, partitions=settings.beat.partitions,
                                           lease_seconds=lease, token=self.leadership.token, clock=self.clock)
-        self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings, clock=self.clock)
+        # the moment's fire scripts go out on a connection of their own, packed ahead (lane)
+        self.lane = open_lane(self.redis, fast=settings.worker.fast_paths)
+        self.firer = CronFirer(self.redis, self.keys, self.streams, store, settings, clock=self.clock,
+                               lane=self.lane)
         self.late_ms = int((lease + LATE_EXTRA_SECONDS) * 1000)
         self.queues: set[str] = set(settings.worker.queues)
         self.catalog = self._new_catalog()
@@ -165,6 +172,7 @@ class Beat:
             finally:
                 await self.partitions.release_all()
                 await self._summary()
+                await self.lane.close()
 
     async def _start(self, stop: asyncio.Event) -> bool:
         """Measure the time offset and load every job, retried until it works (or ``stop``)."""
@@ -182,7 +190,8 @@ class Beat:
         return False
 
     async def _keep_partitions(self, stop: asyncio.Event) -> None:
-        """Renew, shed and take partitions every poll interval; the table follows."""
+        """Renew, shed and take partitions every round (sooner when a partition this Beat
+        lacks lapses); the table follows."""
         while not stop.is_set():
             self._alive()
             try:
@@ -197,7 +206,7 @@ class Beat:
             except Exception as exc:  # the leases lapse by themselves: owns() turns False
                 log.warning("partition round failed", error=repr(exc))
                 self._rebalance = True
-            await sleep_or_stop(stop, self.partitions.lease.poll_interval)
+            await sleep_or_stop(stop, self.partitions.next_round())
 
     async def _resync(self) -> None:
         await self.catalog.load_all()
@@ -243,8 +252,8 @@ class Beat:
         steps: list[Step] = [
             lambda: self._keep_lease(lost, halt),
             lambda: promoter.run_promoter(self.streams, lambda: self.queues, self.now_ms, halt),
-            lambda: every(QUEUE_DISCOVERY_SECONDS, self.discover_queues, halt),
-            lambda: every(janitor.INTERVAL, self.run_janitor, halt, first=False),
+            lambda: every(QUEUE_DISCOVERY_SECONDS, _unless(halt, self.discover_queues), halt),
+            lambda: every(janitor.INTERVAL, _unless(halt, self.run_janitor), halt, first=False),
             lambda: Supervisor(self.store, self.redis, self.keys, self.streams, self.settings,
                                lambda func_id: self.catalog.funcs.get(func_id)).run(halt),
         ]
@@ -263,12 +272,9 @@ class Beat:
                 waiter.cancel()
             # the loops end on `halt` (a blocked XREAD returns within its BLOCK); cancel stragglers
             _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
-            for task in late:
-                task.cancel()
-            results = await asyncio.gather(*tasks, *waiters, ready, return_exceptions=True)
-        for res in results:
-            if isinstance(res, Exception):
-                log.warning("leader task failed", error=repr(res))
+            await _cancel([*late, *waiters, ready])
+        for error in _errors(tasks):
+            log.warning("leader task failed", error=repr(error))
         if not stop.is_set():
             log.warning("leadership lost", epoch=self.leadership.epoch)
             self.leadership.drop()
@@ -306,12 +312,50 @@ async def _run_all(steps: list[Step], stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:
-        _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS + 2)
-        for task in late:
+        # longer than the chores' grace and cancels: the chores lease is released after them
+        _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS + CANCEL_SECONDS + 0.5)
+        await _cancel(late)
+        for error in _errors(tasks):
+            log.warning("beat task failed", error=repr(error))
+
+
+async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again each loop iteration for up to
+    :data:`CANCEL_SECONDS`; a task still running then is left (it ends when the clients close).
+    One cancel is not enough on Python 3.11: a cancel that lands just as an ``asyncio.wait_for``
+    finds its inner future done is lost (CPython gh-86296), and redis-py sends every command
+    through one, so a loop of quick commands (a SCAN) loses most cancels; each iteration's
+    cancel lands in another phase of the command, and one of the next few gets through."""
+    pending = set(tasks)
+    deadline = asyncio.get_running_loop().time() + CANCEL_SECONDS
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for task in pending:
             task.cancel()
-        for res in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(res, Exception):
-                log.warning("beat task failed", error=repr(res))
+        _, pending = await asyncio.wait(pending, timeout=0)
+    for task in pending:
+        log.warning("task still running at stop: left to the clients' close", task=task.get_name())
+
+
+def _errors(tasks: Collection[asyncio.Task[Any]]) -> list[BaseException]:
+    """The exceptions the ended ``tasks`` raised (a cancel is not one)."""
+    return [e for t in tasks if t.done() and not t.cancelled() and isinstance(e := t.exception(), Exception)]
+
+
+def _unless(halt: asyncio.Event, step: Callable[[], Coroutine[Any, Any, T]]
+            ) -> Callable[[], Coroutine[Any, Any, T | None]]:
+    """``step``, cancelled as soon as ``halt`` is set (it returns None then): for a chore that
+    does not look at the flag and can take seconds under load (a keyspace SCAN, the janitor's
+    round; both are done again next time)."""
+    @functools.wraps(step)
+    async def run() -> T | None:
+        task = asyncio.ensure_future(step())
+        halted = asyncio.ensure_future(halt.wait())
+        try:
+            await asyncio.wait([task, halted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _cancel([halted] if task.done() else [task, halted])
+        return task.result() if task.done() and not task.cancelled() else None
+    return run
 
 
 @contextlib.contextmanager

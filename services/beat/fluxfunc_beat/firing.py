@@ -2,11 +2,14 @@
 
 Each due moment, the due fires are taken from the job table in **batches** of at most
 ``beat.batch_fires`` (oldest first). Up to four batches are *prepared* shortly before they
-are due (store claims, envelopes, script arguments: three times the recent time to get them
-ready + 50 ms ahead, at most 700 ms) and *sent* the moment they are due, in order, fenced by
-the epochs of the partitions held (:mod:`~fluxfunc_beat.partitions`); further batches of the
-same moment are prepared while one is sent. At most five batches exist at a time and no fire
-outlives its send: memory stays flat whatever the number of jobs due.
+are due (store claims, guards claimed in Redis, envelopes, and the script calls packed into
+the bytes that will be written: three times the recent time to get them ready + 50 ms ahead,
+at most 700 ms) and *sent* together the moment they are due, fenced by the epochs of the
+partitions held (:mod:`~fluxfunc_beat.partitions`): one write on the Beat's own Redis
+connection (the lane, :mod:`fluxfunc_common.lane`), so Redis runs the calls back to back, in
+order, with nothing to wait for between them. Further batches of the same moment are prepared
+while those are sent. At most eight batches exist at a time and no fire outlives its send:
+memory stays flat whatever the number of jobs due.
 
 A batch that failed (Redis or the store unreachable) is retried while its fires are still
 late, not missed; a fire that could not be sent within the late window follows its job's
@@ -109,7 +112,10 @@ class Scheduler:
         try:
             # a Beat past the moment (behind) takes what is due by now, not by then
             while requests := self._take(at := max(at_ms, self.now_ms())):
-                ready.append((await self.firer.prepare(requests), requests))
+                prepared = await self.firer.prepare(requests)
+                await self.firer.pack(prepared, epoch=self.leases.epochs())
+                ready.append((prepared, requests))
+                del prepared
                 requests = []
                 more = self.table().due(at) and not self._halt.is_set()
                 if not more or len(ready) >= PREPARED_MAX or self.now_ms() >= at_ms:
@@ -124,14 +130,14 @@ class Scheduler:
             raise
 
     async def _launch(self, ready: list[Batch], at_ms: int) -> None:
-        """Send the prepared batches in order, the first not before ``at_ms``."""
+        """Send the prepared batches as one, not before ``at_ms``, after the batches sent before
+        (their calls go out in one write, in order, and Redis runs them back to back)."""
         while (early := at_ms - self.now_ms()) > 0:
             await self.clock.sleep(early / 1000)
-        while ready:
-            await self.sent()  # the previous batch goes first
-            prepared, requests = ready.pop(0)
-            self._sending = asyncio.create_task(self._send(prepared, requests))
-            del prepared, requests
+        await self.sent()  # the previous batches go first
+        batches = ready[:]
+        ready.clear()
+        self._sending = asyncio.create_task(self._send(batches))
 
     def _take(self, at_ms: int) -> list[FireRequest]:
         """The next batch: the backlog first, then due fires from the table (none while the
@@ -159,14 +165,14 @@ class Scheduler:
         self._note_lag(table.lag_ms)
         return requests
 
-    async def _send(self, prepared: PreparedFires, requests: list[FireRequest]) -> None:
+    async def _send(self, batches: list[Batch]) -> None:
         epochs = self.leases.epochs()
         if not epochs:
             return  # the claims are this deployment's: the next holder fires them
         try:
-            done = await self.firer.send_counted(prepared, epoch=epochs)
+            done = await self.firer.send_counted([prepared for prepared, _ in batches], epoch=epochs)
         except Exception as exc:
-            self._retry_later(requests)
+            self._retry_later([r for _, requests in batches for r in requests])
             log.warning("firing failed", error=repr(exc), backlog=len(self._backlog))
             self.wakeup.set()
             return
@@ -175,8 +181,8 @@ class Scheduler:
         if done.fenced:
             log.warning("fenced: another Beat holds these partitions now", partitions=sorted(done.fenced))
             self.fenced(done.fenced)
-        del done, prepared
-        gc.collect(1)  # between batches, not in the middle of one
+        del done, batches
+        gc.collect(1)  # between sends, not in the middle of one
 
     def _note_lag(self, lag_ms: int) -> None:
         """Keep the lag; say so when the Beat falls behind, and when it has caught up."""

@@ -10,7 +10,7 @@ is a :class:`~fluxfunc_worker.run.Run` holding one slot. It probes
 the queues in priority order (the order of ``worker.queues``) before one blocking read over
 all of them; reading and each entry's start check (already completed? cancelled? running
 marker) are one script call (``StreamProtocol.claim``) on the hot-path connection
-(:mod:`~fluxfunc_worker.lane`), and completions of finished tasks ride in the same round
+(:mod:`~fluxfunc_common.lane`), and completions of finished tasks ride in the same round
 trip. Under backlog a claim goes out for every slot that frees up, without waiting for the
 one on the wire.
 Every ``worker.reclaim_seconds`` it first reclaims entries idle past the lease (their consumer
@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from redis.exceptions import RedisError
 
 from fluxfunc_common.errors import Unavailable
+from fluxfunc_common.lane import open_lane
 from fluxfunc_common.lifecycle import Shutdown, every, sleep_or_stop
 from fluxfunc_common.logs import get_logger
 from fluxfunc_common.redisconn import RedisClients
@@ -47,7 +48,6 @@ from fluxfunc_worker.completion import Completer
 from fluxfunc_worker.dffcalls import DffCalls
 from fluxfunc_worker.events import EventListener
 from fluxfunc_worker.knownsecrets import KnownSecrets
-from fluxfunc_worker.lane import open_lane
 from fluxfunc_worker.lease import Inflight, LeaseKeeper
 from fluxfunc_worker.packages import PackageManager
 from fluxfunc_worker.pool import Pool

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from fluxfunc_common.cli.client import AdminClient, ApiError, Target, resolve_target
 from fluxfunc_common.cli.instance import CONFIG_HELP
@@ -117,14 +117,30 @@ def collect(root: Path) -> list[ScriptFile]:
     return out
 
 
-async def publish_one(api: AdminClient, script: ScriptFile) -> dict[str, Any]:
+class PublishedScript(TypedDict, total=False):
+    publishVersion: int
+
+
+class PublishedFunc(TypedDict):
+    name: str
+
+
+class Published(TypedDict, total=False):
+    """The parts of the publish answer (docs/http-api.md) that ``deploy`` prints; the Server's
+    JSON is not checked, so they are read with ``get``."""
+
+    script: PublishedScript
+    funcs: list[PublishedFunc]
+    warnings: list[str]
+
+
+async def publish_one(api: AdminClient, script: ScriptFile) -> Published:
     """Create or replace the draft and publish it, in one call; the answer (``script``,
     ``funcs``, ``warnings``)."""
     fields = {"title": script.title or script.script_id.split("__", 1)[1], "code": script.code}
     if script.description:
         fields["description"] = script.description
-    data: dict[str, Any] = await api.call("POST", f"/api/v1/scripts/{script.script_id}/publish",
-                                          fields)
+    data: Published = await api.call("POST", f"/api/v1/scripts/{script.script_id}/publish", fields)
     return data
 
 

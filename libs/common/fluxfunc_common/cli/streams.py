@@ -16,14 +16,14 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fluxfunc_common import packages
 from fluxfunc_common.cli.instance import CONFIG_HELP, announce, load_instance
 from fluxfunc_common.errors import FluxfuncError
 from fluxfunc_common.lifecycle import fail
-from fluxfunc_common.queuestats import discover_queues, pending_entries, queue_stats
+from fluxfunc_common.queuestats import PendingEntry, QueueRow, discover_queues, pending_entries, queue_stats
 from fluxfunc_common.redisconn import RedisClients, open_redis
 from fluxfunc_common.settings import Settings
 from fluxfunc_common.streams import StreamProtocol
@@ -89,7 +89,7 @@ async def _main(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
-async def _stats(settings: Settings, clients: RedisClients) -> list[dict[str, Any]]:
+async def _stats(settings: Settings, clients: RedisClients) -> list[QueueRow]:
     queues = await discover_queues(clients.main, clients.keys, settings.worker.queues)
     return await queue_stats(clients.main, clients.keys, queues)
 
@@ -148,15 +148,15 @@ def age(ms: int | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _consumers(row: dict[str, Any]) -> str:
+def _consumers(row: QueueRow) -> str:
     parts = [f"{c['name']} ({c['pending']} pending, idle {age(c['idleMs'])})" for c in row["consumers"]]
     return ", ".join(parts) or "-"
 
 
-def _queue(row: dict[str, Any], sep: str = " ") -> str:
+def _queue(row: QueueRow, sep: str = " ") -> str:
     """The queue name and its flags: no stream yet, no live worker reading it."""
     flags = [] if row["exists"] else ["(no stream)"]
-    if row.get("noConsumer"):
+    if row["noConsumer"]:
         flags.append("(no consumer)")
     return sep.join([row["queue"], *flags])
 
@@ -164,18 +164,18 @@ def _queue(row: dict[str, Any], sep: str = " ") -> str:
 FIGURES = ["length", "pending", "lag", "oldest", "delayed", "dead", "done/m"]
 
 
-def _figures(row: dict[str, Any]) -> list[str]:
+def _figures(row: QueueRow) -> list[str]:
     return [str(row["length"]), str(row["pending"]), str(row["lag"]), age(row["oldestPendingAgeMs"]),
             str(row["delayed"]), str(row["dead"]), str(row["throughputLastMinute"])]
 
 
-def _overview_table(stats: Sequence[dict[str, Any]]) -> Table:
+def _overview_table(stats: Sequence[QueueRow]) -> Table:
     """One line per queue, consumers last (plain text: pipes, logs)."""
     rows = [[_queue(s), *_figures(s), _consumers(s)] for s in stats]
     return "queues", ["queue", *FIGURES, "consumers"], rows
 
 
-def _overview_tables(stats: Sequence[dict[str, Any]]) -> list[Table]:
+def _overview_tables(stats: Sequence[QueueRow]) -> list[Table]:
     """On a terminal: the figures per queue, then one line per consumer, so that both fit a
     narrow window (a consumer name is never folded over several lines)."""
     queues = [[_queue(s, "\n"), *_figures(s)] for s in stats]
@@ -185,14 +185,14 @@ def _overview_tables(stats: Sequence[dict[str, Any]]) -> list[Table]:
             ("consumers", ["queue", "consumer", "pending", "idle"], consumers)]
 
 
-def _pending_table(queue: str, rows: Sequence[dict[str, Any]]) -> Table:
+def _pending_table(queue: str, rows: Sequence[PendingEntry]) -> Table:
     headers = ["entry", "consumer", "idle", "deliveries", "task"]
     body = [[r["entry"], r["consumer"], age(r["idleMs"]), str(r["deliveries"]), r["task"] or "-"]
             for r in rows]
     return f"pending entries of queue {queue}", headers, body
 
 
-def _dead_table(letters: Sequence[dict[str, Any]]) -> Table:
+def _dead_table(letters: Sequence[Mapping[str, str]]) -> Table:
     headers = ["id", "queue", "task", "func", "deliveries", "reason"]
     rows = [[d["id"], d.get("queue", "-"), d.get("task", "-"), d.get("func", "-"), d.get("count", "-"),
              d.get("reason", "-")] for d in letters]

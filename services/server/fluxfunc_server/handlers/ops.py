@@ -49,7 +49,7 @@ class QueueFigures(TypedDict):
     """The queue part of the overview (``schemas_out.Overview``)."""
 
     serverTime: float
-    queues: Sequence[Mapping[str, object]]  # queuestats.queue_stats rows
+    queues: Sequence[queuestats.QueueRow]
     deadLetters: int
 
 

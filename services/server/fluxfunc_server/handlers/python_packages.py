@@ -12,7 +12,7 @@ See docs/packages.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from aiohttp import web
 from pydantic import Field
@@ -37,11 +37,23 @@ class PackagesPut(Body):
         "are ignored; pip options are refused (see `packages.*` in the settings)"))
 
 
-async def describe(ctx: AppContext) -> dict[str, Any]:
+class PackagesView(TypedDict):
+    """The answer of both routes."""
+
+    packages: list[str]
+    resolved: packages.ResolvedView
+    workers: list[dict[str, Any]]  # WorkerPackages.public()
+    upToDate: bool
+
+
+async def describe(ctx: AppContext) -> PackagesView:
+    """The deployment list, the resolved set, each live worker's state, and whether every
+    worker uses the resolved set."""
     resolved = await packages.load_resolved(ctx.store)
-    workers = [w.public() for w in await packages.live_worker_states(ctx.redis, ctx.keys)]
-    return {"packages": resolved.deployment, "resolved": resolved.public(), "workers": workers,
-            "upToDate": all(w["state"] == "ok" and w["hash"] == resolved.hash for w in workers)}
+    states = await packages.live_worker_states(ctx.redis, ctx.keys)
+    return {"packages": resolved.deployment, "resolved": resolved.public(),
+            "workers": [w.public() for w in states],
+            "upToDate": all(w.state == "ok" and w.hash == resolved.hash for w in states)}
 
 
 async def get_packages(request: web.Request) -> web.Response:

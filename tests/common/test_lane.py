@@ -16,9 +16,9 @@ from redis.exceptions import NoScriptError, ResponseError
 from tests.common.test_sentinel import SERVICE, Node, _wait_replicated, sentinel_setup  # noqa: F401
 from tests.common.test_sentinel import _settings as sentinel_settings
 
+from fluxfunc_common.lane import CommandBatches, Lane, Pipelines, open_lane
 from fluxfunc_common.redisconn import open_redis
 from fluxfunc_common.settings import Settings
-from fluxfunc_worker.lane import CommandBatches, Lane, Pipelines, open_lane
 
 
 async def test_concurrent_batches_get_their_own_replies_in_order(

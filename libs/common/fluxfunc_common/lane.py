@@ -1,5 +1,6 @@
 """The hot-path Redis connection: pipelined command batches on one dedicated connection.
 
+Used by the worker (its claim round trips) and by the Beat (the moment's cron fire scripts).
 Every task costs the worker a share of one ``claim`` round trip (read, start checks and the
 completions of finished tasks, see ``StreamProtocol.claim``). Through redis-py's pooled
 client a round trip costs 100–150 µs of the worker's CPU (connection checkout, retry and
@@ -25,6 +26,10 @@ The seam: the worker needs only :class:`CommandBatches` (``execute`` a batch, ``
 :class:`Pipelines` is the plain variant — one ordinary redis-py pipeline per batch — chosen by
 :func:`open_lane` when ``worker.fast_paths`` is off or ``FLUXFUNC_PLAIN_VARIANTS=1``
 (docs/internals.md, "Fast paths and their plain variants").
+
+A command can be packed ahead of sending (``pack``): the Beat packs a moment's fire
+scripts (megabytes of arguments) before the moment, so at the moment the lane only writes
+bytes. A :class:`Packed` command keeps its arguments too, for the plain variant.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import hiredis
@@ -50,11 +55,36 @@ READ_SIZE = 256 * 1024
 HIGH_WATER = 1024 * 1024  # bytes buffered for writing before a batch waits for the socket
 
 
+class Packed:
+    """One command packed ahead of sending: its arguments and, on the fast path, its RESP bytes."""
+
+    __slots__ = ("args", "wire")
+
+    def __init__(self, args: Sequence[Any], wire: bytes | None) -> None:
+        self.args, self.wire = tuple(args), wire
+
+
+Command = Sequence[Any] | Packed
+
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+
+
+def _wire(command: Command) -> bytes:
+    if isinstance(command, Packed):
+        return command.wire if command.wire is not None else _pack_command(command.args)
+    return _pack_command(tuple(command))
+
+
 class CommandBatches(Protocol):
     """Sends batches of Redis commands; each batch's replies in order, error replies in place
     (``ResponseError``, ``NoScriptError``), connection failures raised."""
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
+    async def execute(self, commands: Sequence[Command]) -> list[Any]: ...
+
+    def pack(self, args: Sequence[Any]) -> Packed:
+        """A command packed now, to be sent later by :meth:`execute`."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -65,13 +95,17 @@ class Pipelines:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
         if not commands:
             return []
         async with self._client.pipeline(transaction=False) as pipe:
             for c in commands:
-                pipe.execute_command(*c)
+                pipe.execute_command(*(c.args if isinstance(c, Packed) else c))
             return list(await pipe.execute(raise_on_error=False))
+
+    def pack(self, args: Sequence[Any]) -> Packed:
+        """The arguments as they are: redis-py packs them when the pipeline sends them."""
+        return Packed(args, None)
 
     async def close(self) -> None:
         """Nothing of its own to close: the connections belong to the client's pool."""
@@ -131,7 +165,7 @@ class Lane:
         """False once the lane found a connection it cannot drive (it then uses pipelines)."""
         return not self._fallback
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` in one write; their replies in order (error replies in place)."""
         if not commands:
             return []
@@ -149,12 +183,16 @@ class Lane:
         batch = _Batch(loop.create_future(), len(commands))
         batch.timer = loop.call_later(self.timeout, self._timed_out, batch)
         self._waiting.append(batch)
-        writer.write(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
+        writer.writelines([_wire(c) for c in commands])
         self.batches += 1
         transport = writer.transport
         if transport.get_write_buffer_size() > HIGH_WATER:
             await writer.drain()
         return await batch.future
+
+    def pack(self, args: Sequence[Any]) -> Packed:
+        """Packed by hiredis now: sending it later only writes the bytes."""
+        return Packed(args, _pack_command(tuple(args)))
 
     async def _connect(self) -> asyncio.StreamWriter | None:
         async with self._connecting:
