@@ -5,7 +5,8 @@ whole buffer goes to ``TaskRecordStore.insert_task_records`` — one multi-row s
 transaction, never a round trip per task (visible within 2 s of the task's end).
 When the database is unreachable the batch stays buffered and is tried again next round;
 the buffer is bounded, and the oldest records are dropped (with a warning) beyond it.
-Shutdown flushes what is left.
+Shutdown flushes what is left; a worker SIGKILLed loses the records of its last interval (the
+tasks completed, their results stay in Redis for the result TTL).
 
 A record keeps the call's kwargs, masked with the deployment's secrets and capped at flush
 time (:mod:`fluxfunc_common.recordkwargs`, :mod:`~fluxfunc_worker.knownsecrets`); when the
