@@ -23,7 +23,10 @@ at a time, the same no-op returning its input, default logging of each system):
    API for ``--async-seconds``, with the worker running; req/s;
 4. burst: ``--burst`` (5,000) callers, each on its own connection opened beforehand, POST once
    to the same enqueue route at the same instant (``bench/peers/burst.py``); the time until
-   every one has its answer.
+   every one has its answer. It starts once the system is idle again (its processes together
+   used under 5 % of a core for half a second, at most 60 s of waiting): the async
+   phase leaves thousands of tasks queued, and draining them on the same cores would be
+   counted against the burst's ingress otherwise (the wait is logged).
 
 ``--processes N`` starts ``fluxfunc-server --processes N`` (default: the server's own, one per
 core); the CPU of its children (each in a session of its own) is counted with the server's.
@@ -148,6 +151,20 @@ def group_alive(pgid: int) -> bool:
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LINE_NO = re.compile(r":\d+\)$")
+
+
+def settle(roles: dict[str, int], *, quiet: float = 0.05, span: float = 0.5, limit: float = 60.0) -> float:
+    """Wait until every process of ``roles`` (role → process group) is idle: together they used
+    under ``quiet`` of a core over ``span`` seconds (at most ``limit`` s); the seconds waited."""
+    start = time.monotonic()
+    before = sum(cpu_seconds(pgid) for pgid in roles.values())
+    while time.monotonic() - start < limit:
+        time.sleep(span)
+        now = sum(cpu_seconds(pgid) for pgid in roles.values())
+        if now - before < quiet * span:
+            break
+        before = now
+    return time.monotonic() - start
 
 
 def cpu_seconds(pgid: int) -> float:
@@ -360,7 +377,8 @@ class Run:
         out["async"] = phase("async", "requests",
                              lambda: self.load.run(self.procs, async_url, body, self.args.async_seconds))
         if self.args.burst:
-            log(f"{system}: burst of {self.args.burst} simultaneous async callers")
+            waited = settle(roles)
+            log(f"{system}: idle after {waited:.1f} s; burst of {self.args.burst} simultaneous async callers")
             out["burst"] = phase("burst", "ok", lambda: self.burst(async_url, body))
         return out
 
