@@ -189,9 +189,9 @@ class CronFirer:
         """:meth:`send` for a caller that needs only the counts (the Beat), of several batches
         sent as one (their calls in order, back to back): a fire that simply fired costs no
         outcome object; the others are recorded and logged as by :meth:`send`."""
-        codes, details = await self.script.run_codes([c for b in batches for c in b.chunks], epoch,
-                                                     [p for b in batches for p in b.packed]
-                                                     if all(b.packed for b in batches) else ())
+        codes, details = await self.script.run_codes(  # a batch not packed ahead: packed now
+            [c for b in batches for c in b.chunks], epoch,
+            [p for b in batches for p in (b.packed or [None] * len(b.chunks))])
         counts: Counter[str] = Counter()
         fenced: set[int] = set()
         skipped: list[tuple[TaskEnvelope, FireOutcome]] = []

@@ -151,9 +151,12 @@ class FireScript:
         self._loaded = False  # the script was loaded into Redis by this firer (pack)
         self._script = luascripts.register(redis, "cron_fire")
         self._claim = luascripts.register(redis, "beat_claim")
-        self._prefixes = (keys.result(""), keys.running(""), keys.enqueued(""))
-        # the marker and guard key prefixes the script puts before a cron id
-        self._key_prefixes = (keys.cron_running(""), keys.beat_fired("", 0).removesuffix(":0"))
+        # the script arguments every call shares after the epoch (see ``lua/cron_fire.lua``):
+        # key prefixes, the stream length limit, the origin, and the marker and guard key
+        # prefixes the script puts before a cron id
+        self._tail: list[ScriptArg] = [
+            keys.result(""), keys.running(""), keys.enqueued(""), settings.redis.queue_max_len,
+            Origin.CRON_JOB.value, keys.cron_running(""), keys.beat_fired("", 0).removesuffix(":0")]
         self._templates: dict[str, JobTemplate] = {}
 
     def running_ttl_ms(self, func: Func) -> int:
@@ -291,17 +294,12 @@ class FireScript:
             return self.keys.beat_partition_epoch(partition), "" if epochs is None else epochs
         return self.keys.beat_partition_epoch(partition), epochs.get(partition)
 
-    def _tail(self) -> list[ScriptArg]:
-        """The script arguments every call shares, after the epoch (see ``lua/cron_fire.lua``)."""
-        return [*self._prefixes, self.settings.redis.queue_max_len, Origin.CRON_JOB.value,
-                *self._key_prefixes]
-
     def _call(self, partition: int, chunk: Chunk, epochs: Epochs) -> list[ScriptArg] | None:
         """The ``EVALSHA`` of one chunk, fenced by its partition's epoch (None: not ours)."""
         key, epoch = self._fence(partition, epochs)
         if epoch is None:
             return None
-        return ["EVALSHA", self._script.sha, 2, key, self.keys.beat_last(), epoch, *self._tail(), *chunk]
+        return ["EVALSHA", self._script.sha, 2, key, self.keys.beat_last(), epoch, *self._tail, *chunk]
 
     async def pack(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[Packed | None]:
         """The calls of ``chunks`` packed now, with the epochs held now (the Beat packs a
@@ -374,7 +372,6 @@ class FireScript:
 
     async def _run_pooled(self, chunks: list[tuple[int, Chunk]], epochs: Epochs) -> list[Any]:
         """One reply per chunk (None: fenced), the calls concurrently on pooled connections."""
-        tail = self._tail()
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def one(partition: int, chunk: Chunk) -> Any:
@@ -382,7 +379,8 @@ class FireScript:
             if epoch is None:
                 return None
             async with gate:  # Script: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
-                return await self._script(keys=[key, self.keys.beat_last()], args=[epoch, *tail, *chunk])
+                return await self._script(keys=[key, self.keys.beat_last()],
+                                          args=[epoch, *self._tail, *chunk])
 
         return list(await asyncio.gather(*(one(p, c) for p, c in chunks)))
 

@@ -22,7 +22,8 @@ integers, bulk strings, nulls; this connection never subscribes or tracks, so no
 message can arrive). When the connection is not of a kind the lane understands, it falls
 back to redis-py pipelines (:meth:`Lane.usable`).
 
-The seam: the worker needs only :class:`CommandBatches` (``execute`` a batch, ``close``).
+The seam: the worker and the Beat need only :class:`CommandBatches` (``execute`` a batch,
+``pack`` a command ahead, ``close``).
 :class:`Pipelines` is the plain variant — one ordinary redis-py pipeline per batch — chosen by
 :func:`open_lane` when ``worker.fast_paths`` is off or ``FLUXFUNC_PLAIN_VARIANTS=1``
 (docs/internals.md, "Fast paths and their plain variants").
@@ -112,8 +113,9 @@ class Pipelines:
 
 
 def open_lane(client: aioredis.Redis, *, timeout: float = 10.0, fast: bool = True) -> CommandBatches:
-    """The worker's hot-path command batches: the :class:`Lane`, or :class:`Pipelines` when the
-    fast paths are off (setting ``fast``, or ``FLUXFUNC_PLAIN_VARIANTS=1``)."""
+    """Hot-path command batches (the worker's claims, the Beat's moment): the :class:`Lane`,
+    or :class:`Pipelines` when the fast paths are off (setting ``fast``, or
+    ``FLUXFUNC_PLAIN_VARIANTS=1``)."""
     if use_fast(fast):
         return Lane(client, timeout=timeout)
     return Pipelines(client)
