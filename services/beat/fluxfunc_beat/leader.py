@@ -23,6 +23,12 @@ from fluxfunc_common.keys import Keys
 from fluxfunc_common.text import as_optional_text
 
 
+def poll_interval(lease_seconds: float) -> float:
+    """How often a lease of ``lease_seconds`` is tried for by a standby (and a Beat's partition
+    round runs, :mod:`~fluxfunc_beat.partitions`): a sixth of it, at most half a second."""
+    return min(lease_seconds / 6, 0.5)
+
+
 class Leadership:
     """The lease of one Beat process: candidate until :meth:`try_acquire` succeeds."""
 
@@ -66,7 +72,7 @@ class Leadership:
     @property
     def poll_interval(self) -> float:
         """How often a standby tries to take the lease."""
-        return min(self.lease / 6, 0.5)
+        return poll_interval(self.lease)
 
     def valid(self) -> bool:
         """True while this process may act as the leader."""

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from fluxfunc_beat.leader import Leadership
+from fluxfunc_beat.leader import Leadership, poll_interval
 from fluxfunc_common import luascripts
 from fluxfunc_common.clock import Clock, SystemClock
 from fluxfunc_common.keys import Keys
@@ -47,7 +47,6 @@ from fluxfunc_common.logs import get_logger
 
 log = get_logger("beat.partitions")
 
-ROUND_MAX_SECONDS = 0.5  # a round every min(lease/6, this)
 MEMBERS_LEASE_FRACTION = 0.5  # a membership lasts this much of the lease
 
 
@@ -71,7 +70,7 @@ class PartitionLeases:
                  token: str, clock: Clock | None = None) -> None:
         self.redis, self.keys, self.count, self.token = redis, keys, partitions, token
         self.clock = clock or SystemClock()
-        self.round = min(lease_seconds / 6, ROUND_MAX_SECONDS)
+        self.round = poll_interval(lease_seconds)
         self.members_ttl_ms = max(1, int(lease_seconds * MEMBERS_LEASE_FRACTION * 1000))
         self.leases = [Leadership(redis, keys, lease_seconds=lease_seconds - self.round, clock=self.clock,
                                   token=token, lease_key=keys.beat_partition(p),
@@ -82,11 +81,6 @@ class PartitionLeases:
         self._lapse_at: float | None = None  # when a partition this Beat lacks lapses (monotonic)
         self._members = luascripts.register(redis, "beat_members")
         self._offset = zlib.crc32(token.encode()) % partitions
-
-    @property
-    def lease(self) -> Leadership:
-        """Any partition's lease (they share the timings)."""
-        return self.leases[0]
 
     def next_round(self) -> float:
         """Seconds until the next round: the fixed round, or sooner when a partition this Beat
