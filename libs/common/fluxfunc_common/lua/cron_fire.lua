@@ -177,12 +177,9 @@ for g = 1, #groups, 3 do
         call('DEL', argv[8] .. cron .. p[8] .. ':' .. ms)
         if queued then call('DEL', enq .. tid) end
         unusual('X', '')
-      elseif queued then
-        add_task_entry(stream, tid, func, origin, argv[9 + 2 * k])
-        length, fired = length + 1, fired + 1
-        moved[m + 1], moved[m + 2], m = cron, ms, m + 2
-      elseif nx_get and not call('SET', enq .. tid, argv[10 + 2 * k], 'NX', 'GET', 'PX', ttl)
-          or not nx_get and call('SET', enq .. tid, argv[10 + 2 * k], 'NX', 'PX', ttl) then  -- set_new()
+      elseif queued  -- its enq marker set ahead (beat_claim.lua), else set_new() inline:
+          or nx_get and not call('SET', enq .. tid, argv[10 + 2 * k], 'NX', 'GET', 'PX', ttl)
+          or not nx_get and call('SET', enq .. tid, argv[10 + 2 * k], 'NX', 'PX', ttl) then
         add_task_entry(stream, tid, func, origin, argv[9 + 2 * k])
         length, fired = length + 1, fired + 1
         moved[m + 1], moved[m + 2], m = cron, ms, m + 2
